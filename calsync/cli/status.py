@@ -1,0 +1,65 @@
+"""``calsync status``: what each pair looked like after its last sync."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+from calsync.cli._common import config_option, load_config, print_json
+from calsync.sync.runner import status_file
+from calsync.sync.status import StatusDB
+
+
+def pair_status(cfg: Any, name: str) -> dict[str, Any]:
+    pair = cfg.pairs[name]
+    out: dict[str, Any] = {
+        "a": pair.a,
+        "b": pair.b,
+        "items": 0,
+        "last_run": None,
+        "last_result": None,
+    }
+    path = status_file(cfg, name)
+    if not path.exists():
+        return out
+    db = StatusDB(path)
+    try:
+        out["items"] = db.count()
+        last = db.get_meta("last_run")
+        if last:
+            out["last_run"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(last)))
+        result = db.get_meta("last_result")
+        if result:
+            out["last_result"] = json.loads(result)
+    finally:
+        db.close()
+    return out
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@config_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show each pair's items, last sync and its outcome."""
+    cfg = load_config(ctx)
+    data = {"pairs": {name: pair_status(cfg, name) for name in cfg.pairs}}
+    if as_json:
+        print_json(data)
+        return
+    for name, st in data["pairs"].items():
+        head = f"{name}: {st['a']} <-> {st['b']}, {st['items']} items"
+        if st["last_run"] is None:
+            click.echo(f"{head}, never synced")
+            continue
+        click.echo(f"{head}, last sync {st['last_run']}")
+        res = st["last_result"] or {}
+        if res.get("stopped"):
+            click.echo(f"  stopped: {res['stopped']}")
+        for err in res.get("errors", []):
+            click.echo(
+                f"  error: {err['store']}: {err.get('uid') or err.get('id')}: {err['message']}"
+            )

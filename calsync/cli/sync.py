@@ -1,0 +1,109 @@
+"""``calsync sync``: sync pairs once."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from calsync.cli import EXIT_FAILED, EXIT_GUARD, EXIT_OK
+from calsync.cli._common import config_option, fail, load_config, print_json, stderr_is_terminal
+from calsync.sync.engine import Progress, SyncResult
+from calsync.sync.runner import run_pair
+
+
+@contextmanager
+def _progress_bar(enabled: bool, label: str) -> Iterator[Progress | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def summary_line(result: SyncResult, a: str, b: str) -> str:
+    if result.stopped:
+        return f"{result.pair}: not synced: {result.stopped}"
+    parts = []
+    for side, store in (("a", a), ("b", b)):
+        bits = [
+            f"{n} {what}"
+            for what, n in (
+                ("added", getattr(result, f"added_{side}")),
+                ("updated", getattr(result, f"updated_{side}")),
+                ("deleted", getattr(result, f"deleted_{side}")),
+            )
+            if n
+        ]
+        if bits:
+            parts.append(f"{store}: {', '.join(bits)}")
+    text = "; ".join(parts) if parts else "in sync, nothing to do"
+    if result.conflicts:
+        text += f"; {result.conflicts} conflict(s) resolved"
+    if result.errors:
+        text += f"; {len(result.errors)} item(s) failed"
+    return f"{result.pair}: {text} ({result.seconds:.2f} s)"
+
+
+@click.command()
+@click.argument("pairs", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object with the counts")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="override the safety guards (mass delete, "
+    "emptied store, store moved) after you checked their message",
+)
+@click.option("--dry-run", is_flag=True, help="show what would be done, change nothing")
+@config_option
+@click.pass_context
+def sync(
+    ctx: click.Context, pairs: tuple[str, ...], as_json: bool, force: bool, dry_run: bool
+) -> None:
+    """Sync PAIRS (all pairs when none is named) once.
+
+    Prints one line per pair, or with --json one object:
+    {"pairs": {"NAME": {"added_a": 0, "added_b": 0, "updated_a": 0,
+    "updated_b": 0, "deleted_a": 0, "deleted_b": 0, "conflicts": 0,
+    "errors": [...]}}}.  Each error names the store, the item id and UID, and
+    the reason; the other items still sync.
+    """
+    cfg = load_config(ctx)
+    names = list(pairs) or list(cfg.pairs)
+    unknown = [n for n in names if n not in cfg.pairs]
+    if unknown:
+        fail(f"no pair named {', '.join(unknown)} (pairs: {', '.join(cfg.pairs) or 'none'})")
+    if not names:
+        fail("the configuration has no [pairs.NAME] section: nothing to sync")
+    results: dict[str, SyncResult] = {}
+    show_bar = not as_json and stderr_is_terminal()
+    for name in names:
+        with _progress_bar(show_bar, name) as progress:
+            results[name] = run_pair(cfg, name, force=force, dry_run=dry_run, progress=progress)
+        if not as_json:
+            pair = cfg.pairs[name]
+            line = summary_line(results[name], pair.a, pair.b)
+            click.echo(("(dry run) " if dry_run else "") + line)
+            for err in results[name].errors:
+                click.echo(f"  error: {err}", err=True)
+    if as_json:
+        print_json({"pairs": {n: r.to_json() for n, r in results.items()}})
+    if any(r.guard for r in results.values()):
+        sys.exit(EXIT_GUARD)
+    if any(r.stopped or r.errors for r in results.values()):
+        sys.exit(EXIT_FAILED)
+    sys.exit(EXIT_OK)

@@ -1,0 +1,493 @@
+"""The user's configuration: a TOML file, validated with precise messages.
+
+Where it is: ``--config PATH``, else ``$CALSYNC_CONFIG``, else ``config.toml``
+in the platform's config dir.  Every error names the file, the line and the
+key.  Store sections are validated against the ``options`` their store class
+declares, so a new store type needs no change here.
+
+Other sections (``[server]``, ``[syncml...]``, ``[caldav...]``) register their
+own keys in ``SECTION_OPTIONS``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from calsync.stores import STORE_TYPES, Option, Store, StoreContext, store_class
+from calsync.sync.conflict import FALLBACKS, POLICIES
+
+APP = "calsync"
+
+PAIR_OPTIONS: dict[str, Option] = {
+    "a": Option(str, "name of the first store", required=True),
+    "b": Option(str, "name of the second store", required=True),
+    "conflict": Option(
+        str,
+        "what to do when both sides changed an item: merge (three-way, per property), "
+        "newest, a-wins, b-wins, keep-both",
+        default="merge",
+        choices=POLICIES,
+    ),
+    "merge_fallback": Option(
+        str,
+        "for conflict = merge: who wins a property both sides changed",
+        default="newest",
+        choices=FALLBACKS,
+    ),
+    "on_empty": Option(
+        str,
+        "a side that had items and now lists none: abort (default) or sync",
+        default="abort",
+        choices=("abort", "sync"),
+    ),
+    "max_delete": Option(
+        (str, int),
+        "most deletions one sync may make on a side: a share ('50%') or a number",
+        default="50%",
+    ),
+    "interval": Option((int, float), "seconds between automatic syncs by the daemon", default=300),
+}
+
+# Top-level sections other than stores/pairs: name -> key -> Option.
+SECTION_OPTIONS: dict[str, dict[str, Option]] = {
+    "general": {
+        "state_dir": Option(str, "where status, history and caches live"),
+    },
+    "history": {
+        "retention_days": Option(
+            (int, float), "how long overwritten versions are kept", default=90
+        ),
+    },
+}
+
+
+class ConfigError(Exception):
+    """A configuration problem, with file, line and key."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Path | None = None,
+        line: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.message = message
+        self.path = path
+        self.line = line
+        self.key = key
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = str(self.path) if self.path else "config"
+        if self.line:
+            where += f":{self.line}"
+        if self.key:
+            where += f": {self.key}"
+        return f"{where}: {self.message}"
+
+
+# -- locations ------------------------------------------------------------------
+
+
+def config_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP, appauthor=False))
+
+
+def default_state_dir() -> Path:
+    env = os.environ.get("CALSYNC_STATE_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir(APP, appauthor=False))
+
+
+def data_dir() -> Path:
+    env = os.environ.get("CALSYNC_DATA_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP, appauthor=False))
+
+
+def default_config_path() -> Path:
+    env = os.environ.get("CALSYNC_CONFIG")
+    if env:
+        return Path(env)
+    return config_dir() / "config.toml"
+
+
+# -- model ----------------------------------------------------------------------
+
+
+@dataclass
+class PairConfig:
+    name: str
+    a: str
+    b: str
+    conflict: str = "merge"
+    merge_fallback: str = "newest"
+    on_empty: str = "abort"
+    max_delete: float | int = 0.5
+    interval: float = 300.0
+
+
+@dataclass
+class Config:
+    path: Path | None
+    raw: dict[str, Any]
+    stores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pairs: dict[str, PairConfig] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def base_dir(self) -> Path | None:
+        return self.path.parent if self.path else None
+
+    @property
+    def state_dir(self) -> Path:
+        custom = self.raw.get("general", {}).get("state_dir")
+        if custom:
+            from calsync.stores._files import expand_path
+
+            return expand_path(custom, self.base_dir)
+        return default_state_dir()
+
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.raw.get(name, {})
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def retention_days(self) -> float:
+        return float(self.section("history").get("retention_days", 90))
+
+    def store(self, name: str) -> Store:
+        """Instantiate the named store."""
+        section = self.stores[name]
+        cls = store_class(section["type"])
+        ctx = StoreContext(
+            cache_dir=self.state_dir / "stores" / _safe(name), config_dir=self.base_dir
+        )
+        options = {k: v for k, v in section.items() if k != "type"}
+        return cls.from_config(name, options, ctx)
+
+    def pairs_of_store(self, store: str) -> list[str]:
+        return [p.name for p in self.pairs.values() if store in (p.a, p.b)]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+# -- loading and validation ---------------------------------------------------
+
+
+class _Lines:
+    """Finds the line of a section or key in the TOML text, for messages."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def section(self, dotted: str) -> int | None:
+        pattern = re.compile(
+            r"^\s*\[\s*"
+            + r"\s*\.\s*".join(
+                rf'(?:"{re.escape(part)}"|{re.escape(part)})' for part in dotted.split(".")
+            )
+            + r"\s*\]"
+        )
+        for i, line in enumerate(self.lines, 1):
+            if pattern.match(line):
+                return i
+        return None
+
+    def key(self, dotted_section: str, key: str) -> int | None:
+        start = self.section(dotted_section)
+        if start is None:
+            return None
+        pattern = re.compile(rf'^\s*(?:"{re.escape(key)}"|{re.escape(key)})\s*=')
+        for i in range(start, len(self.lines)):
+            line = self.lines[i]
+            if line.lstrip().startswith("["):
+                break
+            if pattern.match(line):
+                return i + 1
+        return start
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true/false",
+        list: "a list",
+        dict: "a table",
+    }
+    if isinstance(t, tuple):
+        return " or ".join(names.get(x, x.__name__) for x in t)
+    return names.get(t, t.__name__)
+
+
+def _check_options(
+    options: dict[str, Option],
+    values: dict[str, Any],
+    where: str,
+    lines: _Lines,
+    path: Path | None,
+    ignore: tuple[str, ...] = (),
+) -> list[ConfigError]:
+    errors: list[ConfigError] = []
+    for key, value in values.items():
+        if key in ignore:
+            continue
+        opt = options.get(key)
+        if opt is None:
+            known = ", ".join(sorted(options)) or "none"
+            errors.append(
+                ConfigError(
+                    f"unknown key (known keys: {known})",
+                    path=path,
+                    line=lines.key(where, key),
+                    key=f"{where}.{key}",
+                )
+            )
+            continue
+        types = opt.type if isinstance(opt.type, tuple) else (opt.type,)
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if float in types and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            errors.append(
+                ConfigError(
+                    f"must be {_type_name(opt.type)}, not {type(value).__name__}",
+                    path=path,
+                    line=lines.key(where, key),
+                    key=f"{where}.{key}",
+                )
+            )
+            continue
+        if opt.choices and value not in opt.choices:
+            errors.append(
+                ConfigError(
+                    f"must be one of {', '.join(opt.choices)}; got {value!r}",
+                    path=path,
+                    line=lines.key(where, key),
+                    key=f"{where}.{key}",
+                )
+            )
+    for key, opt in options.items():
+        if opt.required and key not in values:
+            errors.append(
+                ConfigError(
+                    f"required key {key!r} is missing ({opt.help})",
+                    path=path,
+                    line=lines.section(where),
+                    key=f"{where}.{key}",
+                )
+            )
+    return errors
+
+
+def parse_max_delete(value: str | int) -> float | int:
+    if isinstance(value, int):
+        return value
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", value)
+    if not m:
+        raise ValueError("must be a percentage like '50%' or a number of items")
+    return float(m.group(1)) / 100.0
+
+
+def parse(text: str, path: Path | None = None) -> tuple[Config, list[ConfigError]]:
+    """Parse and validate; returns the config and every problem found."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise ConfigError(
+            f"not valid TOML: {e}", path=path, line=int(m.group(1)) if m else None
+        ) from None
+    lines = _Lines(text)
+    cfg = Config(path=path, raw=raw)
+    errors: list[ConfigError] = []
+    known_sections = {"stores", "pairs", *SECTION_OPTIONS, *EXTRA_SECTIONS}
+    for key in raw:
+        if key not in known_sections:
+            errors.append(
+                ConfigError(
+                    f"unknown section (known: {', '.join(sorted(known_sections))})",
+                    path=path,
+                    line=lines.section(key) or lines.key("", key),
+                    key=key,
+                )
+            )
+    for name, options in SECTION_OPTIONS.items():
+        values = raw.get(name, {})
+        if isinstance(values, dict):
+            errors += _check_options(options, values, name, lines, path)
+    for section, validator in EXTRA_SECTIONS.items():
+        if section in raw:
+            errors += validator(raw[section], lines, path)
+    stores = raw.get("stores", {})
+    for name, section in stores.items():
+        where = f"stores.{name}"
+        if not isinstance(section, dict):
+            errors.append(ConfigError("must be a table", path=path, key=where))
+            continue
+        type_name = section.get("type")
+        if type_name is None:
+            errors.append(
+                ConfigError(
+                    f"required key 'type' is missing (one of {', '.join(sorted(STORE_TYPES))})",
+                    path=path,
+                    line=lines.section(where),
+                    key=f"{where}.type",
+                )
+            )
+            continue
+        if type_name not in STORE_TYPES:
+            errors.append(
+                ConfigError(
+                    f"unknown store type {type_name!r} (known: {', '.join(sorted(STORE_TYPES))})",
+                    path=path,
+                    line=lines.key(where, "type"),
+                    key=f"{where}.type",
+                )
+            )
+            continue
+        cls = store_class(type_name)
+        errors += _check_options(cls.options, section, where, lines, path, ignore=("type",))
+        cfg.stores[name] = section
+    for name, section in raw.get("pairs", {}).items():
+        where = f"pairs.{name}"
+        if not isinstance(section, dict):
+            errors.append(ConfigError("must be a table", path=path, key=where))
+            continue
+        problems = _check_options(PAIR_OPTIONS, section, where, lines, path)
+        errors += problems
+        if problems:
+            continue
+        for side in ("a", "b"):
+            if section[side] not in stores:
+                errors.append(
+                    ConfigError(
+                        f"no store named {section[side]!r} (stores: "
+                        f"{', '.join(sorted(stores)) or 'none'})",
+                        path=path,
+                        line=lines.key(where, side),
+                        key=f"{where}.{side}",
+                    )
+                )
+        if section["a"] == section["b"]:
+            errors.append(
+                ConfigError(
+                    "a and b are the same store",
+                    path=path,
+                    line=lines.key(where, "b"),
+                    key=f"{where}.b",
+                )
+            )
+        try:
+            max_delete = parse_max_delete(section.get("max_delete", "50%"))
+        except ValueError as e:
+            errors.append(
+                ConfigError(
+                    str(e),
+                    path=path,
+                    line=lines.key(where, "max_delete"),
+                    key=f"{where}.max_delete",
+                )
+            )
+            continue
+        cfg.pairs[name] = PairConfig(
+            name=name,
+            a=section["a"],
+            b=section["b"],
+            conflict=section.get("conflict", "merge"),
+            merge_fallback=section.get("merge_fallback", "newest"),
+            on_empty=section.get("on_empty", "abort"),
+            max_delete=max_delete,
+            interval=float(section.get("interval", 300)),
+        )
+    if path is not None:
+        cfg.warnings += _permission_warnings(raw, path)
+    return cfg, errors
+
+
+# section name -> validator(values, lines, path) -> errors; features add theirs
+EXTRA_SECTIONS: dict[str, Any] = {}
+
+
+def _has_secret(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(
+            (k in ("password", "token", "secret") and isinstance(v, str)) or _has_secret(v)
+            for k, v in value.items()
+        )
+    return False
+
+
+def _permission_warnings(raw: dict[str, Any], path: Path) -> list[str]:
+    if os.name != "posix" or not _has_secret(raw):
+        return []
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return []
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        return [
+            f"{path} holds passwords and can be read by other users "
+            f"(mode {stat.filemode(mode)}); run: chmod 600 {path}"
+        ]
+    return []
+
+
+def load(path: Path | None = None) -> Config:
+    """Load and validate; raises ConfigError (the first problem) when invalid."""
+    cfg, errors = load_all(path)
+    if errors:
+        raise errors[0]
+    return cfg
+
+
+def load_all(path: Path | None = None) -> tuple[Config, list[ConfigError]]:
+    path = path or default_config_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            "no configuration file here; create one (see `calsync --help`) or pass --config",
+            path=path,
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read it: {e}", path=path) from None
+    return parse(text, path)
+
+
+def resolve_secret(section: dict[str, Any], key: str = "password") -> str | None:
+    """``key`` itself, or the output of ``<key>_command`` (first line, stripped)."""
+    if key in section:
+        return str(section[key])
+    command = section.get(f"{key}_command")
+    if command is None:
+        return None
+    args = command if isinstance(command, list) else ["sh", "-c", command]
+    if sys.platform == "win32" and not isinstance(command, list):
+        args = ["cmd", "/c", command]
+    try:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise ConfigError(f"{key}_command failed: {type(e).__name__}") from None
+    return out.stdout.splitlines()[0].strip() if out.stdout else ""

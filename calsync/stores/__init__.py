@@ -1,0 +1,218 @@
+"""Calendar stores behind one small interface.
+
+A store is a set of items addressed by store-specific ids, each with a version
+that changes whenever the item changes (an mtime, an ETag, a content hash).
+The sync engine only ever needs:
+
+- ``list()``: every id and its version, cheaply (no parsing when possible);
+- ``get_many(ids)``: the items for the ids whose version changed;
+- ``add``/``update``/``delete`` with optimistic concurrency (``update`` and
+  ``delete`` take the version the engine last saw, and fail with
+  ``PreconditionFailed`` when the store holds something else);
+- ``flush()``: make buffered writes durable (a single-file store writes its
+  file once per sync, here).
+
+Each store module registers its ``type`` in ``STORE_TYPES`` below (imported
+lazily, so ``calsync sync`` of two vdirs never imports the CalDAV client) and
+declares its configuration keys in ``options``, which ``calsync.config``
+validates generically.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from calsync.items import Item, ItemError
+
+# type name -> "module:Class"; each store adds its line here.
+STORE_TYPES: dict[str, str] = {
+    "memory": "calsync.stores.memory:MemoryStore",
+    "vdir": "calsync.stores.vdir:VdirStore",
+    "ics": "calsync.stores.ics:IcsStore",
+}
+
+
+class StoreError(Exception):
+    """A store operation failed; says which store and item."""
+
+    def __init__(self, message: str, *, store: str | None = None, id: str | None = None) -> None:
+        self.message = message
+        self.store = store
+        self.id = id
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = []
+        if self.store:
+            where.append(f"store {self.store}")
+        if self.id:
+            where.append(f"item {self.id}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class NotFound(StoreError):
+    """The id does not exist (any more)."""
+
+
+class PreconditionFailed(StoreError):
+    """The item changed since the version the caller saw."""
+
+
+class ItemRejected(StoreError):
+    """The store refuses this item (invalid for it, too large, wrong type...)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store as a whole cannot be used right now (unreachable, locked, corrupt).
+
+    The engine skips the pair for this run; nothing is treated as deleted.
+    """
+
+
+@dataclass
+class Listing:
+    """What ``Store.list`` returns.
+
+    ``errors`` holds ids that exist but cannot be used now (e.g. a UID that
+    appears twice with different content): the engine reports them and never
+    treats them as deleted.  ``uids`` optionally maps ids to UIDs when the store
+    knows them without fetching (saves fetching new items twice).
+    """
+
+    versions: dict[str, str]
+    errors: dict[str, str] = field(default_factory=dict)
+    uids: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration key of a store (or pair): type, default and help."""
+
+    type: type | tuple[type, ...]
+    help: str
+    required: bool = False
+    default: Any = None
+    choices: tuple[str, ...] | None = None
+    secret: bool = False  # never printed, never logged
+
+
+@dataclass
+class StoreContext:
+    """What a store gets from its surroundings."""
+
+    cache_dir: Path  # private, persistent directory for this store's caches
+    config_dir: Path | None = None  # for resolving relative paths
+
+
+class Store(ABC):
+    """Base class of all stores (see module docstring for the contract)."""
+
+    type: ClassVar[str]
+    options: ClassVar[dict[str, Option]] = {}
+    # Stores that write everything in flush() (e.g. one .ics file): the engine
+    # commits status rows for their writes only after flush() returned.
+    buffered: ClassVar[bool] = False
+
+    def __init__(self, name: str, ctx: StoreContext) -> None:
+        self.name = name
+        self.ctx = ctx
+
+    @classmethod
+    def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
+        """Build the store from its (already validated) config section."""
+        raise NotImplementedError
+
+    # -- the contract ---------------------------------------------------------
+
+    @abstractmethod
+    def identity(self) -> str:
+        """A stable string for *what* this store points at (path, URL, calendar id).
+
+        The engine remembers it per pair and refuses to sync when it changes, so
+        that a store pointed elsewhere is not mistaken for "everything deleted".
+        """
+
+    @abstractmethod
+    def list(self) -> Listing: ...
+
+    @abstractmethod
+    def get(self, id: str) -> tuple[Item, str]:
+        """The item and its current version; NotFound, or ItemError if unparsable."""
+
+    def get_many(self, ids: Iterable[str]) -> Iterator[tuple[str, Item | ItemError, str]]:
+        """(id, item or error, version) for each id that still exists.
+
+        Stores with a cheaper bulk read (CalDAV multiget) override this.
+        """
+        for id in ids:
+            try:
+                item, version = self.get(id)
+            except NotFound:
+                continue
+            except ItemError as e:
+                e.source = e.source or self.name
+                e.id = e.id or id
+                yield id, e, ""
+                continue
+            yield id, item, version
+
+    @abstractmethod
+    def add(self, item: Item) -> tuple[str, str]:
+        """Store a new item; returns (id, version)."""
+
+    @abstractmethod
+    def update(self, id: str, item: Item, version: str) -> str:
+        """Replace the item if it is still at ``version``; returns the new version."""
+
+    @abstractmethod
+    def delete(self, id: str, version: str) -> None:
+        """Delete the item if it is still at ``version``."""
+
+    def flush(self) -> None:
+        """Make buffered writes durable.  May raise StoreError for all of them."""
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def describe(self) -> str:
+        """A short human description, for messages."""
+        return f"{self.type} store {self.name}"
+
+    # -- helpers for subclasses -----------------------------------------------
+
+    def error(
+        self, kind: builtins.type[StoreError], message: str, id: str | None = None
+    ) -> StoreError:
+        return kind(message, store=self.name, id=id)
+
+
+def store_class(type_name: str) -> type[Store]:
+    """The Store subclass registered for ``type_name`` (imported on demand)."""
+    target = STORE_TYPES.get(type_name)
+    if target is None:
+        raise KeyError(type_name)
+    module, _, attr = target.partition(":")
+    cls: type[Store] = getattr(importlib.import_module(module), attr)
+    return cls
+
+
+__all__ = [
+    "STORE_TYPES",
+    "ItemRejected",
+    "Listing",
+    "NotFound",
+    "Option",
+    "PreconditionFailed",
+    "Store",
+    "StoreContext",
+    "StoreError",
+    "StoreUnavailable",
+    "store_class",
+]

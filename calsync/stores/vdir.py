@@ -1,0 +1,171 @@
+"""vdir store: a directory with one ``.ics`` file per item.
+
+The layout vdirsyncer, khal and todoman use.  The version of a file is its
+mtime (ns), inode and size, so listing needs one ``stat`` per file and no read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+from calsync.items import Item
+from calsync.stores import (
+    ItemRejected,
+    Listing,
+    NotFound,
+    Option,
+    PreconditionFailed,
+    Store,
+    StoreContext,
+)
+from calsync.stores._files import expand_path, sync_filesystem, write_atomic
+
+_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,150}")
+_WINDOWS_RESERVED = re.compile(r"(CON|PRN|AUX|NUL|COM\d|LPT\d)(\..*)?", re.I)
+
+
+def file_name(uid: str, ext: str) -> str:
+    """A file name for ``uid`` that is safe on every platform and unique per UID."""
+    if _SAFE.fullmatch(uid) and not _WINDOWS_RESERVED.fullmatch(uid) and not uid.endswith("."):
+        return uid + ext
+    readable = re.sub(r"[^A-Za-z0-9_.@+=-]+", "_", uid).strip("._")[:80]
+    digest = hashlib.sha1(uid.encode("utf-8")).hexdigest()[:16]
+    return f"{readable}-{digest}{ext}" if readable else f"{digest}{ext}"
+
+
+def _version(st: os.stat_result) -> str:
+    return f"{st.st_mtime_ns}.{st.st_ino}.{st.st_size}"
+
+
+class VdirStore(Store):
+    type = "vdir"
+    options: ClassVar[dict[str, Option]] = {
+        "path": Option(str, "directory holding one .ics file per item", required=True),
+        "fileext": Option(str, "file name extension of items", default=".ics"),
+        "fsync": Option(
+            str,
+            "durability: 'batch' (one filesystem sync per batch of writes, before the "
+            "status records them), 'always' (fsync every file), 'never'",
+            default="batch",
+            choices=("batch", "always", "never"),
+        ),
+    }
+
+    def __init__(
+        self,
+        name: str,
+        ctx: StoreContext,
+        path: Path,
+        *,
+        fileext: str = ".ics",
+        fsync: str = "batch",
+    ) -> None:
+        super().__init__(name, ctx)
+        self.path = path
+        self.fileext = fileext
+        self.fsync = fsync
+        self._written: list[Path] = []
+
+    @classmethod
+    def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
+        return cls(
+            name,
+            ctx,
+            expand_path(section["path"], ctx.config_dir),
+            fileext=section.get("fileext", ".ics"),
+            fsync=section.get("fsync", "batch"),
+        )
+
+    def identity(self) -> str:
+        return f"vdir:{os.path.realpath(self.path)}"
+
+    def describe(self) -> str:
+        return f"vdir {self.path}"
+
+    def _ensure_dir(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def list(self) -> Listing:
+        self._ensure_dir()
+        versions: dict[str, str] = {}
+        ext = self.fileext
+        with os.scandir(self.path) as it:
+            for entry in it:
+                name = entry.name
+                if not name.endswith(ext) or name.startswith("."):
+                    continue
+                try:
+                    if not entry.is_file():
+                        continue
+                    versions[name] = _version(entry.stat())
+                except FileNotFoundError:
+                    continue
+        return Listing(versions)
+
+    def _file(self, id: str) -> Path:
+        if "/" in id or "\\" in id or id.startswith(".") or not id:
+            raise self.error(NotFound, "not an item file name", id)
+        return self.path / id
+
+    def get(self, id: str) -> tuple[Item, str]:
+        path = self._file(id)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+                version = _version(os.fstat(f.fileno()))
+        except FileNotFoundError:
+            raise self.error(NotFound, "no such file", id) from None
+        return Item.from_bytes(data, source=str(path)), version
+
+    def _current(self, id: str) -> str:
+        try:
+            return _version(os.stat(self._file(id)))
+        except FileNotFoundError:
+            raise self.error(NotFound, "no such file", id) from None
+
+    def _write(self, path: Path, item: Item, *, exclusive: bool) -> str:
+        write_atomic(path, item.raw, fsync=self.fsync == "always", exclusive=exclusive)
+        if self.fsync == "batch":
+            self._written.append(path)
+        return _version(os.stat(path))
+
+    def add(self, item: Item) -> tuple[str, str]:
+        self._ensure_dir()
+        base = file_name(item.uid, self.fileext)
+        name = base
+        for n in range(1, 1000):
+            try:
+                return name, self._write(self.path / name, item, exclusive=True)
+            except FileExistsError:
+                stem = base[: -len(self.fileext)] if self.fileext else base
+                name = f"{stem}-{n}{self.fileext}"
+            except OSError as e:
+                raise self.error(ItemRejected, f"cannot write {name}: {e}", item.uid) from None
+        raise self.error(ItemRejected, "no free file name", item.uid)
+
+    def update(self, id: str, item: Item, version: str) -> str:
+        if self._current(id) != version:
+            raise self.error(PreconditionFailed, "file changed since it was listed", id)
+        try:
+            return self._write(self._file(id), item, exclusive=False)
+        except OSError as e:
+            raise self.error(ItemRejected, f"cannot write: {e}", id) from None
+
+    def delete(self, id: str, version: str) -> None:
+        if self._current(id) != version:
+            raise self.error(PreconditionFailed, "file changed since it was listed", id)
+        try:
+            os.unlink(self._file(id))
+        except FileNotFoundError:
+            raise self.error(NotFound, "no such file", id) from None
+        if self.fsync != "never":
+            self._written.append(self.path)
+
+    def flush(self) -> None:
+        if self._written and self.fsync == "batch":
+            sync_filesystem(self.path, self._written)
+        self._written.clear()

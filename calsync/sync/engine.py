@@ -1,0 +1,487 @@
+"""Syncing one pair: guards, listing, fetching, planning, executing.
+
+The order of writes is what makes a crash at any point harmless:
+
+1. a version about to be overwritten or deleted is saved to history and
+   committed;
+2. the store write happens;
+3. the status row describing it is staged, and committed in a batch only
+   after the store made its writes durable (``Store.flush``; a buffered store
+   such as an ``.ics`` file writes everything there, at the end).
+
+So the status may lag behind the stores, never run ahead of them.  A lagging
+status converges on the next sync: an item present on both sides with equal
+content and no status row is adopted; two sides that both "changed" to the
+same content are recorded, not conflicted; a delete already done is forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from calsync.items import Item, ItemError
+from calsync.stores import Listing, NotFound, Store, StoreError
+from calsync.sync import history as hist
+from calsync.sync.conflict import resolve
+from calsync.sync.history import History
+from calsync.sync.plan import (
+    Action,
+    Add,
+    Changed,
+    Conflict,
+    Delete,
+    Forget,
+    New,
+    Plan,
+    Record,
+    Report,
+    Update,
+    other,
+    plan,
+    to_fetch,
+)
+from calsync.sync.status import Row, StatusDB
+
+log = logging.getLogger("calsync.sync")
+
+CHECKPOINT_EVERY = 500  # store writes between status commits
+
+
+@dataclass
+class PairOptions:
+    """The engine-relevant settings of a pair (see ``calsync.config``)."""
+
+    name: str
+    conflict: str = "merge"
+    merge_fallback: str = "newest"
+    on_empty: str = "abort"  # abort | sync
+    max_delete: float | int = 0.5  # a fraction of a side's items, or an absolute count
+
+
+class GuardStop(Exception):
+    """A guard refused the sync; nothing was written."""
+
+
+@dataclass
+class ItemFailure:
+    store: str
+    side: str
+    id: str | None
+    uid: str | None
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "store": self.store,
+            "side": self.side,
+            "id": self.id,
+            "uid": self.uid,
+            "message": self.message,
+        }
+
+    def __str__(self) -> str:
+        what = self.uid or self.id or "?"
+        return f"{self.store}: {what}: {self.message}"
+
+
+@dataclass
+class SyncResult:
+    pair: str
+    added_a: int = 0
+    added_b: int = 0
+    updated_a: int = 0
+    updated_b: int = 0
+    deleted_a: int = 0
+    deleted_b: int = 0
+    conflicts: int = 0
+    errors: list[ItemFailure] = field(default_factory=list)
+    stopped: str | None = None  # why the whole pair did not sync (guard, store down)
+    guard: bool = False  # True when ``stopped`` is a guard (needs --force or a decision)
+    seconds: float = 0.0
+
+    def bump(self, what: str, side: str, n: int = 1) -> None:
+        key = f"{what}_{side}"
+        setattr(self, key, getattr(self, key) + n)
+
+    @property
+    def changes(self) -> int:
+        return (
+            self.added_a
+            + self.added_b
+            + self.updated_a
+            + self.updated_b
+            + self.deleted_a
+            + self.deleted_b
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "added_a": self.added_a,
+            "added_b": self.added_b,
+            "updated_a": self.updated_a,
+            "updated_b": self.updated_b,
+            "deleted_a": self.deleted_a,
+            "deleted_b": self.deleted_b,
+            "conflicts": self.conflicts,
+            "errors": [e.to_json() for e in self.errors],
+        }
+        if self.stopped:
+            out["stopped"] = self.stopped
+        return out
+
+
+Progress = Callable[[int, int], None]
+
+
+class Engine:
+    """Syncs one pair once (see module docstring)."""
+
+    def __init__(
+        self,
+        options: PairOptions,
+        a: Store,
+        b: Store,
+        status: StatusDB,
+        history: History,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
+        self.opt = options
+        self.stores = {"a": a, "b": b}
+        self.status = status
+        self.history = history
+        self.force = force
+        self.dry_run = dry_run
+        self.progress = progress
+        self.result = SyncResult(options.name)
+        # uid -> sides written for it since the last commit, and what was counted
+        self._written: dict[str, set[str]] = {}
+        self._counted: dict[str, list[tuple[str, str]]] = {}
+        self._writes_since_checkpoint = 0
+
+    # -- top level --------------------------------------------------------------
+
+    def run(self) -> SyncResult:
+        started = time.monotonic()
+        try:
+            self._run()
+        except GuardStop as e:
+            self.result.stopped = str(e)
+            self.result.guard = True
+            log.warning("pair %s: %s", self.opt.name, e)
+        except StoreError as e:
+            self.result.stopped = str(e)
+            log.error("pair %s: %s", self.opt.name, e)
+        self.result.seconds = time.monotonic() - started
+        return self.result
+
+    def _run(self) -> None:
+        self._check_identity()
+        rows = self.status.rows()
+        listings = {side: self.stores[side].list() for side in ("a", "b")}
+        self._check_empty(rows, listings)
+        fetched = {side: self._fetch(rows, listings[side], side) for side in ("a", "b")}
+        the_plan = plan(rows, listings, fetched)
+        self._check_deletes(rows, the_plan)
+        if self.dry_run:
+            self._count_plan(the_plan)
+            return
+        self._execute(the_plan.actions)
+        self._finish()
+
+    # -- guards ------------------------------------------------------------------
+
+    def _check_identity(self) -> None:
+        changed = []
+        for side in ("a", "b"):
+            seen = self.status.get_meta(f"identity.{side}")
+            now = self.stores[side].identity()
+            if seen is not None and seen != now:
+                changed.append((side, seen, now))
+        if not changed:
+            return
+        if self.status.count() == 0:
+            return
+        desc = "; ".join(
+            f"store {self.stores[s].name} was {old}, is now {new}" for s, old, new in changed
+        )
+        if not self.force:
+            raise GuardStop(
+                f"{desc}. Not syncing: its items would look deleted. If the new location is "
+                f"right, run `calsync sync {self.opt.name} --force` to start this pair afresh "
+                "(items are matched by UID, nothing is deleted)."
+            )
+        log.warning("pair %s: %s; starting afresh (--force)", self.opt.name, desc)
+        self.status.reset()
+
+    def _check_empty(self, rows: dict[str, Row], listings: dict[str, Listing]) -> None:
+        if not rows or self.opt.on_empty == "sync" or self.force:
+            return
+        for side in ("a", "b"):
+            lst = listings[side]
+            if not lst.versions and not lst.errors:
+                store = self.stores[side]
+                raise GuardStop(
+                    f"{store.describe()} is empty but held {len(rows)} items at the last "
+                    f"sync. Not deleting them everywhere. If you really emptied it, run "
+                    f'`calsync sync {self.opt.name} --force` (or set on_empty = "sync" '
+                    "for this pair); if not, check the store's configuration."
+                )
+
+    def _check_deletes(self, rows: dict[str, Row], the_plan: Plan) -> None:
+        if self.force or not rows:
+            return
+        limit = self.opt.max_delete
+        for side in ("a", "b"):
+            n = the_plan.deletes_on(side)
+            if n <= 1:
+                continue
+            allowed = limit * len(rows) if isinstance(limit, float) else limit
+            if n > allowed:
+                what = f"{limit:.0%}" if isinstance(limit, float) else str(limit)
+                raise GuardStop(
+                    f"this sync would delete {n} of {len(rows)} items from "
+                    f"{self.stores[side].describe()}, more than max_delete ({what}). "
+                    f"Nothing was changed. If these deletions are intended, run "
+                    f"`calsync sync {self.opt.name} --force`."
+                )
+
+    # -- reading -----------------------------------------------------------------
+
+    def _fetch(
+        self, rows: dict[str, Row], listing: Listing, side: str
+    ) -> dict[str, Item | ItemError]:
+        ids = to_fetch(rows, listing, side)
+        out: dict[str, Item | ItemError] = {}
+        if not ids:
+            return out
+        store = self.stores[side]
+        for id, got, version in store.get_many(ids):
+            out[id] = got
+            if version and not isinstance(got, ItemError):
+                listing.versions[id] = version  # the version of what we actually read
+        return out
+
+    # -- writing -----------------------------------------------------------------
+
+    def _execute(self, actions: list[Action]) -> None:
+        total = len(actions)
+        for n, action in enumerate(actions, 1):
+            try:
+                self._do(action)
+            except (StoreError, ItemError, OSError, ValueError) as e:
+                self._fail(action, str(e))
+            if self.progress is not None:
+                self.progress(n, total)
+            if self._writes_since_checkpoint >= CHECKPOINT_EVERY:
+                self._checkpoint()
+
+    def _fail(self, action: Action, message: str) -> None:
+        uid = getattr(action, "uid", None)
+        side = getattr(action, "to", None) or getattr(action, "on", None) or "a"
+        id = getattr(action, "id", None)
+        store = self.stores[side].name
+        log.error("pair %s: %s: item %s: %s", self.opt.name, store, uid or id, message)
+        self.result.errors.append(ItemFailure(store, side, id, uid, message))
+
+    def _wrote(self, uid: str, side: str, counter: str) -> None:
+        self._written.setdefault(uid, set()).add(side)
+        self._counted.setdefault(uid, []).append((counter, side))
+        self.result.bump(counter, side)
+        self._writes_since_checkpoint += 1
+
+    def _save_history(
+        self, uid: str, side: str, id: str | None, content: bytes | None, reason: str
+    ) -> None:
+        if content is None:
+            return
+        try:
+            h: str | None = Item(content, uid).hash
+        except ItemError:
+            h = None
+        self.history.record(
+            uid=uid,
+            store=self.stores[side].name,
+            pair=self.opt.name,
+            reason=reason,
+            content=content,
+            id=id,
+            hash=h,
+        )
+
+    def _do(self, action: Action) -> None:
+        if isinstance(action, Report):
+            self.result.errors.append(
+                ItemFailure(
+                    self.stores[action.side].name,
+                    action.side,
+                    action.id,
+                    action.uid,
+                    action.reason,
+                )
+            )
+            log.error(
+                "pair %s: %s: item %s: %s",
+                self.opt.name,
+                self.stores[action.side].name,
+                action.uid or action.id,
+                action.reason,
+            )
+        elif isinstance(action, Record):
+            self.status.stage_put(action.row, action.base.raw if action.base else None)
+        elif isinstance(action, Forget):
+            self.status.stage_remove(action.uid)
+        elif isinstance(action, Add):
+            self._add(action)
+        elif isinstance(action, Update):
+            self._update(action)
+        elif isinstance(action, Delete):
+            self._delete(action)
+        elif isinstance(action, Conflict):
+            self._conflict(action)
+
+    def _row(self, uid: str, sides: dict[str, tuple[str, str, str]]) -> Row:
+        return Row(uid, *sides["a"], *sides["b"])
+
+    def _add(self, act: Add) -> None:
+        store = self.stores[act.to]
+        id, version = store.add(act.item)
+        log.info("pair %s: added %s to %s", self.opt.name, act.uid, store.name)
+        h = act.item.hash
+        sides = {act.to: (id, version, h), other(act.to): (*act.source, h)}
+        self.status.stage_put(self._row(act.uid, sides), act.item.raw)
+        self._wrote(act.uid, act.to, "added")
+
+    def _update(self, act: Update) -> None:
+        store = self.stores[act.to]
+        self._save_history(act.uid, act.to, act.id, self.status.base(act.uid), hist.UPDATE)
+        version = store.update(act.id, act.item, act.version)
+        log.info("pair %s: updated %s on %s", self.opt.name, act.uid, store.name)
+        h = act.item.hash
+        sides = {act.to: (act.id, version, h), other(act.to): (*act.source, h)}
+        self.status.stage_put(self._row(act.uid, sides), act.item.raw)
+        self._wrote(act.uid, act.to, "updated")
+
+    def _delete(self, act: Delete) -> None:
+        store = self.stores[act.on]
+        self._save_history(act.uid, act.on, act.id, self.status.base(act.uid), hist.REMOTE_DELETE)
+        try:
+            store.delete(act.id, act.version)
+        except NotFound:
+            pass  # already gone: the goal is reached
+        log.info("pair %s: deleted %s from %s", self.opt.name, act.uid, store.name)
+        self.status.stage_remove(act.uid)
+        self._wrote(act.uid, act.on, "deleted")
+
+    def _conflict(self, act: Conflict) -> None:
+        base_raw = self.status.base(act.uid) if act.has_base else None
+        base = Item(base_raw, act.uid) if base_raw is not None else None
+        names = (self.stores["a"].name, self.stores["b"].name)
+        res = resolve(
+            self.opt.conflict,
+            base,
+            act.a.item,
+            act.b.item,
+            fallback=self.opt.merge_fallback,
+            names=names,
+        )
+        result = res.result
+        sides: dict[str, tuple[str, str, str]] = {}
+        states: dict[str, Changed | New] = {"a": act.a, "b": act.b}
+        for side, state in states.items():
+            if result.hash == state.item.hash:
+                sides[side] = (state.id, state.version, state.item.hash)
+                continue
+            self._save_history(act.uid, side, state.id, state.item.raw, hist.CONFLICT_LOSER)
+            version = self.stores[side].update(state.id, result, state.version)
+            sides[side] = (state.id, version, result.hash)
+            self._wrote(act.uid, side, "updated")
+        self.status.stage_put(self._row(act.uid, sides), result.raw)
+        self.result.conflicts += 1
+        details: dict[str, Any] = {
+            "winner": names[0 if res.winner == "a" else 1] if res.winner else None,
+            "overlapping": res.overlapping,
+        }
+        if res.copy is not None:
+            copy_sides: dict[str, tuple[str, str, str]] = {}
+            for side in ("a", "b"):
+                id, version = self.stores[side].add(res.copy)
+                copy_sides[side] = (id, version, res.copy.hash)
+                self._wrote(res.copy.uid, side, "added")
+            self.status.stage_put(self._row(res.copy.uid, copy_sides), res.copy.raw)
+            details["copy_uid"] = res.copy.uid
+        self.history.record_conflict(
+            pair=self.opt.name,
+            uid=act.uid,
+            policy=self.opt.conflict,
+            outcome=res.outcome,
+            details=details,
+        )
+        log.warning(
+            "pair %s: conflict on %s resolved: %s%s",
+            self.opt.name,
+            act.uid,
+            res.outcome,
+            f" ({', '.join(res.overlapping)})" if res.overlapping else "",
+        )
+
+    # -- durability points ---------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        """Flush unbuffered stores, then commit the rows that only depend on them."""
+        for store in self.stores.values():
+            if not store.buffered:
+                store.flush()
+        held = {
+            uid
+            for uid, sides in self._written.items()
+            if any(self.stores[s].buffered for s in sides)
+        }
+        ready = {uid for uid in self.status.staged() if uid not in held}
+        self.status.commit(ready)
+        for uid in ready:
+            self._written.pop(uid, None)
+            self._counted.pop(uid, None)
+        self._writes_since_checkpoint = 0
+
+    def _finish(self) -> None:
+        for side, store in self.stores.items():
+            try:
+                store.flush()
+            except StoreError as e:
+                lost = {uid for uid, sides in self._written.items() if side in sides}
+                self.status.discard(lost)
+                for uid in sorted(lost):
+                    for counter, s in self._counted.get(uid, []):
+                        if s == side:
+                            self.result.bump(counter, s, -1)
+                    self.result.errors.append(
+                        ItemFailure(store.name, side, None, uid, f"not written: {e.message}")
+                    )
+                log.error("pair %s: %s", self.opt.name, e)
+        self.status.commit()
+        self._written.clear()
+        self._counted.clear()
+        for side in ("a", "b"):
+            self.status.set_meta(f"identity.{side}", self.stores[side].identity())
+
+    def _count_plan(self, the_plan: Plan) -> None:
+        for act in the_plan.actions:
+            if isinstance(act, Add):
+                self.result.bump("added", act.to)
+            elif isinstance(act, Update):
+                self.result.bump("updated", act.to)
+            elif isinstance(act, Delete):
+                self.result.bump("deleted", act.on)
+            elif isinstance(act, Conflict):
+                self.result.conflicts += 1
+            elif isinstance(act, Report):
+                self.result.errors.append(
+                    ItemFailure(self.stores[act.side].name, act.side, act.id, act.uid, act.reason)
+                )

@@ -1,0 +1,178 @@
+"""History of every version calsync overwrote or deleted, and of resolved conflicts.
+
+One SQLite file in the state dir, shared by all pairs.  A version is recorded
+(and committed) *before* the store write that replaces it, so even a crash
+right after the write leaves the old version restorable.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS versions (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid TEXT NOT NULL,
+    store TEXT NOT NULL,
+    pair TEXT NOT NULL,
+    id TEXT,
+    time REAL NOT NULL,
+    reason TEXT NOT NULL,
+    hash TEXT,
+    content BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS versions_uid ON versions(uid);
+CREATE INDEX IF NOT EXISTS versions_time ON versions(time);
+CREATE TABLE IF NOT EXISTS conflicts (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    pair TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    details TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conflicts_time ON conflicts(time);
+"""
+
+# Why a version was saved.
+CONFLICT_LOSER = "conflict-loser"
+REMOTE_DELETE = "remote-delete"
+UPDATE = "update"
+RESTORE = "restore"
+
+
+@dataclass
+class Version:
+    n: int
+    uid: str
+    store: str
+    pair: str
+    id: str | None
+    time: float
+    reason: str
+    hash: str | None
+    content: bytes
+
+    def to_json(self, with_content: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "version": self.n,
+            "uid": self.uid,
+            "store": self.store,
+            "pair": self.pair,
+            "id": self.id,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.time)),
+            "reason": self.reason,
+        }
+        if with_content:
+            out["content"] = self.content.decode("utf-8", "replace")
+        return out
+
+
+class History:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def record(
+        self,
+        *,
+        uid: str,
+        store: str,
+        pair: str,
+        reason: str,
+        content: bytes,
+        id: str | None = None,
+        hash: str | None = None,
+    ) -> int:
+        """Save one version (committed before returning)."""
+        last = self.db.execute(
+            "SELECT hash, store FROM versions WHERE uid = ? ORDER BY n DESC LIMIT 1", (uid,)
+        ).fetchone()
+        if hash is not None and last is not None and last == (hash, store):
+            # the same version again (a sync repeated after a crash): keep one copy
+            found = self.db.execute("SELECT max(n) FROM versions WHERE uid = ?", (uid,))
+            return int(found.fetchone()[0])
+        cur = self.db.execute(
+            "INSERT INTO versions(uid, store, pair, id, time, reason, hash, content) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (uid, store, pair, id, time.time(), reason, hash, zlib.compress(content)),
+        )
+        return int(cur.lastrowid or 0)
+
+    def versions(self, uid: str | None = None, limit: int | None = None) -> list[Version]:
+        sql = "SELECT n, uid, store, pair, id, time, reason, hash, content FROM versions"
+        args: list[Any] = []
+        if uid is not None:
+            sql += " WHERE uid = ?"
+            args.append(uid)
+        sql += " ORDER BY n DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [
+            Version(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], zlib.decompress(r[8]))
+            for r in self.db.execute(sql, args)
+        ]
+
+    def version(self, n: int) -> Version | None:
+        found = [v for v in self._by_n(n)]
+        return found[0] if found else None
+
+    def _by_n(self, n: int) -> list[Version]:
+        r = self.db.execute(
+            "SELECT n, uid, store, pair, id, time, reason, hash, content FROM versions WHERE n = ?",
+            (n,),
+        ).fetchone()
+        if r is None:
+            return []
+        return [Version(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], zlib.decompress(r[8]))]
+
+    def record_conflict(
+        self, *, pair: str, uid: str, policy: str, outcome: str, details: dict[str, Any]
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO conflicts(time, pair, uid, policy, outcome, details) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (time.time(), pair, uid, policy, outcome, json.dumps(details, sort_keys=True)),
+        )
+
+    def conflicts(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT n, time, pair, uid, policy, outcome, details FROM conflicts "
+            "ORDER BY n DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            {
+                "n": r[0],
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r[1])),
+                "pair": r[2],
+                "uid": r[3],
+                "policy": r[4],
+                "outcome": r[5],
+                **json.loads(r[6]),
+            }
+            for r in rows
+        ]
+
+    def prune(self, retention_days: float) -> int:
+        cutoff = time.time() - retention_days * 86400
+        with self.db:
+            self.db.execute("BEGIN")
+            n = self.db.execute("DELETE FROM versions WHERE time < ?", (cutoff,)).rowcount
+            self.db.execute("DELETE FROM conflicts WHERE time < ?", (cutoff,))
+        return int(n)

@@ -1,0 +1,344 @@
+"""Planning a sync: status + both listings (+ the fetched items) -> actions.
+
+Pure functions, no I/O, so every rule is testable on plain data:
+
+1. ``to_fetch`` says which ids must be read: those not in the status and those
+   whose version differs from the status.  Nothing else is ever parsed.
+2. ``plan`` classifies every UID on each side as unchanged / changed / new /
+   deleted / failed and turns the pair of states into actions.
+
+The rules (a = one side, b = the other; "changed" means the content hash
+differs from the status, a mere version bump with equal content is not a
+change):
+
+=====================  ==========================================
+a \\ b                  action
+=====================  ==========================================
+changed, unchanged     update b from a
+deleted, unchanged     delete on b
+deleted, changed       copy b's edit back to a (an edit beats a delete)
+deleted, deleted       forget the status row
+changed, changed       equal content: record; else conflict
+new, absent            add to b
+new, new               equal content: adopt (record); else conflict
+failed on either side  report, change nothing (never treated as deleted)
+=====================  ==========================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from calsync.items import Item, ItemError
+from calsync.stores import Listing
+from calsync.sync.status import Row
+
+SIDES = ("a", "b")
+
+
+def other(side: str) -> str:
+    return "b" if side == "a" else "a"
+
+
+# -- what we know about one UID on one side ---------------------------------
+
+
+@dataclass(slots=True)
+class Unchanged:
+    id: str
+    version: str
+    hash: str
+
+
+@dataclass(slots=True)
+class Changed:
+    """Version differs from the status (content may or may not differ)."""
+
+    id: str
+    version: str
+    item: Item
+
+
+@dataclass(slots=True)
+class New:
+    id: str
+    version: str
+    item: Item
+
+
+@dataclass(slots=True)
+class Deleted:
+    pass
+
+
+@dataclass(slots=True)
+class Failed:
+    id: str | None
+    reason: str
+
+
+State = Unchanged | Changed | New | Deleted | Failed | None
+
+
+# -- actions -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Add:
+    """Add ``item`` to side ``to``."""
+
+    uid: str
+    to: str
+    item: Item
+    source: tuple[str, str]  # (id, version) on the other side
+
+
+@dataclass(slots=True)
+class Update:
+    """Overwrite the item on side ``to`` with ``item`` from the other side."""
+
+    uid: str
+    to: str
+    id: str
+    version: str
+    item: Item
+    source: tuple[str, str]
+
+
+@dataclass(slots=True)
+class Delete:
+    uid: str
+    on: str
+    id: str
+    version: str
+
+
+@dataclass(slots=True)
+class Record:
+    """Only the status changes (version bump with equal content, or adoption)."""
+
+    row: Row
+    base: Item | None  # content to keep as the common ancestor (None: keep the old one)
+
+
+@dataclass(slots=True)
+class Forget:
+    uid: str
+
+
+@dataclass(slots=True)
+class Conflict:
+    """Both sides changed the same UID differently since the last sync."""
+
+    uid: str
+    a: Changed | New
+    b: Changed | New
+    has_base: bool  # False when both sides added the UID independently
+
+
+@dataclass(slots=True)
+class Report:
+    """An item that cannot be synced this time; nothing is changed for it."""
+
+    uid: str | None
+    side: str
+    id: str | None
+    reason: str
+
+
+Action = Add | Update | Delete | Record | Forget | Conflict | Report
+
+
+@dataclass
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+
+    def count(self, kind: type) -> int:
+        return sum(1 for a in self.actions if isinstance(a, kind))
+
+    def deletes_on(self, side: str) -> int:
+        return sum(1 for a in self.actions if isinstance(a, Delete) and a.on == side)
+
+
+# -- step 1 -------------------------------------------------------------------
+
+
+def to_fetch(rows: dict[str, Row], listing: Listing, side: str) -> list[str]:
+    """Ids on ``side`` whose content must be read: new or with a changed version."""
+    known: dict[str, str] = {}
+    for row in rows.values():
+        id, ver, _ = row.side(side)
+        known[id] = ver
+    out = []
+    for id, ver in listing.versions.items():
+        if id in listing.errors:
+            continue
+        if known.get(id) != ver:
+            out.append(id)
+    return out
+
+
+# -- step 2 -------------------------------------------------------------------
+
+
+def _side_states(
+    rows: dict[str, Row],
+    listing: Listing,
+    fetched: dict[str, Item | ItemError],
+    side: str,
+) -> tuple[dict[str, State], list[Report]]:
+    """Classify every UID seen on ``side``."""
+    states: dict[str, State] = {}
+    reports: list[Report] = []
+    by_id: dict[str, str] = {}
+    for uid, row in rows.items():
+        id, ver, hash = row.side(side)
+        by_id[id] = uid
+        if id in listing.errors:
+            states[uid] = Failed(id, listing.errors[id])
+        elif id not in listing.versions:
+            states[uid] = Deleted()
+        elif listing.versions[id] == ver:
+            states[uid] = Unchanged(id, ver, hash)
+        # else: decided below from the fetched content
+    new_ids: dict[str, list[str]] = {}
+    for id, ver in listing.versions.items():
+        if id in listing.errors:
+            if id not in by_id:
+                reports.append(Report(listing.uids.get(id), side, id, listing.errors[id]))
+            continue
+        known_uid = by_id.get(id)
+        if known_uid is not None and isinstance(states.get(known_uid), Unchanged):
+            continue
+        got = fetched.get(id)
+        if got is None:
+            # vanished between listing and reading: decide next time
+            if known_uid is not None:
+                states[known_uid] = Failed(id, "disappeared while being read")
+            continue
+        if isinstance(got, ItemError):
+            if known_uid is not None:
+                states[known_uid] = Failed(id, str(got))
+            else:
+                reports.append(Report(None, side, id, str(got)))
+            continue
+        if known_uid is not None and got.uid == known_uid:
+            states[known_uid] = Changed(id, ver, got)
+            continue
+        if known_uid is not None:
+            # the resource now holds another UID: the old one left this id
+            states[known_uid] = Deleted()
+        new_ids.setdefault(got.uid, []).append(id)
+    for uid, ids in new_ids.items():
+        items = [(i, fetched[i]) for i in ids]
+        current = states.get(uid)
+        if len(ids) > 1 or isinstance(current, Unchanged | Changed):
+            where = sorted(ids + ([current.id] if isinstance(current, Unchanged | Changed) else []))
+            states[uid] = Failed(
+                where[0], f"UID appears in {len(where)} items ({', '.join(where)}); not synced"
+            )
+            continue
+        id, item = items[0]
+        assert isinstance(item, Item)
+        if isinstance(current, Deleted):  # moved/renamed within the store
+            states[uid] = Changed(id, listing.versions[id], item)
+        elif isinstance(current, Failed):
+            continue
+        else:
+            states[uid] = New(id, listing.versions[id], item)
+    return states, reports
+
+
+def _hash(state: Changed | New) -> str:
+    return state.item.hash
+
+
+def plan(
+    rows: dict[str, Row],
+    listings: dict[str, Listing],
+    fetched: dict[str, dict[str, Item | ItemError]],
+) -> Plan:
+    """Decide what to do for every UID (see the table in the module docstring)."""
+    result = Plan()
+    states: dict[str, dict[str, State]] = {}
+    for side in SIDES:
+        states[side], reports = _side_states(rows, listings[side], fetched[side], side)
+        result.actions.extend(reports)
+    uids = set(states["a"]) | set(states["b"])
+    for uid in sorted(uids):
+        row = rows.get(uid)
+        sa = states["a"].get(uid)
+        sb = states["b"].get(uid)
+        try:
+            result.actions.extend(_decide(uid, row, sa, sb))
+        except ItemError as e:  # unparsable content found while hashing
+            side = "a" if isinstance(sa, Changed | New) else "b"
+            st = sa if side == "a" else sb
+            result.actions.append(Report(uid, side, getattr(st, "id", None), str(e)))
+    return result
+
+
+def _row(uid: str, a: Unchanged | Changed | New, b: Unchanged | Changed | New) -> Row:
+    def parts(s: Unchanged | Changed | New) -> tuple[str, str, str]:
+        if isinstance(s, Unchanged):
+            return s.id, s.version, s.hash
+        return s.id, s.version, s.item.hash
+
+    return Row(uid, *parts(a), *parts(b))
+
+
+def _decide(uid: str, row: Row | None, sa: State, sb: State) -> Iterable[Action]:
+    for side, st in (("a", sa), ("b", sb)):
+        if isinstance(st, Failed):
+            return [Report(uid, side, st.id, st.reason)]
+    if row is None:
+        return _decide_new(uid, sa, sb)
+    if sa is None:
+        sa = Deleted()
+    if sb is None:
+        sb = Deleted()
+    if isinstance(sa, Unchanged) and isinstance(sb, Unchanged):
+        return []
+    if isinstance(sa, Deleted) and isinstance(sb, Deleted):
+        return [Forget(uid)]
+    for side, mine, theirs in (("a", sa, sb), ("b", sb, sa)):
+        if isinstance(mine, Deleted):
+            to = side
+            if isinstance(theirs, Unchanged):
+                return [Delete(uid, other(to), theirs.id, theirs.version)]
+            assert isinstance(theirs, Changed | New)
+            old_hash = row.side(other(to))[2]
+            if _hash(theirs) == old_hash:  # only the version moved: still a delete
+                return [Delete(uid, other(to), theirs.id, theirs.version)]
+            # an edit beats a delete: bring the edited item back
+            return [Add(uid, to, theirs.item, (theirs.id, theirs.version))]
+    assert isinstance(sa, Unchanged | Changed | New) and isinstance(sb, Unchanged | Changed | New)
+    a_changed = not isinstance(sa, Unchanged) and _hash(sa) != row.a_hash
+    b_changed = not isinstance(sb, Unchanged) and _hash(sb) != row.b_hash
+    if not a_changed and not b_changed:
+        return [Record(_row(uid, sa, sb), None)]
+    if a_changed and b_changed:
+        assert isinstance(sa, Changed | New) and isinstance(sb, Changed | New)
+        if _hash(sa) == _hash(sb):
+            return [Record(_row(uid, sa, sb), sa.item)]
+        return [Conflict(uid, sa, sb, has_base=True)]
+    src, dst, to = (sa, sb, "b") if a_changed else (sb, sa, "a")
+    assert isinstance(src, Changed | New) and not isinstance(dst, Deleted | Failed | None)
+    if not isinstance(dst, Unchanged) and _hash(dst) == _hash(src):
+        return [Record(_row(uid, sa, sb), src.item)]
+    return [Update(uid, to, dst.id, dst.version, src.item, (src.id, src.version))]
+
+
+def _decide_new(uid: str, sa: State, sb: State) -> Iterable[Action]:
+    a = sa if isinstance(sa, New | Changed) else None
+    b = sb if isinstance(sb, New | Changed) else None
+    if a is not None and b is not None:
+        if _hash(a) == _hash(b):
+            return [Record(_row(uid, a, b), a.item)]  # identical on both: adopt
+        return [Conflict(uid, a, b, has_base=False)]
+    if a is not None:
+        return [Add(uid, "b", a.item, (a.id, a.version))]
+    if b is not None:
+        return [Add(uid, "a", b.item, (b.id, b.version))]
+    return []

@@ -1,0 +1,82 @@
+"""Running a configured pair: lock, status, history, engine."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from calsync.config import Config
+from calsync.stores import StoreError
+from calsync.sync.engine import Engine, PairOptions, Progress, SyncResult
+from calsync.sync.history import History
+from calsync.sync.lock import Busy, pair_lock
+from calsync.sync.status import StatusDB
+
+
+def run_pair(
+    cfg: Config,
+    name: str,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    wait: float = 0.0,
+) -> SyncResult:
+    """Sync one configured pair once."""
+    pair = cfg.pairs[name]
+    state = cfg.state_dir
+    try:
+        with pair_lock(state / "locks" / f"{name}.lock", wait=wait):
+            try:
+                a = cfg.store(pair.a)
+                b = cfg.store(pair.b)
+            except StoreError as e:
+                return SyncResult(name, stopped=str(e))
+            status = StatusDB(status_file(cfg, name))
+            history = History(history_file(cfg))
+            try:
+                options = PairOptions(
+                    name=name,
+                    conflict=pair.conflict,
+                    merge_fallback=pair.merge_fallback,
+                    on_empty=pair.on_empty,
+                    max_delete=pair.max_delete,
+                )
+                engine = Engine(
+                    options,
+                    a,
+                    b,
+                    status,
+                    history,
+                    force=force,
+                    dry_run=dry_run,
+                    progress=progress,
+                )
+                result = engine.run()
+                if not dry_run:
+                    history.prune(cfg.retention_days)
+                    status.set_meta("last_run", str(time.time()))
+                    status.set_meta("last_result", json.dumps(result.to_json()))
+                return result
+            finally:
+                a.close()
+                b.close()
+                status.close()
+                history.close()
+    except Busy:
+        return SyncResult(name, stopped="another calsync is syncing this pair right now")
+
+
+def status_file(cfg: Config, pair: str) -> Path:
+    return cfg.state_dir / "pairs" / f"{pair}.sqlite"
+
+
+def history_file(cfg: Config) -> Path:
+    return cfg.state_dir / "history.sqlite"
+
+
+ProgressFactory = Callable[[str], Progress | None]
+
+__all__ = ["PairOptions", "SyncResult", "run_pair"]

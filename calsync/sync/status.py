@@ -1,0 +1,164 @@
+"""The status database of a pair: what each side held after the last sync.
+
+One SQLite file per pair.  Per UID: the id, version and content hash seen on
+each side, and the last synced content (zlib) as the common ancestor for the
+three-way merge.  ``meta`` holds the stores' identities (to notice a store
+pointed somewhere else) and bookkeeping.
+
+Writes are staged and committed in batches by the engine, never before the
+store writes they describe are durable (see ``calsync.sync.execute``): a status
+that lags behind the stores converges on the next sync, one that ran ahead
+would not.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    uid TEXT PRIMARY KEY,
+    a_id TEXT NOT NULL, a_ver TEXT NOT NULL, a_hash TEXT NOT NULL,
+    b_id TEXT NOT NULL, b_ver TEXT NOT NULL, b_hash TEXT NOT NULL,
+    base BLOB
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(slots=True)
+class Row:
+    """The last synced state of one UID on both sides."""
+
+    uid: str
+    a_id: str
+    a_ver: str
+    a_hash: str
+    b_id: str
+    b_ver: str
+    b_hash: str
+
+    def side(self, side: str) -> tuple[str, str, str]:
+        if side == "a":
+            return self.a_id, self.a_ver, self.a_hash
+        return self.b_id, self.b_ver, self.b_hash
+
+
+def compress(data: bytes) -> bytes:
+    return zlib.compress(data, 1)
+
+
+def decompress(blob: bytes | None) -> bytes | None:
+    return zlib.decompress(blob) if blob is not None else None
+
+
+class StatusDB:
+    """Per-pair status (see module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        # uid -> (row, compressed base or None to keep the stored base)
+        self._puts: dict[str, tuple[Row, bytes | None]] = {}
+        self._removes: set[str] = set()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- reading --------------------------------------------------------------
+
+    def rows(self) -> dict[str, Row]:
+        cur = self.db.execute("SELECT uid, a_id, a_ver, a_hash, b_id, b_ver, b_hash FROM items")
+        return {r[0]: Row(*r) for r in cur}
+
+    def base(self, uid: str) -> bytes | None:
+        cur = self.db.execute("SELECT base FROM items WHERE uid = ?", (uid,))
+        found = cur.fetchone()
+        return decompress(found[0]) if found else None
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM items").fetchone()[0])
+
+    def get_meta(self, key: str) -> str | None:
+        found = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(found[0]) if found else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- staged writes --------------------------------------------------------
+
+    def stage_put(self, row: Row, base: bytes | None) -> None:
+        """Stage a row; ``base`` None keeps the base already stored for the UID."""
+        self._removes.discard(row.uid)
+        self._puts[row.uid] = (row, compress(base) if base is not None else None)
+
+    def stage_remove(self, uid: str) -> None:
+        self._puts.pop(uid, None)
+        self._removes.add(uid)
+
+    def commit(self, uids: set[str] | None = None) -> None:
+        """Write staged changes (only those of ``uids`` when given) in one transaction."""
+        if uids is None:
+            puts = list(self._puts.values())
+            removes = list(self._removes)
+            self._puts.clear()
+            self._removes.clear()
+        else:
+            puts = [self._puts.pop(u) for u in list(self._puts) if u in uids]
+            removes = [u for u in self._removes if u in uids]
+            self._removes.difference_update(removes)
+        if not puts and not removes:
+            return
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.uid, r.a_id, r.a_ver, r.a_hash, r.b_id, r.b_ver, r.b_hash, base)
+                    for r, base in puts
+                    if base is not None
+                ],
+            )
+            self.db.executemany(
+                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, NULL) "
+                "ON CONFLICT(uid) DO UPDATE SET a_id = excluded.a_id, a_ver = excluded.a_ver, "
+                "a_hash = excluded.a_hash, b_id = excluded.b_id, b_ver = excluded.b_ver, "
+                "b_hash = excluded.b_hash",
+                [
+                    (r.uid, r.a_id, r.a_ver, r.a_hash, r.b_id, r.b_ver, r.b_hash)
+                    for r, base in puts
+                    if base is None
+                ],
+            )
+            self.db.executemany("DELETE FROM items WHERE uid = ?", [(u,) for u in removes])
+
+    def staged(self) -> set[str]:
+        """UIDs with staged, uncommitted changes."""
+        return set(self._puts) | self._removes
+
+    def discard(self, uids: set[str]) -> None:
+        """Drop staged changes of ``uids`` (their store writes did not land)."""
+        for u in uids:
+            self._puts.pop(u, None)
+            self._removes.discard(u)
+
+    def reset(self) -> None:
+        """Forget everything (the next sync is a first sync)."""
+        self._puts.clear()
+        self._removes.clear()
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM items")
+            self.db.execute("DELETE FROM meta")
