@@ -102,7 +102,7 @@ class Conformance:
     def test_add_get_list(self, store: Store) -> None:
         store.list()
         new = item(event("add-1@calsync.test", "Lunch"))
-        id, version = store.add(new)
+        id, _ = store.add(new)
         self._flush(store)
         listing = store.list()
         assert id in listing.versions
