@@ -10,7 +10,8 @@ import click
 
 from calsync.cli import EXIT_FAILED, EXIT_GUARD, EXIT_OK
 from calsync.cli._common import config_option, fail, load_config, print_json, stderr_is_terminal
-from calsync.sync.engine import Progress, SyncResult
+from calsync.sync.engine import Progress
+from calsync.sync.plan import MODES, SyncResult
 from calsync.sync.runner import run_pair
 
 
@@ -69,6 +70,15 @@ def summary_line(result: SyncResult, a: str, b: str) -> str:
     "emptied store, store moved) after you checked their message",
 )
 @click.option("--dry-run", is_flag=True, help="show what would be done, change nothing")
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="two-way",
+    show_default=True,
+    help="two-way; slow (compare everything, match by UID and content, delete nothing); "
+    "one-way-a-to-b / one-way-b-to-a (the other side's changes wait); "
+    "refresh-from-a / refresh-from-b (make the other side an exact copy)",
+)
 @config_option
 @click.pass_context
 def sync(
@@ -93,7 +103,9 @@ def sync(
     show_bar = not as_json and stderr_is_terminal()
     for name in names:
         with _progress_bar(show_bar, name) as progress:
-            results[name] = run_pair(cfg, name, force=force, dry_run=dry_run, progress=progress)
+            results[name] = run_pair(
+                cfg, name, force=force, dry_run=dry_run, progress=progress, mode=mode
+            )
         if not as_json:
             pair = cfg.pairs[name]
             line = summary_line(results[name], pair.a, pair.b)

@@ -29,6 +29,7 @@ from calsync.sync import history as hist
 from calsync.sync.conflict import resolve
 from calsync.sync.history import History
 from calsync.sync.plan import (
+    MODES,
     Action,
     Add,
     Changed,
@@ -40,8 +41,10 @@ from calsync.sync.plan import (
     Record,
     Report,
     Update,
+    one_way,
     other,
     plan,
+    refresh,
     to_fetch,
 )
 from calsync.sync.status import Row, StatusDB
@@ -151,7 +154,11 @@ class Engine:
         force: bool = False,
         dry_run: bool = False,
         progress: Progress | None = None,
+        mode: str = "two-way",
     ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown sync mode {mode!r} (known: {', '.join(MODES)})")
+        self.mode = mode
         self.opt = options
         self.stores = {"a": a, "b": b}
         self.status = status
@@ -183,11 +190,21 @@ class Engine:
 
     def _run(self) -> None:
         self._check_identity()
-        rows = self.status.rows()
+        if self.mode in ("slow", "refresh-from-a", "refresh-from-b") and not self.dry_run:
+            # compare everything afresh: items are matched by UID and content,
+            # and nothing is taken for deleted because the status remembered it
+            self.status.reset()
+        rows = self.status.rows() if not self.mode.startswith(("slow", "refresh")) else {}
         listings = {side: self.stores[side].list() for side in ("a", "b")}
         self._check_empty(rows, listings)
         fetched = {side: self._fetch(rows, listings[side], side) for side in ("a", "b")}
-        the_plan = plan(rows, listings, fetched)
+        if self.mode.startswith("refresh-from-"):
+            the_plan = refresh(listings, fetched, self.mode[-1])
+            self._check_refresh_deletes(listings, the_plan)
+        else:
+            the_plan = plan(rows, listings, fetched)
+            if self.mode.startswith("one-way-"):
+                the_plan.actions = one_way(the_plan.actions, self.mode[-1])
         self._check_deletes(rows, the_plan)
         if self.dry_run:
             self._count_plan(the_plan)
@@ -250,6 +267,22 @@ class Engine:
                     f"{self.stores[side].describe()}, more than max_delete ({what}). "
                     f"Nothing was changed. If these deletions are intended, run "
                     f"`calsync sync {self.opt.name} --force`."
+                )
+
+    def _check_refresh_deletes(self, listings: dict[str, Listing], the_plan: Plan) -> None:
+        """A refresh deletes what the source lacks: the delete limit still applies."""
+        if self.force:
+            return
+        limit = self.opt.max_delete
+        for side in ("a", "b"):
+            n = the_plan.deletes_on(side)
+            total = len(listings[side].versions)
+            allowed = limit * total if isinstance(limit, float) else limit
+            if n > 1 and n > allowed:
+                raise GuardStop(
+                    f"this refresh would delete {n} of {total} items from "
+                    f"{self.stores[side].describe()}, more than max_delete. Nothing was "
+                    f"changed. If intended, run it again with --force."
                 )
 
     # -- reading -----------------------------------------------------------------

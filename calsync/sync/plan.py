@@ -342,3 +342,94 @@ def _decide_new(uid: str, sa: State, sb: State) -> Iterable[Action]:
     if b is not None:
         return [Add(uid, "a", b.item, (b.id, b.version))]
     return []
+
+
+# -- sync modes ---------------------------------------------------------------
+
+MODES = (
+    "two-way",
+    "slow",
+    "one-way-a-to-b",
+    "one-way-b-to-a",
+    "refresh-from-a",
+    "refresh-from-b",
+)
+
+
+def one_way(actions: list[Action], to: str) -> list[Action]:
+    """Keep only what writes to side ``to``; the other side's changes stay pending.
+
+    A dropped action leaves its status row untouched, so a later two-way sync
+    still sees (and propagates) the held-back change.  Conflicts are settled in
+    favour of the source side, written to ``to`` only.
+    """
+    out: list[Action] = []
+    for act in actions:
+        if isinstance(act, Add | Update) and act.to != to:
+            continue
+        if isinstance(act, Delete) and act.on != to:
+            continue
+        if isinstance(act, Conflict):
+            src, dst = (act.a, act.b) if to == "b" else (act.b, act.a)
+            if isinstance(dst, New):
+                out.append(
+                    Update(act.uid, to, dst.id, dst.version, src.item, (src.id, src.version))
+                )
+            else:
+                out.append(
+                    Update(act.uid, to, dst.id, dst.version, src.item, (src.id, src.version))
+                )
+            continue
+        out.append(act)
+    return out
+
+
+def refresh(
+    listings: dict[str, Listing],
+    fetched: dict[str, dict[str, Item | ItemError]],
+    source: str,
+) -> Plan:
+    """Make side ``other(source)`` an exact copy of ``source`` (status ignored).
+
+    Items only on the target are deleted (the engine saves them to history
+    first), differing ones are overwritten, missing ones added.
+    """
+    target = other(source)
+    result = Plan()
+    by_uid: dict[str, dict[str, tuple[str, str, Item]]] = {"a": {}, "b": {}}
+    for side in SIDES:
+        for id, got in fetched[side].items():
+            if isinstance(got, ItemError):
+                result.actions.append(Report(None, side, id, str(got)))
+                continue
+            by_uid[side][got.uid] = (id, listings[side].versions[id], got)
+        for id, reason in listings[side].errors.items():
+            result.actions.append(Report(listings[side].uids.get(id), side, id, reason))
+    failed_target = {a.uid for a in result.actions if isinstance(a, Report) and a.uid}
+    for uid in sorted(set(by_uid["a"]) | set(by_uid["b"])):
+        src = by_uid[source].get(uid)
+        dst = by_uid[target].get(uid)
+        try:
+            if src is not None and dst is None:
+                result.actions.append(Add(uid, target, src[2], (src[0], src[1])))
+            elif src is None and dst is not None:
+                if uid not in failed_target:
+                    result.actions.append(Delete(uid, target, dst[0], dst[1]))
+            elif src is not None and dst is not None:
+                sides = {source: src, target: dst}
+                row = Row(
+                    uid,
+                    *(sides["a"][:2]),
+                    sides["a"][2].hash,
+                    *(sides["b"][:2]),
+                    sides["b"][2].hash,
+                )
+                if src[2].hash == dst[2].hash:
+                    result.actions.append(Record(row, src[2]))
+                else:
+                    result.actions.append(
+                        Update(uid, target, dst[0], dst[1], src[2], (src[0], src[1]))
+                    )
+        except ItemError as e:
+            result.actions.append(Report(uid, source, src[0] if src else None, str(e)))
+    return result

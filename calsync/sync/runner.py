@@ -23,6 +23,7 @@ def run_pair(
     dry_run: bool = False,
     progress: Progress | None = None,
     wait: float = 0.0,
+    mode: str = "two-way",
 ) -> SyncResult:
     """Sync one configured pair once."""
     pair = cfg.pairs[name]
@@ -53,6 +54,7 @@ def run_pair(
                     force=force,
                     dry_run=dry_run,
                     progress=progress,
+                    mode=mode,
                 )
                 result = engine.run()
                 if not dry_run:
