@@ -10,8 +10,8 @@ import click
 
 from calsync.cli import EXIT_FAILED, EXIT_GUARD, EXIT_OK
 from calsync.cli._common import config_option, fail, load_config, print_json, stderr_is_terminal
-from calsync.sync.engine import Progress
-from calsync.sync.plan import MODES, SyncResult
+from calsync.sync.engine import Progress, SyncResult
+from calsync.sync.plan import MODES
 from calsync.sync.runner import run_pair
 
 
@@ -82,7 +82,12 @@ def summary_line(result: SyncResult, a: str, b: str) -> str:
 @config_option
 @click.pass_context
 def sync(
-    ctx: click.Context, pairs: tuple[str, ...], as_json: bool, force: bool, dry_run: bool
+    ctx: click.Context,
+    pairs: tuple[str, ...],
+    as_json: bool,
+    force: bool,
+    dry_run: bool,
+    mode: str,
 ) -> None:
     """Sync PAIRS (all pairs when none is named) once.
 
