@@ -8,6 +8,7 @@ and parses lazily: most items of a sync are only routed and hashed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -175,6 +176,11 @@ class Item:
         item = items[0]
         if not item.uid_derived:
             item.raw = data  # keep the resource byte-identical
+        try:
+            item.hash  # noqa: B018 - validates every content line, with its line number
+        except ItemError as e:
+            e.source = e.source or source
+            raise
         return item
 
     def with_uid(self, uid: str) -> Item:
@@ -203,7 +209,11 @@ class Item:
 
 def derive_uid(components: Iterable[RawComponent]) -> str:
     """A stable UID for components that have none: from their content."""
-    digest = content_hash(b"".join(c.data for c in components))
+    data = b"".join(c.data for c in components)
+    try:
+        digest = content_hash(data)
+    except LineError:  # malformed: the exact bytes are all we can go by
+        digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     return f"calsync-{digest[:24]}"
 
 
@@ -347,7 +357,19 @@ class Grouped:
         if cal_index < len(self.split.calendars):
             props = item_cal_props(self.split.calendars[cal_index].props)
         raw = assemble(props, tzs, parts, nl)
-        return Item(raw, uid, comps[0].name, uid_derived=uid in self.derived)
+        item = Item(raw, uid, comps[0].name, uid_derived=uid in self.derived)
+        try:
+            item.hash  # noqa: B018 - validates every content line
+        except ItemError as e:
+            line = None
+            for c in comps:  # find the line in the source, not in the assembled item
+                try:
+                    canonical_form(c.data)
+                except LineError as inner:
+                    line = c.line + (inner.line or 1) - 1
+                    break
+            raise ItemError(e.reason, source=self.source, id=uid, line=line) from None
+        return item
 
 
 def items_from_stream(
@@ -363,7 +385,10 @@ def items_from_stream(
     for uid in grouped.uids():
         if uid in grouped.errors:
             continue
-        items.append(grouped.item(uid))
+        try:
+            items.append(grouped.item(uid))
+        except ItemError as e:
+            errors.append(e)
     return items, errors
 
 

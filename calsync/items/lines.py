@@ -227,8 +227,7 @@ def parse(text: str) -> list[Component]:
     roots: list[Component] = []
     stack: list[Component] = []
     for lineno, line in _numbered(text):
-        head = line[:6].upper()
-        if head == "BEGIN:" or head == "BEGIN;":
+        if line[:6].upper() == "BEGIN:":
             comp = Component(line[6:].strip().upper())
             if stack:
                 stack[-1].subs.append(comp)

@@ -202,11 +202,12 @@ def _side_states(
         elif listing.versions[id] == ver:
             states[uid] = Unchanged(id, ver, hash)
         # else: decided below from the fetched content
+    for id, reason in listing.errors.items():
+        if id not in by_id:  # (known ids were marked Failed above)
+            reports.append(Report(listing.uids.get(id, id), side, id, reason))
     new_ids: dict[str, list[str]] = {}
     for id, ver in listing.versions.items():
         if id in listing.errors:
-            if id not in by_id:
-                reports.append(Report(listing.uids.get(id), side, id, listing.errors[id]))
             continue
         known_uid = by_id.get(id)
         if known_uid is not None and isinstance(states.get(known_uid), Unchanged):

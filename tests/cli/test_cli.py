@@ -1,0 +1,216 @@
+"""The command line: config errors, exit codes, --json, history and restore."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import event
+
+CONFIG = """\
+[stores.laptop]
+type = "ics"
+path = "laptop.ics"
+
+[stores.phone]
+type = "vdir"
+path = "phone"
+
+[pairs.main]
+a = "laptop"
+b = "phone"
+conflict = "newest"
+"""
+
+
+def run(tmp: Path, *args: str, config: str | None = CONFIG) -> subprocess.CompletedProcess[str]:
+    if config is not None:
+        (tmp / "config.toml").write_text(config)
+    env = {**os.environ, "CALSYNC_CONFIG": str(tmp / "config.toml")}
+    return subprocess.run(
+        [sys.executable, "-m", "calsync", *args],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def sync_json(tmp: Path, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    out = run(tmp, "sync", "--json", *args)
+    return out.returncode, json.loads(out.stdout)
+
+
+def test_full_cycle_with_json_counts(tmp_path: Path) -> None:
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    (phone / "p1.ics").write_bytes(event("p1", "From phone"))
+    (tmp_path / "laptop.ics").write_bytes(
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nX-WR-CALNAME:Laptop\r\n"
+        + event("l1", "From laptop").split(b"PRODID:-//calsync tests//EN\r\n")[1]
+    )
+    code, data = sync_json(tmp_path)
+    assert code == 0
+    assert data == {
+        "pairs": {
+            "main": {
+                "added_a": 1,
+                "added_b": 1,
+                "updated_a": 0,
+                "updated_b": 0,
+                "deleted_a": 0,
+                "deleted_b": 0,
+                "conflicts": 0,
+                "errors": [],
+            }
+        }
+    }
+    # edit on the phone, delete on the laptop side, add on the phone
+    (phone / "p1.ics").write_bytes(event("p1", "Edited on phone"))
+    (phone / "p2.ics").write_bytes(event("p2", "Second"))
+    text = (tmp_path / "laptop.ics").read_bytes()
+    start = text.index(b"BEGIN:VEVENT\r\nUID:l1")
+    end = text.index(b"END:VEVENT\r\n", start) + len(b"END:VEVENT\r\n")
+    (tmp_path / "laptop.ics").write_bytes(text[:start] + text[end:])
+    code, data = sync_json(tmp_path)
+    assert code == 0
+    counts = data["pairs"]["main"]
+    assert (counts["added_a"], counts["updated_a"], counts["deleted_b"]) == (1, 1, 1)
+    laptop = (tmp_path / "laptop.ics").read_text()
+    assert "Edited on phone" in laptop and "Second" in laptop and "From laptop" not in laptop
+    assert sorted(p.name for p in phone.iterdir()) == ["p1.ics", "p2.ics"]
+    # status and a no-op sync
+    code, data = sync_json(tmp_path)
+    assert code == 0 and data["pairs"]["main"]["added_a"] == 0
+    st = json.loads(run(tmp_path, "status", "--json").stdout)
+    assert st["pairs"]["main"]["items"] == 2 and st["pairs"]["main"]["last_run"]
+    # the deleted event is in history and can be restored
+    hist = json.loads(run(tmp_path, "history", "l1", "--json").stdout)["history"]
+    assert len(hist) == 1 and hist[0]["reason"] == "remote-delete"
+    assert "From laptop" in hist[0]["content"]
+    out = run(tmp_path, "restore", "l1", "--to", "phone")
+    assert out.returncode == 0, out.stderr
+    code, data = sync_json(tmp_path)
+    assert data["pairs"]["main"]["added_a"] == 1
+    assert "From laptop" in (tmp_path / "laptop.ics").read_text()
+
+
+def test_item_failure_exit_1_names_item(tmp_path: Path) -> None:
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    (phone / "ok.ics").write_bytes(event("ok"))
+    (phone / "bad.ics").write_bytes(b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:bad\r\n")
+    code, data = sync_json(tmp_path)
+    assert code == 1
+    errors = data["pairs"]["main"]["errors"]
+    assert len(errors) == 1
+    assert errors[0]["store"] == "phone" and errors[0]["id"] == "bad.ics"
+    assert "never closed" in errors[0]["message"]
+    assert data["pairs"]["main"]["added_a"] == 1
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            CONFIG.replace('type = "vdir"', 'type = "vdirr"'),
+            ":6: stores.phone.type: unknown store type",
+        ),
+        (CONFIG.replace('path = "phone"\n', ""), ":5: stores.phone.path: required key"),
+        (CONFIG.replace('conflict = "newest"', 'conflict = "random"'), ":12: pairs.main.conflict"),
+        (
+            CONFIG.replace('b = "phone"', 'b = "tablet"'),
+            ":11: pairs.main.b: no store named 'tablet'",
+        ),
+        (CONFIG + "pathh = 1\n", ":13: pairs.main.pathh: unknown key"),
+        ("[stores.x\n", ": not valid TOML"),
+        (CONFIG.replace("[pairs.main]", '[pairs.main]\nmax_delete = "lots"'), "max_delete"),
+    ],
+)
+def test_config_errors_name_file_line_key(tmp_path: Path, config: str, expected: str) -> None:
+    for args in (("check",), ("sync",)):
+        out = run(tmp_path, *args, config=config)
+        assert out.returncode == 2, out
+        assert f"{tmp_path / 'config.toml'}" in out.stderr
+        assert expected in out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def test_check_ok_and_missing_config(tmp_path: Path) -> None:
+    out = run(tmp_path, "check")
+    assert out.returncode == 0 and "OK (2 stores, 1 pairs)" in out.stdout
+    (tmp_path / "config.toml").unlink()
+    out = run(tmp_path, "sync", config=None)
+    assert out.returncode == 2 and "no configuration file" in out.stderr
+
+
+def test_unknown_pair_is_usage_error(tmp_path: Path) -> None:
+    out = run(tmp_path, "sync", "nope")
+    assert out.returncode == 2 and "no pair named nope" in out.stderr
+
+
+def test_guard_exit_3(tmp_path: Path) -> None:
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    for i in range(3):
+        (phone / f"e{i}.ics").write_bytes(event(f"e{i}"))
+    assert run(tmp_path, "sync").returncode == 0
+    for f in phone.iterdir():
+        f.unlink()
+    out = run(tmp_path, "sync")
+    assert out.returncode == 3 and "--force" in out.stdout
+    assert (tmp_path / "laptop.ics").read_text().count("BEGIN:VEVENT") == 3
+    assert run(tmp_path, "sync", "--force").returncode == 0
+    assert "BEGIN:VEVENT" not in (tmp_path / "laptop.ics").read_text()
+
+
+def test_world_readable_password_warns(tmp_path: Path) -> None:
+    # a secret anywhere in the config (a store's password) triggers the check
+    (tmp_path / "config.toml").write_text(
+        CONFIG.replace("[stores.phone]", '[stores.phone]\npassword = "hunter2"')
+    )
+    os.chmod(tmp_path / "config.toml", 0o644)
+    out = run(tmp_path, "check", config=None)
+    assert "can be read by other users" in out.stderr
+    assert "hunter2" not in out.stderr + out.stdout
+
+
+def test_demo_runs_without_configuration(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "CALSYNC_DATA_DIR": str(tmp_path / "data"),
+        "CALSYNC_CONFIG": str(tmp_path / "none.toml"),
+    }
+    first = subprocess.run(
+        [sys.executable, "-m", "calsync"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert first.returncode == 0, first.stderr
+    assert "laptop: 2 added; phone: 3 added" in first.stdout
+    second = subprocess.run(
+        [sys.executable, "-m", "calsync"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "nothing to do" in second.stdout
+
+
+def test_conflicts_listed(tmp_path: Path) -> None:
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    (phone / "x.ics").write_bytes(event("x", "Original"))
+    assert run(tmp_path, "sync").returncode == 0
+    (phone / "x.ics").write_bytes(event("x", "Phone", last_modified="20250301T000000Z"))
+    laptop = (tmp_path / "laptop.ics").read_bytes()
+    (tmp_path / "laptop.ics").write_bytes(
+        laptop.replace(b"SUMMARY:Original", b"SUMMARY:Laptop").replace(
+            b"LAST-MODIFIED:20250101T000000Z", b"LAST-MODIFIED:20250201T000000Z"
+        )
+    )
+    _code, data = sync_json(tmp_path)
+    assert data["pairs"]["main"]["conflicts"] == 1
+    rows = json.loads(run(tmp_path, "conflicts", "--json").stdout)["conflicts"]
+    assert rows[0]["uid"] == "x" and rows[0]["outcome"] == "newest" and rows[0]["winner"] == "phone"
