@@ -18,6 +18,8 @@ same content are recorded, not conflicted; a delete already done is forgotten.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +54,21 @@ from calsync.sync.status import Row, StatusDB
 log = logging.getLogger("calsync.sync")
 
 CHECKPOINT_EVERY = 500  # store writes between status commits
+
+# Fault injection for the crash tests: SIGKILL this process at the N-th crash
+# point (before and after every store write and status commit).  Read once.
+_CRASH_AT = int(os.environ.get("CALSYNC_CRASH_AT", "0") or 0)
+_crash_counter = 0
+
+
+def crash_point() -> None:
+    """Where a crash test may kill us; a no-op unless CALSYNC_CRASH_AT is set."""
+    global _crash_counter
+    if not _CRASH_AT:
+        return
+    _crash_counter += 1
+    if _crash_counter == _CRASH_AT:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -349,6 +366,11 @@ class Engine:
         )
 
     def _do(self, action: Action) -> None:
+        crash_point()
+        self._do_action(action)
+        crash_point()
+
+    def _do_action(self, action: Action) -> None:
         if isinstance(action, Report):
             self.result.errors.append(
                 ItemFailure(
@@ -394,6 +416,7 @@ class Engine:
     def _update(self, act: Update) -> None:
         store = self.stores[act.to]
         self._save_history(act.uid, act.to, act.id, self.status.base(act.uid), hist.UPDATE)
+        crash_point()
         version = store.update(act.id, act.item, act.version)
         log.info("pair %s: updated %s on %s", self.opt.name, act.uid, store.name)
         h = act.item.hash
@@ -404,6 +427,7 @@ class Engine:
     def _delete(self, act: Delete) -> None:
         store = self.stores[act.on]
         self._save_history(act.uid, act.on, act.id, self.status.base(act.uid), hist.REMOTE_DELETE)
+        crash_point()
         try:
             store.delete(act.id, act.version)
         except NotFound:
@@ -432,7 +456,9 @@ class Engine:
                 sides[side] = (state.id, state.version, state.item.hash)
                 continue
             self._save_history(act.uid, side, state.id, state.item.raw, hist.CONFLICT_LOSER)
+            crash_point()
             version = self.stores[side].update(state.id, result, state.version)
+            crash_point()
             sides[side] = (state.id, version, result.hash)
             self._wrote(act.uid, side, "updated")
         self.status.stage_put(self._row(act.uid, sides), result.raw)
@@ -477,7 +503,9 @@ class Engine:
             if any(self.stores[s].buffered for s in sides)
         }
         ready = {uid for uid in self.status.staged() if uid not in held}
+        crash_point()
         self.status.commit(ready)
+        crash_point()
         for uid in ready:
             self._written.pop(uid, None)
             self._counted.pop(uid, None)
@@ -485,6 +513,7 @@ class Engine:
 
     def _finish(self) -> None:
         for side, store in self.stores.items():
+            crash_point()
             try:
                 store.flush()
             except StoreError as e:
@@ -498,7 +527,9 @@ class Engine:
                         ItemFailure(store.name, side, None, uid, f"not written: {e.message}")
                     )
                 log.error("pair %s: %s", self.opt.name, e)
+        crash_point()
         self.status.commit()
+        crash_point()
         self._written.clear()
         self._counted.clear()
         for side in ("a", "b"):
