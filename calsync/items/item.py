@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -90,8 +91,36 @@ class Item:
                 raise ItemError(e.reason, id=self.uid, line=e.line) from None
         return self._hash
 
+    @property
+    def known_hash(self) -> str:
+        """The hash if it was already computed, else "" (callers decide if it is worth it)."""
+        return self._hash or ""
+
     def canonical(self) -> bytes:
         return canonical_form(self.raw)
+
+    def validate(
+        self, source: str | None = None, first_line: int = 1, unfolded: bytes | None = None
+    ) -> None:
+        """Cheap structural check: every content line has a name and a ':'.
+
+        Much cheaper than hashing (two regex passes over the unfolded text), so
+        an item can be checked before it is copied without paying for the
+        canonical form.
+        """
+        if unfolded is None:
+            unfolded = _FOLD_BYTES.sub(b"", self.raw)
+        if not _BAD_UNFOLDED.search(unfolded) and not _NO_NAME.search(unfolded):
+            return
+        problem = find_malformed_line(self.raw)
+        if problem is not None:
+            line, text = problem
+            raise ItemError(
+                f"malformed content line {text[:60]!r}",
+                source=source,
+                id=self.uid,
+                line=first_line + line - 1,
+            )
 
     # -- parsed views ---------------------------------------------------------
 
@@ -161,6 +190,9 @@ class Item:
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str | None = None) -> Item:
         """Parse a single object resource (a vdir file, a CalDAV resource)."""
+        fast = _fast_single(data, source)
+        if fast is not None:
+            return fast
         items, errors = items_from_stream(data, source=source)
         if errors:
             raise errors[0]
@@ -176,11 +208,7 @@ class Item:
         item = items[0]
         if not item.uid_derived:
             item.raw = data  # keep the resource byte-identical
-        try:
-            item.hash  # noqa: B018 - validates every content line, with its line number
-        except ItemError as e:
-            e.source = e.source or source
-            raise
+            item.validate(source)
         return item
 
     def with_uid(self, uid: str) -> Item:
@@ -205,6 +233,62 @@ class Item:
             stamp = (comp.value("DTSTAMP") or "").strip()
             best = max(best, (lm, seq, stamp))
         return best
+
+
+# A logical line (a physical line and its continuations) with no ':' at all.
+_NO_COLON = re.compile(
+    rb"^(?![ \t\r\n])[^:\r\n]+(?:\r?\n[ \t][^:\r\n]*)*(?=\r?\n(?![ \t])|\r?\n?\Z)", re.M
+)
+# Quick version on unfolded text: a non-blank line without ':'.
+_BAD_UNFOLDED = re.compile(rb"^(?!\r?$)[^:\r\n]+\r?$", re.M)
+# A line whose ':' or ';' comes first (no property name).
+_NO_NAME = re.compile(rb"^[:;]", re.M)
+_FOLD_BYTES = re.compile(rb"\r?\n[ \t]")
+_UID_LINE = re.compile(rb"^UID(?:;[^:\r\n]*)?:(.*?)\r?$", re.M | re.I)
+_KIND = re.compile(rb"^BEGIN:(VEVENT|VTODO|VJOURNAL)\r?$", re.M | re.I)
+_BEGIN_END_LINE = re.compile(rb"^(BEGIN|END):([A-Za-z0-9_-]+)[ \t]*\r?$", re.M | re.I)
+
+
+def find_malformed_line(data: bytes) -> tuple[int, bytes] | None:
+    """(line number, text) of the first content line without ':' or name, or None."""
+    m = _NO_COLON.search(data) or _NO_NAME.search(data)
+    if m is None:
+        return None
+    return data.count(b"\n", 0, m.start()) + 1, m.group(0).strip()
+
+
+def _fast_single(data: bytes, source: str | None) -> Item | None:
+    """The common case of one well-formed resource with one UID, without splitting.
+
+    Returns None when anything is unusual (no or several UIDs, unbalanced
+    BEGIN/END): the caller then takes the general path, which explains.
+    """
+    unfolded = _FOLD_BYTES.sub(b"", data)
+    uids = {u.strip() for u in _UID_LINE.findall(unfolded)}
+    if len(uids) != 1:
+        return None
+    kind = _KIND.search(unfolded)
+    if kind is None:
+        return None
+    stack: list[bytes] = []
+    for m in _BEGIN_END_LINE.finditer(unfolded):
+        name = m.group(2).upper()
+        if m.group(1).upper() == b"BEGIN":
+            stack.append(name)
+        elif not stack or stack.pop() != name:
+            return None
+    if stack:
+        return None
+    uid = uids.pop()
+    try:
+        text = uid.decode("utf-8")
+    except UnicodeDecodeError:
+        text = uid.decode("latin-1")
+    if not text:
+        return None
+    item = Item(data, text, kind.group(1).decode().upper())
+    item.validate(source, unfolded=unfolded)
+    return item
 
 
 def derive_uid(components: Iterable[RawComponent]) -> str:
@@ -357,19 +441,17 @@ class Grouped:
         if cal_index < len(self.split.calendars):
             props = item_cal_props(self.split.calendars[cal_index].props)
         raw = assemble(props, tzs, parts, nl)
-        item = Item(raw, uid, comps[0].name, uid_derived=uid in self.derived)
-        try:
-            item.hash  # noqa: B018 - validates every content line
-        except ItemError as e:
-            line = None
-            for c in comps:  # find the line in the source, not in the assembled item
-                try:
-                    canonical_form(c.data)
-                except LineError as inner:
-                    line = c.line + (inner.line or 1) - 1
-                    break
-            raise ItemError(e.reason, source=self.source, id=uid, line=line) from None
-        return item
+        for c in comps:  # checked on the source slices: line numbers are the file's
+            problem = find_malformed_line(c.data)
+            if problem is not None:
+                line, text = problem
+                raise ItemError(
+                    f"malformed content line {text[:60]!r}",
+                    source=self.source,
+                    id=uid,
+                    line=c.line + line - 1,
+                )
+        return Item(raw, uid, comps[0].name, uid_derived=uid in self.derived)
 
 
 def items_from_stream(

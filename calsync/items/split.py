@@ -132,8 +132,15 @@ def split(data: bytes) -> SplitResult:
     nested: list[str] = []
     top_error: str | None = None
 
+    counted = [0, 1]  # (offset, line number at offset): offsets only grow, so count forward
+
     def line_no(offset: int) -> int:
-        return data.count(b"\n", 0, offset) + 1
+        last, line = counted
+        if offset < last:
+            return data.count(b"\n", 0, offset) + 1
+        line += data.count(b"\n", last, offset)
+        counted[0], counted[1] = offset, line
+        return line
 
     def close_top(end: int, error: str | None) -> None:
         nonlocal top, top_error, cal_body_start

@@ -12,42 +12,72 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
+import itertools
 import os
 import sys
-import tempfile
 from pathlib import Path
+from typing import Any
 
 _libc: ctypes.CDLL | None = None
+_renameat2: Any = None
 if sys.platform.startswith("linux"):
     try:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
         _libc.syncfs  # noqa: B018 - probe
+        _renameat2 = getattr(_libc, "renameat2", None)
     except (OSError, AttributeError):
         _libc = None
 
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_tmp_counter = itertools.count()
 
-def write_atomic(path: Path, data: bytes, *, fsync: bool, exclusive: bool = False) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+def _rename_noreplace(src: str, dst: str) -> None:
+    """Atomic create-if-absent rename: renameat2(RENAME_NOREPLACE) where it exists."""
+    if _renameat2 is not None:
+        if (
+            _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)
+            == 0
+        ):
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise FileExistsError(dst)
+        if err not in (errno.EINVAL, errno.ENOSYS):  # other errors are real
+            raise OSError(err, os.strerror(err), dst)
+    try:  # portable fallback: link fails if the target exists
+        os.link(src, dst)
+    except (AttributeError, NotImplementedError, PermissionError):
+        if os.path.exists(dst):  # no hard links here (some Windows/FAT setups)
+            raise FileExistsError(dst) from None
+        os.replace(src, dst)
+        return
+    os.unlink(src)
+
+
+def write_atomic(
+    path: Path, data: bytes, *, fsync: bool, exclusive: bool = False
+) -> os.stat_result:
+    """Write ``data`` to ``path`` through a temporary file and a rename; returns its stat.
 
     ``exclusive``: fail with FileExistsError instead of replacing an existing file.
     """
-    fd, tmp = tempfile.mkstemp(prefix=".calsync-", suffix=".tmp", dir=path.parent)
+    tmp = os.path.join(path.parent, f".calsync-{os.getpid()}-{next(_tmp_counter)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             if fsync:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+            st = os.fstat(fd)  # rename keeps inode, size and mtime
+        finally:
+            os.close(fd)
         if exclusive:
-            try:
-                os.link(tmp, path)
-            except (AttributeError, NotImplementedError, PermissionError):
-                # no hard links here (some Windows/FAT setups): best effort
-                if path.exists():
-                    raise FileExistsError(path) from None
-                os.replace(tmp, path)
-                return
-            os.unlink(tmp)
+            _rename_noreplace(tmp, str(path))
         else:
             os.replace(tmp, path)
     except BaseException:
@@ -58,6 +88,7 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool, exclusive: bool = Fals
         raise
     if fsync:
         fsync_dir(path.parent)
+    return st
 
 
 def fsync_dir(directory: Path) -> None:

@@ -128,10 +128,10 @@ class VdirStore(Store):
             raise self.error(NotFound, "no such file", id) from None
 
     def _write(self, path: Path, item: Item, *, exclusive: bool) -> str:
-        write_atomic(path, item.raw, fsync=self.fsync == "always", exclusive=exclusive)
+        st = write_atomic(path, item.raw, fsync=self.fsync == "always", exclusive=exclusive)
         if self.fsync == "batch":
             self._written.append(path)
-        return _version(os.stat(path))
+        return _version(st)
 
     def add(self, item: Item) -> tuple[str, str]:
         self._ensure_dir()

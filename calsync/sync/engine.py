@@ -215,6 +215,7 @@ class Engine:
         listings = {side: self.stores[side].list() for side in ("a", "b")}
         self._check_empty(rows, listings)
         fetched = {side: self._fetch(rows, listings[side], side) for side in ("a", "b")}
+        self._fill_hashes(rows, listings)
         if self.mode.startswith("refresh-from-"):
             the_plan = refresh(listings, fetched, self.mode[-1])
             self._check_refresh_deletes(listings, the_plan)
@@ -301,6 +302,30 @@ class Engine:
                     f"{self.stores[side].describe()}, more than max_delete. Nothing was "
                     f"changed. If intended, run it again with --force."
                 )
+
+    def _fill_hashes(self, rows: dict[str, Row], listings: dict[str, Listing]) -> None:
+        """Compute hashes left empty at copy time, for rows that will be compared now.
+
+        Copies record no hash (hashing every item of a first sync is the costliest
+        part of it); an empty hash means "the hash of the base", computed here
+        only for the few rows whose version moved on some side.
+        """
+        for row in rows.values():
+            if row.a_hash and row.b_hash:
+                continue
+            moved = any(
+                listings[side].versions.get(row.side(side)[0]) != row.side(side)[1]
+                for side in ("a", "b")
+            )
+            if not moved:
+                continue
+            base = self.status.base(row.uid)
+            try:
+                h = Item(base, row.uid).hash if base is not None else "?"
+            except ItemError:
+                h = "?"
+            row.a_hash = row.a_hash or h
+            row.b_hash = row.b_hash or h
 
     # -- reading -----------------------------------------------------------------
 
@@ -408,7 +433,7 @@ class Engine:
         store = self.stores[act.to]
         id, version = store.add(act.item)
         log.info("pair %s: added %s to %s", self.opt.name, act.uid, store.name)
-        h = act.item.hash
+        h = act.item.known_hash  # "" = the base's hash, computed only if ever needed
         sides = {act.to: (id, version, h), other(act.to): (*act.source, h)}
         self.status.stage_put(self._row(act.uid, sides), act.item.raw)
         self._wrote(act.uid, act.to, "added")
@@ -419,7 +444,7 @@ class Engine:
         crash_point()
         version = store.update(act.id, act.item, act.version)
         log.info("pair %s: updated %s on %s", self.opt.name, act.uid, store.name)
-        h = act.item.hash
+        h = act.item.known_hash
         sides = {act.to: (act.id, version, h), other(act.to): (*act.source, h)}
         self.status.stage_put(self._row(act.uid, sides), act.item.raw)
         self._wrote(act.uid, act.to, "updated")
