@@ -310,14 +310,11 @@ class Engine:
         part of it); an empty hash means "the hash of the base", computed here
         only for the few rows whose version moved on some side.
         """
+        va, vb = listings["a"].versions, listings["b"].versions
         for row in rows.values():
             if row.a_hash and row.b_hash:
                 continue
-            moved = any(
-                listings[side].versions.get(row.side(side)[0]) != row.side(side)[1]
-                for side in ("a", "b")
-            )
-            if not moved:
+            if va.get(row.a_id) == row.a_ver and vb.get(row.b_id) == row.b_ver:
                 continue
             base = self.status.base(row.uid)
             try:

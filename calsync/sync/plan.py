@@ -187,37 +187,44 @@ def _side_states(
     listing: Listing,
     fetched: dict[str, Item | ItemError],
     side: str,
-) -> tuple[dict[str, State], list[Report]]:
-    """Classify every UID seen on ``side``."""
+) -> tuple[dict[str, State], set[str], list[Report]]:
+    """Classify every UID seen on ``side``.
+
+    Returns the states of UIDs that are not unchanged, the set of unchanged
+    UIDs (kept as a set: in a quiet sync that is nearly all of them, and no
+    object is built for them), and reports of unusable new items.
+    """
     states: dict[str, State] = {}
+    unchanged: set[str] = set()
     reports: list[Report] = []
     by_id: dict[str, str] = {}
+    versions = listing.versions
+    errors = listing.errors
+    col = 1 if side == "a" else 4  # index of the side's id in a Row's fields
     for uid, row in rows.items():
-        id, ver, hash = row.side(side)
+        id = row.a_id if col == 1 else row.b_id
+        ver = row.a_ver if col == 1 else row.b_ver
         by_id[id] = uid
-        if id in listing.errors:
-            states[uid] = Failed(id, listing.errors[id])
-        elif id not in listing.versions:
+        listed = versions.get(id)
+        if listed == ver and id not in errors:
+            unchanged.add(uid)
+        elif id in errors:
+            states[uid] = Failed(id, errors[id])
+        elif listed is None:
             states[uid] = Deleted()
-        elif listing.versions[id] == ver:
-            states[uid] = Unchanged(id, ver, hash)
         # else: decided below from the fetched content
-    for id, reason in listing.errors.items():
+    for id, reason in errors.items():
         if id not in by_id:  # (known ids were marked Failed above)
             reports.append(Report(listing.uids.get(id, id), side, id, reason))
     new_ids: dict[str, list[str]] = {}
-    for id, ver in listing.versions.items():
-        if id in listing.errors:
+    for id in fetched:
+        listed_version = versions.get(id)
+        if listed_version is None or id in errors:
             continue
         known_uid = by_id.get(id)
-        if known_uid is not None and isinstance(states.get(known_uid), Unchanged):
+        if known_uid is not None and known_uid in unchanged:
             continue
-        got = fetched.get(id)
-        if got is None:
-            # vanished between listing and reading: decide next time
-            if known_uid is not None:
-                states[known_uid] = Failed(id, "disappeared while being read")
-            continue
+        got = fetched[id]
         if isinstance(got, ItemError):
             if known_uid is not None:
                 states[known_uid] = Failed(id, str(got))
@@ -225,30 +232,47 @@ def _side_states(
                 reports.append(Report(None, side, id, str(got)))
             continue
         if known_uid is not None and got.uid == known_uid:
-            states[known_uid] = Changed(id, ver, got)
+            states[known_uid] = Changed(id, listed_version, got)
             continue
         if known_uid is not None:
             # the resource now holds another UID: the old one left this id
             states[known_uid] = Deleted()
         new_ids.setdefault(got.uid, []).append(id)
+    # ids whose version moved but that could not be read: decide next time
+    for id in versions:
+        known_uid = by_id.get(id)
+        if (
+            known_uid is not None
+            and known_uid not in unchanged
+            and known_uid not in states
+            and id not in fetched
+            and id not in errors
+        ):
+            states[known_uid] = Failed(id, "disappeared while being read")
     for uid, ids in new_ids.items():
-        items = [(i, fetched[i]) for i in ids]
         current = states.get(uid)
-        if len(ids) > 1 or isinstance(current, Unchanged | Changed):
-            where = sorted(ids + ([current.id] if isinstance(current, Unchanged | Changed) else []))
+        known_ids = list(ids)
+        if uid in unchanged:
+            known_ids.append(rows[uid].side(side)[0])
+        elif isinstance(current, Changed):
+            known_ids.append(current.id)
+        if len(known_ids) > 1:
+            where = sorted(known_ids)
+            unchanged.discard(uid)
             states[uid] = Failed(
                 where[0], f"UID appears in {len(where)} items ({', '.join(where)}); not synced"
             )
             continue
-        id, item = items[0]
+        id = ids[0]
+        item = fetched[id]
         assert isinstance(item, Item)
         if isinstance(current, Deleted):  # moved/renamed within the store
-            states[uid] = Changed(id, listing.versions[id], item)
+            states[uid] = Changed(id, versions[id], item)
         elif isinstance(current, Failed):
             continue
         else:
-            states[uid] = New(id, listing.versions[id], item)
-    return states, reports
+            states[uid] = New(id, versions[id], item)
+    return states, unchanged, reports
 
 
 def _hash(state: Changed | New) -> str:
@@ -263,14 +287,23 @@ def plan(
     """Decide what to do for every UID (see the table in the module docstring)."""
     result = Plan()
     states: dict[str, dict[str, State]] = {}
+    unchanged: dict[str, set[str]] = {}
     for side in SIDES:
-        states[side], reports = _side_states(rows, listings[side], fetched[side], side)
+        states[side], unchanged[side], reports = _side_states(
+            rows, listings[side], fetched[side], side
+        )
         result.actions.extend(reports)
-    uids = set(states["a"]) | set(states["b"])
-    for uid in sorted(uids):
+
+    def state(side: str, uid: str, row: Row | None) -> State:
+        found = states[side].get(uid)
+        if found is None and row is not None and uid in unchanged[side]:
+            return Unchanged(*row.side(side))
+        return found
+
+    for uid in sorted(set(states["a"]) | set(states["b"])):
         row = rows.get(uid)
-        sa = states["a"].get(uid)
-        sb = states["b"].get(uid)
+        sa = state("a", uid, row)
+        sb = state("b", uid, row)
         try:
             result.actions.extend(_decide(uid, row, sa, sb))
         except ItemError as e:  # unparsable content found while hashing
