@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from calsync.stores import STORE_TYPES, Option, Store, StoreContext, store_class
-from calsync.sync.conflict import FALLBACKS, POLICIES
+from calsync.sync.policies import FALLBACKS, POLICIES
 
 APP = "calsync"
 
@@ -483,6 +482,8 @@ def resolve_secret(section: dict[str, Any], key: str = "password") -> str | None
     command = section.get(f"{key}_command")
     if command is None:
         return None
+    import subprocess
+
     args = command if isinstance(command, list) else ["sh", "-c", command]
     if sys.platform == "win32" and not isinstance(command, list):
         args = ["cmd", "/c", command]

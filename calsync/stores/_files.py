@@ -10,8 +10,6 @@ those files, so the status is never ahead of the disk.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import itertools
 import os
@@ -19,15 +17,29 @@ import sys
 from pathlib import Path
 from typing import Any
 
-_libc: ctypes.CDLL | None = None
+_libc: Any = None
 _renameat2: Any = None
-if sys.platform.startswith("linux"):
+_probed = False
+
+
+def _probe_libc() -> None:
+    """Find syncfs/renameat2 in the C library (Linux), once, on first write."""
+    global _libc, _renameat2, _probed
+    if _probed:
+        return
+    _probed = True
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
     try:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # the running process already has libc loaded; find_library would fork ldconfig
+        _libc = ctypes.CDLL(None, use_errno=True)
         _libc.syncfs  # noqa: B018 - probe
         _renameat2 = getattr(_libc, "renameat2", None)
     except (OSError, AttributeError):
         _libc = None
+
 
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
@@ -36,7 +48,10 @@ _tmp_counter = itertools.count()
 
 def _rename_noreplace(src: str, dst: str) -> None:
     """Atomic create-if-absent rename: renameat2(RENAME_NOREPLACE) where it exists."""
+    _probe_libc()
     if _renameat2 is not None:
+        import ctypes
+
         if (
             _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)
             == 0
@@ -103,6 +118,7 @@ def fsync_dir(directory: Path) -> None:
 
 def sync_filesystem(directory: Path, written: list[Path]) -> None:
     """Make every file written so far durable: syncfs on Linux, else fsync each."""
+    _probe_libc()
     if _libc is not None:
         fd = os.open(directory, os.O_RDONLY)
         try:

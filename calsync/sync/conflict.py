@@ -23,9 +23,9 @@ from calsync.items import Item, ItemError
 from calsync.items.lines import Component
 from calsync.items.merge import Chooser, fixed_chooser, merge_calendars, newest_chooser
 from calsync.items.split import ITEM_COMPONENTS
+from calsync.sync.policies import FALLBACKS, POLICIES
 
-POLICIES = ("merge", "newest", "a-wins", "b-wins", "keep-both")
-FALLBACKS = ("newest", "a-wins", "b-wins")
+__all__ = ["FALLBACKS", "POLICIES", "Resolution", "conflict_copy", "newest_side", "resolve"]
 
 
 @dataclass

@@ -28,7 +28,6 @@ from typing import Any
 from calsync.items import Item, ItemError
 from calsync.stores import Listing, NotFound, Store, StoreError
 from calsync.sync import history as hist
-from calsync.sync.conflict import resolve
 from calsync.sync.history import History
 from calsync.sync.plan import (
     MODES,
@@ -459,6 +458,8 @@ class Engine:
         self._wrote(act.uid, act.on, "deleted")
 
     def _conflict(self, act: Conflict) -> None:
+        from calsync.sync.conflict import resolve  # only needed when there is a conflict
+
         base_raw = self.status.base(act.uid) if act.has_base else None
         base = Item(base_raw, act.uid) if base_raw is not None else None
         names = (self.stores["a"].name, self.stores["b"].name)

@@ -58,7 +58,10 @@ def run_pair(
                 )
                 result = engine.run()
                 if not dry_run:
-                    history.prune(cfg.retention_days)
+                    last = float(status.get_meta("history_pruned") or 0)
+                    if time.time() - last > 86400:  # once a day is plenty
+                        history.prune(cfg.retention_days)
+                        status.set_meta("history_pruned", str(time.time()))
                     status.set_meta("last_run", str(time.time()))
                     status.set_meta("last_result", json.dumps(result.to_json()))
                 return result
