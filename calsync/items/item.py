@@ -99,18 +99,15 @@ class Item:
     def canonical(self) -> bytes:
         return canonical_form(self.raw)
 
-    def validate(
-        self, source: str | None = None, first_line: int = 1, unfolded: bytes | None = None
-    ) -> None:
+    def validate(self, source: str | None = None, first_line: int = 1) -> None:
         """Cheap structural check: every content line has a name and a ':'.
 
         Much cheaper than hashing (two regex passes over the unfolded text), so
         an item can be checked before it is copied without paying for the
         canonical form.
         """
-        if unfolded is None:
-            unfolded = _FOLD_BYTES.sub(b"", self.raw)
-        if not _BAD_UNFOLDED.search(unfolded) and not _NO_NAME.search(unfolded):
+        framed = b"\n" + unfold_bytes(self.raw) + b"\n"
+        if not _LINE_WITHOUT_COLON.search(framed) and not _LINE_WITHOUT_NAME.search(framed):
             return
         problem = find_malformed_line(self.raw)
         if problem is not None:
@@ -239,55 +236,80 @@ class Item:
 _NO_COLON = re.compile(
     rb"^(?![ \t\r\n])[^:\r\n]+(?:\r?\n[ \t][^:\r\n]*)*(?=\r?\n(?![ \t])|\r?\n?\Z)", re.M
 )
-# Quick version on unfolded text: a non-blank line without ':'.
-_BAD_UNFOLDED = re.compile(rb"^(?!\r?$)[^:\r\n]+\r?$", re.M)
 # A line whose ':' or ';' comes first (no property name).
 _NO_NAME = re.compile(rb"^[:;]", re.M)
-_FOLD_BYTES = re.compile(rb"\r?\n[ \t]")
 _UID_LINE = re.compile(rb"^UID(?:;[^:\r\n]*)?:(.*?)\r?$", re.M | re.I)
-_KIND = re.compile(rb"^BEGIN:(VEVENT|VTODO|VJOURNAL)\r?$", re.M | re.I)
-_BEGIN_END_LINE = re.compile(rb"^(BEGIN|END):([A-Za-z0-9_-]+)[ \t]*\r?$", re.M | re.I)
 
 
 def find_malformed_line(data: bytes) -> tuple[int, bytes] | None:
     """(line number, text) of the first content line without ':' or name, or None."""
-    m = _NO_COLON.search(data) or _NO_NAME.search(data)
-    if m is None:
+    found = [m.start() for m in (_NO_COLON.search(data), _NO_NAME.search(data)) if m]
+    if not found:
         return None
-    return data.count(b"\n", 0, m.start()) + 1, m.group(0).strip()
+    start = min(found)
+    end = data.find(b"\n", start)
+    return data.count(b"\n", 0, start) + 1, data[start : end if end >= 0 else None].strip()
+
+
+def unfold_bytes(data: bytes) -> bytes:
+    """Unfold content lines (CRLF or LF) with plain bytes operations."""
+    return (
+        data.replace(b"\r\n ", b"")
+        .replace(b"\r\n\t", b"")
+        .replace(b"\n ", b"")
+        .replace(b"\n\t", b"")
+    )
+
+
+# a non-blank line without ':' (the text is framed by newlines before searching)
+_LINE_WITHOUT_COLON = re.compile(rb"\n[ \t\r]*[^:\s][^:\n]*\n")
+_LINE_WITHOUT_NAME = re.compile(rb"\n[:;]")
 
 
 def _fast_single(data: bytes, source: str | None) -> Item | None:
     """The common case of one well-formed resource with one UID, without splitting.
 
-    Returns None when anything is unusual (no or several UIDs, unbalanced
-    BEGIN/END): the caller then takes the general path, which explains.
+    Only bytes methods and two simple regex scans: this runs for every item
+    read from a vdir or a server.  Returns None when anything is unusual (no
+    or several UIDs, lower-case names, BEGIN/END counts differ): the caller
+    then takes the general path, which explains precisely.
     """
-    unfolded = _FOLD_BYTES.sub(b"", data)
-    uids = {u.strip() for u in _UID_LINE.findall(unfolded)}
-    if len(uids) != 1:
+    u = unfold_bytes(data)
+    begins = u.count(b"\nBEGIN:") + u.startswith(b"BEGIN:")
+    if begins != u.count(b"\nEND:") + u.startswith(b"END:"):
         return None
-    kind = _KIND.search(unfolded)
+    n_uid = u.count(b"\nUID:") + u.count(b"\nUID;")
+    if n_uid == 0:
+        return None
+    if n_uid == 1:
+        i = u.find(b"\nUID:")
+        if i < 0:
+            i = u.find(b":", u.find(b"\nUID;")) - 4
+        end = u.find(b"\n", i + 5)
+        uid = u[i + 5 : end if end >= 0 else len(u)].strip()
+    else:  # overrides repeat the UID; anything else goes the general way
+        uids = {x.strip() for x in _UID_LINE.findall(u)}
+        if len(uids) != 1:
+            return None
+        uid = uids.pop()
+    if not uid:
+        return None
+    kind = None
+    best = len(u)
+    for name in (b"VEVENT", b"VTODO", b"VJOURNAL"):
+        at = u.find(b"BEGIN:" + name)
+        if 0 <= at < best:
+            kind, best = name, at
     if kind is None:
         return None
-    stack: list[bytes] = []
-    for m in _BEGIN_END_LINE.finditer(unfolded):
-        name = m.group(2).upper()
-        if m.group(1).upper() == b"BEGIN":
-            stack.append(name)
-        elif not stack or stack.pop() != name:
-            return None
-    if stack:
-        return None
-    uid = uids.pop()
     try:
         text = uid.decode("utf-8")
     except UnicodeDecodeError:
         text = uid.decode("latin-1")
-    if not text:
-        return None
-    item = Item(data, text, kind.group(1).decode().upper())
-    item.validate(source, unfolded=unfolded)
+    item = Item(data, text, kind.decode())
+    framed = b"\n" + u + b"\n"
+    if _LINE_WITHOUT_COLON.search(framed) or _LINE_WITHOUT_NAME.search(framed):
+        item.validate(source)  # raises, naming the line in the original text
     return item
 
 
