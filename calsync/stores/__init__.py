@@ -35,6 +35,7 @@ STORE_TYPES: dict[str, str] = {
     "memory": "calsync.stores.memory:MemoryStore",
     "vdir": "calsync.stores.vdir:VdirStore",
     "ics": "calsync.stores.ics:IcsStore",
+    "thunderbird": "calsync.stores.thunderbird.store:ThunderbirdStore",
 }
 
 
