@@ -172,13 +172,17 @@ class Config:
     def retention_days(self) -> float:
         return float(self.section("history").get("retention_days", 90))
 
+    def store_context(self, name: str) -> StoreContext:
+        """The context (private cache dir...) the named store gets."""
+        return StoreContext(
+            cache_dir=self.state_dir / "stores" / _safe(name), config_dir=self.base_dir
+        )
+
     def store(self, name: str) -> Store:
         """Instantiate the named store."""
         section = self.stores[name]
         cls = store_class(section["type"])
-        ctx = StoreContext(
-            cache_dir=self.state_dir / "stores" / _safe(name), config_dir=self.base_dir
-        )
+        ctx = self.store_context(name)
         options = {k: v for k, v in section.items() if k != "type"}
         return cls.from_config(name, options, ctx)
 

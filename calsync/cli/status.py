@@ -9,8 +9,24 @@ from typing import Any
 import click
 
 from calsync.cli._common import config_option, load_config, print_json
+from calsync.stores import store_class
 from calsync.sync.runner import status_file
 from calsync.sync.status import StatusDB
+
+
+def queued(cfg: Any, store: str) -> dict[str, Any] | None:
+    """Changes a store holds back until it can write them (e.g. Thunderbird running)."""
+    section = cfg.stores.get(store)
+    if not section:
+        return None
+    try:
+        hook = getattr(store_class(section["type"]), "queued_status", None)
+    except (KeyError, ImportError):
+        return None
+    if hook is None:
+        return None
+    info: dict[str, Any] | None = hook(cfg.store_context(store))
+    return info
 
 
 def pair_status(cfg: Any, name: str) -> dict[str, Any]:
@@ -21,7 +37,12 @@ def pair_status(cfg: Any, name: str) -> dict[str, Any]:
         "items": 0,
         "last_run": None,
         "last_result": None,
+        "queued": {},
     }
+    for store in (pair.a, pair.b):
+        waiting = queued(cfg, store)
+        if waiting:
+            out["queued"][store] = waiting
     path = status_file(cfg, name)
     if not path.exists():
         return out
@@ -54,8 +75,18 @@ def status(ctx: click.Context, as_json: bool) -> None:
         head = f"{name}: {st['a']} <-> {st['b']}, {st['items']} items"
         if st["last_run"] is None:
             click.echo(f"{head}, never synced")
+        else:
+            click.echo(f"{head}, last sync {st['last_run']}")
+        for store, waiting in st["queued"].items():
+            click.echo(
+                f"  queued: {store}: {waiting['count']} change(s) waiting since "
+                f"{waiting['since']}: {waiting['reason']}"
+            )
+            for entry in waiting.get("calendars", []):
+                for item in entry.get("items", [])[:20]:
+                    click.echo(f"    {item['op']} {item['uid']}")
+        if st["last_run"] is None:
             continue
-        click.echo(f"{head}, last sync {st['last_run']}")
         res = st["last_result"] or {}
         if res.get("stopped"):
             click.echo(f"  stopped: {res['stopped']}")
