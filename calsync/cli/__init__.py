@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "restore": "calsync.cli.history:restore",
     "conflicts": "calsync.cli.history:conflicts",
     "demo": "calsync.cli.demo:demo",
+    "discover": "calsync.cli.discover:discover",
 }
 
 # what plain `calsync` runs
