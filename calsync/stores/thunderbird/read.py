@@ -284,8 +284,7 @@ def _to_ical(rows: ItemRows) -> Item:
     out = _Out()
     comps: list[Component] = []
     master = _component(rows, rows.master, out, is_master=True)
-    faked = any(k.upper() == "X-MOZ-FAKED-MASTER" for k, _ in rows.master.properties)
-    if not faked:
+    if not _untouched_faked_master(rows.master):
         comps.append(master)
     for exc in rows.exceptions:
         comps.append(_component(rows, exc, out, is_master=False))
@@ -299,6 +298,21 @@ def _to_ical(rows: ItemRows) -> Item:
             cal.subs.append(times.vtimezone(tzid))
     cal.subs.extend(comps)
     return Item.from_tree(cal)
+
+
+def _untouched_faked_master(master: CompRows) -> bool:
+    """The master Thunderbird invents for an item of overrides only, still as invented.
+
+    Hidden so that such an item reads back as it was written; once someone
+    gave it a title or anything else, it is a real master and is shown.
+    """
+    names = {k.upper() for k, _ in master.properties}
+    return (
+        "X-MOZ-FAKED-MASTER" in names
+        and names <= {"X-MOZ-FAKED-MASTER", "X-MOZ-GENERATION"}
+        and not master.main.get("title")
+        and not (master.attendees or master.alarms or master.attachments or master.relations)
+    )
 
 
 def _component(rows: ItemRows, comp: CompRows, out: _Out, *, is_master: bool) -> Component:
@@ -359,8 +373,6 @@ def _component(rows: ItemRows, comp: CompRows, out: _Out, *, is_master: bool) ->
         params[k1].append((k2, quote(_text(v))))
     for key, value in comp.properties:
         name = key.upper()
-        if name == "X-MOZ-FAKED-MASTER":
-            continue
         text = _property_value(name, value, dict(params.get(name, [])))
         props.append(Prop(name, tuple(params.get(name, [])), text))
         tzid = dict(params.get(name, [])).get("TZID")

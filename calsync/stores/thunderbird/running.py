@@ -76,7 +76,8 @@ def _looks_like_thunderbird(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True
-    return b"thunderbird" in cmdline.lower() or b"icedove" in cmdline.lower()
+    program = os.path.basename(cmdline.split(b"\0", 1)[0]).lower()
+    return b"thunderbird" in program or b"icedove" in program
 
 
 def _flock_struct() -> tuple[str, int]:

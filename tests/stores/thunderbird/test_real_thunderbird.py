@@ -208,3 +208,83 @@ def test_both_directions_with_real_thunderbird(tmp_path: Path) -> None:
     for uid in final:
         assert visible(final[uid]) == visible(mine[uid]), uid
     assert counts(sync()) == {}
+
+
+def test_fidelity_matrix_with_real_thunderbird(tmp_path: Path) -> None:
+    """What Thunderbird keeps, changes and drops of items calsync writes (FIDELITY.md)."""
+    from calsync.stores import StoreContext
+    from calsync.stores.thunderbird.prefs import find_calendar
+    from calsync.stores.thunderbird.store import ThunderbirdStore
+
+    peer = tbpeer().Peer(tmp_path / "tb", log=lambda *a: None)
+    with peer:
+        peer.enable()
+    profile = peer.profile_dir()
+    cache = StoreContext(cache_dir=tmp_path / "cache")
+    store = ThunderbirdStore("tb", cache, profile, find_calendar(profile, "Home"))
+    store.list()
+    written = by_uid((Path(__file__).parent / "data" / "edge.ics").read_bytes())
+    for item in written.values():
+        store.add(item)
+    store.flush()
+    with peer:
+        shown = by_uid(peer.export_ics())
+        for uid in written:
+            peer.set_title(uid, "edited in Thunderbird")
+        edited = by_uid(peer.export_ics())
+
+    def diff(uid: str, rid: str = "") -> tuple[dict[str, int], dict[str, int]]:
+        mine = components(written[uid], ignore=RESTAMPED).get(rid, Counter())
+        theirs = components(shown[uid], ignore=RESTAMPED).get(rid, Counter())
+        return dict(mine - theirs), dict(theirs - mine)
+
+    # everything else of these items (GEO, CONTACT, binary ATTACH, SENT-BY, DELEGATED-FROM,
+    # two RELATED-TO, X-MOZ-*, a full AUDIO VALARM...) Thunderbird shows as written
+    assert diff("edge-1@calsync.test") == (
+        {
+            "DURATION;:PT90M": 1,  # becomes DTEND
+            "SUMMARY;LANGUAGE=de:Zusammenfassung": 1,  # parameters of SUMMARY are dropped
+            "COMMENT;:first comment": 1,  # of a repeated property only the last stays
+            "X-DUP;:one": 1,
+            "PRIORITY;:0": 1,  # 0 = undefined: not shown
+            "EXDATE;:20260502T100000Z,20260503T100000Z": 1,  # one value per line
+            "RDATE;VALUE=PERIOD:20260601T100000Z/20260601T120000Z": 1,  # only the start
+            "RESOURCES;:Projector,Whiteboard": 1,  # several values become one
+            "REQUEST-STATUS;:2.0;Success": 1,
+        },
+        {
+            "DTEND;:20260501T113000Z": 1,
+            "SUMMARY;:Zusammenfassung": 1,
+            "EXDATE;:20260502T100000Z": 1,
+            "EXDATE;:20260503T100000Z": 1,
+            "RDATE;:20260601T100000Z": 1,
+            "RESOURCES;:Projector\\,Whiteboard": 1,
+            "REQUEST-STATUS;:2.0\\;Success": 1,
+        },
+    )
+    assert diff("edge-task@calsync.test") == (
+        {"DURATION;:P2D": 1, "DTEND;:20260309T090000Z": 1},  # a task has no DTEND
+        {"DUE;:20260303T090000Z": 1},
+    )
+    assert diff("edge-noend@calsync.test") == (
+        {"DESCRIPTION;:": 1},  # empty values are dropped
+        {"DTEND;VALUE=DATE:20260802": 1},
+    )
+    orphan = components(shown["edge-orphan@calsync.test"])
+    assert orphan[""]["X-MOZ-FAKED-MASTER;:1"] == 1  # Thunderbird shows its invented master
+    assert diff("edge-orphan@calsync.test", "20260701T100000") == ({}, {})
+
+    # after Thunderbird's own edit calsync reads what Thunderbird shows
+    listing = store.list()
+    assert sorted(listing.versions) == sorted(written)
+    for uid in written:
+        got, _ = store.get(uid)
+        theirs = visible(edited[uid])
+        mine = visible(got)
+        for props in (*theirs.values(), *mine.values()):
+            for key in list(props):  # Thunderbird's own text forms of these two
+                if key.startswith(("RESOURCES;", "REQUEST-STATUS;")):
+                    del props[key]
+        assert mine == theirs, uid
+    first, _ = store.get("edge-1@calsync.test")
+    assert first.master().value("RESOURCES") == "Projector,Whiteboard"  # type: ignore[union-attr]
