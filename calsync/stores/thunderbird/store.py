@@ -28,6 +28,7 @@ import os
 import shutil
 import sqlite3
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,6 +57,7 @@ from calsync.stores.thunderbird.rows import ItemRows
 from calsync.stores.thunderbird.running import Running, running
 from calsync.stores.thunderbird.snapshot import SnapshotError, snapshot, wal_of
 from calsync.stores.thunderbird.write import Unstorable, item_rows, replace_item
+from calsync.sync.lock import Busy, pair_lock
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ KEEP_BACKUPS = 10
 class ThunderbirdStore(Store):
     type = "thunderbird"
     buffered = True
+    lock_wait: ClassVar[float] = 60.0  # how long to wait for another calsync using this store
     options: ClassVar[dict[str, Option]] = {
         "profile": Option(
             str,
@@ -97,6 +100,8 @@ class ThunderbirdStore(Store):
         self._effective: dict[str, Entry] = {}  # uid -> queued entry as it applies now
         self._dirty = False
         self._backed_up = False
+        self._held = ExitStack()
+        self._locked = False
 
     @classmethod
     def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
@@ -140,7 +145,22 @@ class ThunderbirdStore(Store):
         except (SnapshotError, schema.SchemaError, sqlite3.DatabaseError) as e:
             raise self.error(StoreUnavailable, f"cannot read the calendar: {e}") from None
 
+    def _lock(self) -> None:
+        """One calsync at a time per store: the queue is read in list, written in flush."""
+        if self._locked:
+            return
+        try:
+            self._held.enter_context(
+                pair_lock(self.ctx.cache_dir / "thunderbird.lock", wait=self.lock_wait)
+            )
+        except Busy:
+            raise self.error(
+                StoreUnavailable, "another calsync run is using this Thunderbird calendar"
+            ) from None
+        self._locked = True
+
     def list(self) -> Listing:
+        self._lock()
         base = self._load_base()
         try:
             self.queue.load()
@@ -402,6 +422,8 @@ class ThunderbirdStore(Store):
 
     def close(self) -> None:
         self._base = None
+        self._held.close()
+        self._locked = False
 
     # -- reporting (calsync status) --------------------------------------------------
 

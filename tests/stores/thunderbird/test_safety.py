@@ -154,3 +154,17 @@ def test_generated_timezones_give_the_right_offsets(tzid: str) -> None:
         assert (
             when.replace(tzinfo=tz).utcoffset() == when.replace(tzinfo=ZoneInfo(tzid)).utcoffset()
         )
+
+
+def test_one_calsync_at_a_time_per_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two pairs sharing a Thunderbird store never interleave their queue updates."""
+    profile = make_profile(tmp_path)
+    first = store(profile, "Home", tmp_path / "cache")
+    second = store(profile, "Home", tmp_path / "cache")
+    monkeypatch.setattr(type(second), "lock_wait", 0.2)
+    first.list()
+    with pytest.raises(StoreUnavailable, match="another calsync"):
+        second.list()
+    first.close()
+    assert len(second.list().versions) == 11
+    second.close()
