@@ -223,3 +223,53 @@ def test_queue_survives_a_crash(tmp_path: Path) -> None:
     conn.close()
     assert n == 1, "applied once"
     assert not queue_files[0].exists()
+
+
+def _delete_rows(tb: Holder, cal_id: str, uid: str) -> None:
+    """Thunderbird's deleteItem: every row of the item goes."""
+    for table, column in (
+        ("cal_events", "id"),
+        ("cal_properties", "item_id"),
+        ("cal_metadata", "item_id"),
+    ):
+        tb.sql(f"DELETE FROM {table} WHERE cal_id = '{cal_id}' AND {column} = '{uid}'")
+
+
+def test_thunderbird_deletes_what_waits_as_an_update(tmp_path: Path) -> None:
+    """An edit beats a delete: the waiting update puts the item back."""
+    profile, vdir, config = setup(tmp_path)
+    (vdir / "k.ics").write_bytes(event("k@calsync.test", "Keep me"))
+    assert counts(sync(config)) == (1, 0, 0, 0, 0, 0)
+    tb = Holder(profile)
+    try:
+        (vdir / "k.ics").write_bytes(event("k@calsync.test", "Keep me, edited"))
+        assert counts(sync(config)) == (0, 0, 1, 0, 0, 0)
+        _delete_rows(tb, home(profile), "k@calsync.test")
+        assert counts(sync(config)) == (0, 0, 0, 0, 0, 0)
+    finally:
+        tb.stop()
+    assert counts(sync(config)) == (0, 0, 0, 0, 0, 0)
+    assert titles(profile) == {"k@calsync.test": "Keep me, edited"}
+    assert (vdir / "k.ics").exists()
+
+
+def test_thunderbird_edits_what_waits_as_a_delete(tmp_path: Path) -> None:
+    """An edit beats a delete: Thunderbird's edited item comes back to the vdir."""
+    profile, vdir, config = setup(tmp_path)
+    (vdir / "d.ics").write_bytes(event("d@calsync.test", "Doomed"))
+    (vdir / "s.ics").write_bytes(event("s@calsync.test", "Stays"))
+    assert counts(sync(config)) == (2, 0, 0, 0, 0, 0)
+    tb = Holder(profile)
+    try:
+        (vdir / "d.ics").unlink()
+        assert counts(sync(config)) == (0, 0, 0, 0, 1, 0)
+        tb.sql(
+            f"UPDATE cal_events SET title = 'Saved in Thunderbird' "
+            f"WHERE cal_id = '{home(profile)}' AND id = 'd@calsync.test'"
+        )
+        assert counts(sync(config)) == (0, 1, 0, 0, 0, 0)
+    finally:
+        tb.stop()
+    assert counts(sync(config)) == (0, 0, 0, 0, 0, 0)
+    assert titles(profile) == {"d@calsync.test": "Saved in Thunderbird", "s@calsync.test": "Stays"}
+    assert b"SUMMARY:Saved in Thunderbird" in (vdir / "d@calsync.test.ics").read_bytes()
