@@ -15,5 +15,7 @@ Modules, each with one job:
 - ``store``: the ``thunderbird`` store type;
 - ``discovery``: installations, profiles and calendars for ``calsync discover``.
 
-Facts behind all this: ../shared/notes/thunderbird-storage.md.
+What survives a trip through Thunderbird, verified with the real one:
+FIDELITY.md next to this file.  Facts behind all this:
+../shared/notes/thunderbird-storage.md.
 """
