@@ -4,8 +4,9 @@ Two serializations of the same item must hash equal when a server or client
 merely re-serialized it: different PRODID or DTSTAMP, different line folding
 or line endings, properties or parameters in another order, parameter values
 quoted or not, VTIMEZONEs reordered, rewritten or dropped (the TZID parameters
-on the item's own properties still name the zones), trailing blanks.  Anything
-a user could have edited changes the hash.
+on the item's own properties still name the zones), trailing blanks, an
+upper-case N in an escaped newline.  Anything a user could have edited
+changes the hash.
 
 Works on bytes with a single pass over unfolded lines: it runs for every new or
 changed item of a sync, so it must stay cheap.
@@ -35,7 +36,7 @@ def _canonical_prop(line: bytes, lineno: int) -> bytes | None:
         name = line[:colon].upper()
         if name in IGNORED_PROPS:
             return None
-        return name + line[colon:].rstrip(b" \t")
+        return name + _value(line[colon:])
     name = line[:semi].upper()
     if name in IGNORED_PROPS:
         return None
@@ -58,7 +59,13 @@ def _canonical_prop(line: bytes, lineno: int) -> bytes | None:
     else:
         raise LineError(f"no value after parameters in {line[:60]!r}", lineno)
     params.sort()
-    return name + b";" + b";".join(params) + line[i:].rstrip(b" \t")
+    return name + b";" + b";".join(params) + _value(line[i:])
+
+
+def _value(value: bytes) -> bytes:
+    """Spellings of one value that servers use interchangeably (escaped N or n)."""
+    value = value.rstrip(b" \t")
+    return value.replace(b"\\N", b"\\n") if b"\\N" in value else value
 
 
 def _canonical_param(param: bytes) -> bytes:
