@@ -14,6 +14,7 @@ items can be written back byte-for-byte.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 # A BEGIN/END line.  Folded BEGIN/END lines do not occur in practice and are
@@ -21,6 +22,9 @@ from dataclasses import dataclass, field
 _BEGIN_END = re.compile(
     rb"^(?:\xef\xbb\xbf)?(BEGIN|END)[ \t]*:[ \t]*([A-Za-z0-9_-]+)[ \t]*\r?$", re.M | re.I
 )
+# The same, anchored on the newline before it: much faster than ^ with re.M; used
+# unless the stream has lower-case BEGIN/END lines or a byte-order mark.
+_BEGIN_END_FAST = re.compile(rb"\n(BEGIN|END):([A-Za-z0-9_-]+)[ \t]*\r?(?=\n|$)")
 _FOLD = re.compile(rb"\r?\n[ \t]")
 _UID = re.compile(rb"^UID(?:;[^:\r\n]*)?:(.*?)\r?$", re.M | re.I)
 _RECURRENCE_ID = re.compile(rb"^RECURRENCE-ID(?:;[^:\r\n]*)?:(.*?)\r?$", re.M | re.I)
@@ -162,7 +166,7 @@ def split(data: bytes) -> SplitResult:
         if current_cal is not None:
             cal_body_start = end
 
-    for m in _BEGIN_END.finditer(data):
+    for m in _begin_end_lines(data):
         kind = m.group(1).upper()
         name = m.group(2).decode("ascii").upper()
         line_end = m.end()
@@ -231,6 +235,67 @@ def split(data: bytes) -> SplitResult:
     return SplitResult(components=components, calendars=calendars, newline=newline)
 
 
+def _quick_value(data: bytes, upper: bytes, name: bytes) -> bytes | bool | None:
+    """The value of property ``name`` by plain finds, when that is unambiguous.
+
+    Returns None when the property is absent, False when a sub-component comes
+    first (the slow path must tell whose property it is).
+    """
+    pos = -1
+    for sep in (b":", b";"):
+        found = upper.find(b"\n" + name + sep)
+        if found >= 0 and (pos < 0 or found < pos):
+            pos = found
+    if pos < 0:
+        return None if b"\n" + name not in upper else False
+    nested = upper.find(b"\nBEGIN:", 1)
+    if 0 <= nested < pos:
+        return False
+    start = data.find(b":", pos) + 1
+    end = data.find(b"\n", pos + 1)
+    while end >= 0 and data[end + 1 : end + 2] in (b" ", b"\t"):  # folded value
+        end = data.find(b"\n", end + 1)
+    line = data[start : end if end >= 0 else len(data)]
+    return _FOLD.sub(b"", line).rstrip(b"\r")
+
+
+class _Mark:
+    """A BEGIN/END line found by the fast scan (quacks like a re.Match)."""
+
+    __slots__ = ("_end", "_groups", "_start")
+
+    def __init__(self, start: int, end: int, kind: bytes, name: bytes) -> None:
+        self._start, self._end, self._groups = start, end, (kind, name)
+
+    def start(self) -> int:
+        return self._start
+
+    def end(self) -> int:
+        return self._end
+
+    def group(self, n: int) -> bytes:
+        return self._groups[n - 1]
+
+
+def _begin_end_lines(data: bytes) -> Iterator[re.Match[bytes] | _Mark]:
+    """Every BEGIN/END line in order; the fast pattern for well-behaved streams."""
+    upper = data.upper()
+    odd = (
+        data.startswith(b"\xef\xbb\xbf")
+        or upper.count(b"\nBEGIN") != data.count(b"\nBEGIN:")
+        or upper.count(b"\nEND") != data.count(b"\nEND:")
+    )
+    if odd:  # lower-case, spaced or BOM-prefixed BEGIN/END lines: the general pattern
+        yield from _BEGIN_END.finditer(data)
+        return
+    if data.startswith((b"BEGIN:", b"END:")):
+        first = _BEGIN_END.match(data)
+        if first is not None:
+            yield first
+    for m in _BEGIN_END_FAST.finditer(data):
+        yield _Mark(m.start() + 1, m.end(), m.group(1), m.group(2))
+
+
 def _route(comp: RawComponent) -> None:
     """Fill in the routing properties of a component (UID, RECURRENCE-ID, TZID)."""
     if comp.name == "VTIMEZONE":
@@ -238,6 +303,13 @@ def _route(comp: RawComponent) -> None:
         comp.tzid = _decode(m.group(1)) if m else None
         return
     if comp.name not in ITEM_COMPONENTS:
+        return
+    upper = comp.data.upper()
+    uid = _quick_value(comp.data, upper, b"UID")
+    rid = _quick_value(comp.data, upper, b"RECURRENCE-ID")
+    if uid is not False and rid is not False:
+        comp.uid = _decode(uid) if isinstance(uid, bytes) and uid.strip() else None
+        comp.recurrence_id = _decode(rid) if isinstance(rid, bytes) else None
         return
     unfolded = comp.unfolded()
     spans = _nested_spans(unfolded)

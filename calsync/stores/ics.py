@@ -249,14 +249,18 @@ class IcsStore(Store):
             )
         new = self._render(grouped)
         mode = st.st_mode & 0o7777
-        write_atomic(self.path, new, fsync=True)
+        written = write_atomic(self.path, new, fsync=True)
         try:
             os.chmod(self.path, mode)
         except OSError:
             pass
         self._pending.clear()
-        self._load()
-        self._index()
+        # the new file is what we rendered: no need to read and split it again; the
+        # versions of touched items were updated as they were written
+        self._data = new
+        self._stat = _stat_key(written)
+        self._digest = _digest(new)
+        self._grouped = None
         self._write_cache()
 
     def _render(self, grouped: Grouped) -> bytes:

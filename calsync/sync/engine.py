@@ -52,7 +52,12 @@ from calsync.sync.status import Row, StatusDB
 
 log = logging.getLogger("calsync.sync")
 
-CHECKPOINT_EVERY = 500  # store writes between status commits
+# Durability points (filesystem sync + status commit): after this many store
+# writes or seconds, whichever comes first, and at the end.  Each costs a
+# filesystem sync, so not too often; each bounds the work a crash makes the
+# next sync redo (it re-adopts what was written since), so not too rarely.
+CHECKPOINT_EVERY = 5000
+CHECKPOINT_SECONDS = 10.0
 
 # Fault injection for the crash tests: SIGKILL this process at the N-th crash
 # point (before and after every store write and status commit).  Read once.
@@ -187,6 +192,7 @@ class Engine:
         self._written: dict[str, set[str]] = {}
         self._counted: dict[str, list[tuple[str, str]]] = {}
         self._writes_since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
 
     # -- top level --------------------------------------------------------------
 
@@ -350,7 +356,10 @@ class Engine:
                 self._fail(action, str(e))
             if self.progress is not None:
                 self.progress(n, total)
-            if self._writes_since_checkpoint >= CHECKPOINT_EVERY:
+            if self._writes_since_checkpoint and (
+                self._writes_since_checkpoint >= CHECKPOINT_EVERY
+                or time.monotonic() - self._last_checkpoint >= CHECKPOINT_SECONDS
+            ):
                 self._checkpoint()
 
     def _fail(self, action: Action, message: str) -> None:
@@ -533,6 +542,7 @@ class Engine:
             self._written.pop(uid, None)
             self._counted.pop(uid, None)
         self._writes_since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
 
     def _finish(self) -> None:
         for side, store in self.stores.items():
