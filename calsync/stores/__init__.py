@@ -36,6 +36,7 @@ STORE_TYPES: dict[str, str] = {
     "vdir": "calsync.stores.vdir:VdirStore",
     "ics": "calsync.stores.ics:IcsStore",
     "thunderbird": "calsync.stores.thunderbird.store:ThunderbirdStore",
+    "caldav": "calsync.stores.caldav.store:CalDAVStore",
 }
 
 

@@ -1,0 +1,240 @@
+"""Incremental listing of a calendar collection: href -> ETag, cheapest first.
+
+1. PROPFIND Depth 0 (ctag, sync-token, supported reports/components).  Both
+   equal to what we stored -> the stored map is current: one request.
+2. RFC 6578 sync-collection since the stored token (following 507
+   truncation) applied to the stored map.  Removals of hrefs we never knew are
+   ignored (Radicale reports long-deleted items).  Any 4xx -> the token is
+   rejected -> 3.  A "delta" that repeats most of the map unchanged is a full
+   listing in disguise (DAViCal answers an unknown token that way, hiding
+   deletions) -> 3.
+3. PROPFIND Depth 1: href + ETag of every member; the new map.  Also run every
+   ``full_every`` seconds, for servers that lose deletions.
+
+Why the map is stored with the token and what that promises: the map must be
+*at least as new as the token* for every href -- each entry is the state at
+the token or a later one.  Then the delta since that token (which reports the
+latest state of everything changed after it) turns the map into exactly the
+server's current state.  The new token and map are therefore stored together,
+only after a listing completed (every page, every fallback); a failure on the
+way stores nothing and the old pair stays valid.  The ctag and token saved are
+the ones read *before* listing, never newer than the map.
+
+The engine never relies on the cache for what changed: ``list()`` always
+returns the *whole* map and the engine diffs it against its own status.  So a
+cache that is ahead of the engine (a crash after listing, a failed fetch) loses
+nothing -- the next sync sees the same differences again.  What the cache must
+never do is claim a state the server has not reached or miss a change; the
+rule above guarantees that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from calsync.stores.caldav import xml
+from calsync.stores.caldav.client import DavClient, DavError, redact
+from calsync.stores.caldav.hrefs import normalize, same
+
+MAX_PAGES = 10_000  # sync-collection continuation pages (507) before giving up
+
+
+class ListingError(DavError):
+    """The collection cannot be listed now (status, bad reply); nothing is stored."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TokenRejected(Exception):
+    """The server does not accept our sync-token (any 4xx): list everything."""
+
+
+def norm_etag(value: str | None) -> str:
+    """ETags verbatim, but always quoted (some servers drop quotes in PROPFIND)."""
+    v = (value or "").strip()
+    if not v or v.startswith('"') or v.startswith("W/"):
+        return v
+    return f'"{v}"'
+
+
+@dataclass
+class State:
+    """What the store remembers between syncs (see module docstring)."""
+
+    ctag: str | None = None
+    token: str | None = None
+    etags: dict[str, str] | None = None  # None: never listed
+    full_at: float = 0.0  # time of the last full listing
+    # hrefs whose ETag we learnt after the token (our own writes, reads): a delta
+    # repeating them is expected, not a sign of a full listing in disguise
+    fresh: set[str] = field(default_factory=set)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ctag": self.ctag,
+            "token": self.token,
+            "etags": self.etags,
+            "full_at": self.full_at,
+            "fresh": sorted(self.fresh),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> State:
+        etags = data.get("etags")
+        return cls(
+            ctag=data.get("ctag"),
+            token=data.get("token"),
+            etags=dict(etags) if isinstance(etags, dict) else None,
+            full_at=float(data.get("full_at") or 0.0),
+            fresh=set(data.get("fresh") or ()),
+        )
+
+
+@dataclass
+class Info:
+    """The collection's own properties (PROPFIND Depth 0)."""
+
+    ctag: str | None
+    token: str | None
+    reports: set[str]
+    components: set[str] | None
+    is_calendar: bool
+
+
+@dataclass
+class Result:
+    state: State
+    how: str  # unchanged | delta | full
+    info: Info
+    requests: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+INFO_PROPS = [
+    "CS:getctag",
+    "D:sync-token",
+    "D:supported-report-set",
+    "C:supported-calendar-component-set",
+    "D:resourcetype",
+]
+
+
+def probe(client: DavClient, url: str) -> Info:
+    resp = client.propfind(url, INFO_PROPS, "0")
+    if resp.status != 207:
+        raise ListingError(f"PROPFIND {redact(url)}: HTTP {resp.status}", resp.status)
+    ms = resp.multistatus()
+    if not ms.responses:
+        raise ListingError(f"PROPFIND {redact(url)}: empty multistatus")
+    r = ms.responses[0]
+    return Info(
+        ctag=(r.text(xml.GETCTAG) or "").strip() or None,
+        token=(r.text(xml.SYNC_TOKEN) or "").strip() or None,
+        reports=xml.reports(r),
+        components=xml.components(r),
+        is_calendar=xml.is_calendar(r),
+    )
+
+
+def full_listing(client: DavClient, url: str) -> dict[str, str]:
+    """href -> ETag of every member resource (collections skipped)."""
+    resp = client.propfind(url, ["D:getetag", "D:resourcetype", "D:getcontenttype"], "1")
+    if resp.status != 207:
+        raise ListingError(f"PROPFIND Depth 1 {redact(url)}: HTTP {resp.status}", resp.status)
+    own = normalize(url, url)
+    out: dict[str, str] = {}
+    for r in resp.multistatus().responses:
+        path = normalize(r.href, url)
+        if same(path, own) or xml.is_collection(r):
+            continue
+        if r.status is not None and not 200 <= r.status < 300:
+            continue
+        out[path] = norm_etag(r.text(xml.GETETAG))
+    return out
+
+
+@dataclass
+class Delta:
+    changed: dict[str, str]
+    removed: set[str]
+    token: str
+
+
+def delta(client: DavClient, url: str, token: str) -> Delta:
+    """Everything changed since ``token``, all pages (TokenRejected on any 4xx)."""
+    own = normalize(url, url)
+    changed: dict[str, str] = {}
+    removed: set[str] = set()
+    for _ in range(MAX_PAGES):
+        resp = client.report(url, xml.sync_collection(token), "1")
+        if 400 <= resp.status < 500:
+            raise TokenRejected(f"HTTP {resp.status}")
+        if resp.status != 207:
+            raise ListingError(f"sync-collection {redact(url)}: HTTP {resp.status}", resp.status)
+        ms = resp.multistatus()
+        if not ms.sync_token:
+            raise TokenRejected("reply without a sync-token")
+        truncated = False
+        for r in ms.responses:
+            path = normalize(r.href, url)
+            if same(path, own):
+                truncated = truncated or r.status == 507
+                continue
+            if r.status in (404, 410):
+                removed.add(path)
+                changed.pop(path, None)
+                continue
+            if r.status is not None and not 200 <= r.status < 300:
+                continue
+            if xml.is_collection(r):
+                continue
+            changed[path] = norm_etag(r.text(xml.GETETAG))
+            removed.discard(path)
+        token = ms.sync_token
+        if not truncated:
+            return Delta(changed, removed, token)
+    raise ListingError(f"sync-collection {redact(url)}: more than {MAX_PAGES} pages")
+
+
+def refresh(client: DavClient, url: str, old: State, *, full_every: float, now: float) -> Result:
+    """The current href -> ETag map (see module docstring); never mutates ``old``."""
+    before = client.requests
+    info = probe(client, url)
+    if not info.is_calendar:
+        raise ListingError(f"{redact(url)} is not a calendar collection")
+    due = old.etags is None or full_every <= 0 or now - old.full_at >= full_every
+    notes: list[str] = []
+    if not due and (info.ctag or info.token) and (info.ctag, info.token) == (old.ctag, old.token):
+        assert old.etags is not None
+        new = State(old.ctag, old.token, dict(old.etags), old.full_at, set(old.fresh))
+        return Result(new, "unchanged", info, client.requests - before)
+    if not due and old.token and info.token and "sync-collection" in info.reports:
+        assert old.etags is not None
+        try:
+            d = delta(client, url, old.token)
+        except TokenRejected as e:
+            notes.append(f"sync-token rejected ({e}); full listing")
+        else:
+            echoes = sum(
+                1
+                for p, e in d.changed.items()
+                if e and old.etags.get(p) == e and p not in old.fresh
+            )
+            if echoes and echoes * 2 >= len(old.etags):
+                notes.append(
+                    f"sync-collection repeated {echoes} unchanged items (an unknown token "
+                    "answered with a full listing?); verifying with a full listing"
+                )
+            else:
+                etags = dict(old.etags)
+                for path in d.removed:
+                    etags.pop(path, None)  # never knew it: ignore (Radicale tombstones)
+                etags.update(d.changed)
+                new = State(info.ctag, d.token, etags, old.full_at)
+                return Result(new, "delta", info, client.requests - before, notes)
+    etags = full_listing(client, url)
+    new = State(info.ctag, info.token, etags, now)
+    return Result(new, "full", info, client.requests - before, notes)

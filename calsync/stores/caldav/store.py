@@ -1,0 +1,588 @@
+"""CalDAV store: a calendar collection on a server (Radicale, Cyrus, Nextcloud...).
+
+Ids are hrefs (percent-decoded paths, see ``hrefs``), versions are ETags.
+``list`` is incremental (``listing``), ``get_many`` reads in calendar-multiget
+batches of 50, writes are conditional: ``If-None-Match: *`` to create,
+``If-Match: <etag>`` to replace or delete, so a change made on the server
+since we listed is never overwritten -- it fails with ``PreconditionFailed``
+and the engine picks the server's version up through its conflict path on the
+next sync.
+
+Errors: the collection unreachable / 5xx / unreadable while listing or reading
+-> ``StoreUnavailable`` (the pair is skipped, nothing is deleted); a write that
+fails -> an error for that item only.  After a few consecutive network
+failures the remaining writes of this sync fail at once instead of each
+waiting for its timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar, NoReturn
+from urllib.parse import urlsplit
+
+from calsync.items import Item, ItemError
+from calsync.stores import (
+    ItemRejected,
+    Listing,
+    NotFound,
+    Option,
+    PreconditionFailed,
+    Store,
+    StoreContext,
+    StoreError,
+    StoreUnavailable,
+)
+from calsync.stores._files import write_atomic
+from calsync.stores.caldav import xml
+from calsync.stores.caldav.client import (
+    DavClient,
+    DavError,
+    DavNetworkError,
+    Response,
+    redact,
+    tls_verify,
+)
+from calsync.stores.caldav.discovery import find_calendar
+from calsync.stores.caldav.hrefs import normalize, quote_path, to_url
+from calsync.stores.caldav.listing import ListingError, State, norm_etag, refresh
+from calsync.stores.caldav.text import escape_free_text
+from calsync.stores.vdir import file_name
+
+log = logging.getLogger("calsync.caldav")
+
+BATCH = 50  # hrefs per calendar-multiget (what Apple's clients use)
+BREAKER = 3  # consecutive network failures after which writes fail fast
+STATE_FORMAT = 1
+DEFAULT_FULL_EVERY = 86400.0
+
+UID_CONFLICT = {"no-uid-conflict", "unique-scheduling-object-resource"}
+COMPONENT_REFUSED = {"supported-calendar-component", "supported-component"}
+INVALID = {"valid-calendar-data", "valid-calendar-object-resource", "calendar-data-valid"}
+
+
+def _crlf(text: str) -> bytes:
+    """calendar-data from XML has lost its CRs (XML normalises line ends): restore them."""
+    data = text.encode("utf-8")
+    if b"\r\n" in data:
+        return data
+    return data.replace(b"\n", b"\r\n")
+
+
+class CalDAVStore(Store):
+    type = "caldav"
+    options: ClassVar[dict[str, Option]] = {
+        "url": Option(
+            str,
+            "the calendar collection's URL, or the server/principal URL together with `calendar`",
+            required=True,
+        ),
+        "calendar": Option(
+            str, "the calendar's display name (or path segment), found by discovery"
+        ),
+        "username": Option(str, "user name on the server"),
+        "password": Option(str, "password (prefer password_command)", secret=True),
+        "password_command": Option(
+            (str, list), "a command whose first line of output is the password"
+        ),
+        "auth": Option(
+            str,
+            "HTTP authentication: auto (from the server's challenge), basic, digest",
+            default="auto",
+            choices=("auto", "basic", "digest"),
+        ),
+        "verify_tls": Option(bool, "check the server's TLS certificate", default=True),
+        "ca_file": Option(str, "CA certificate(s) to trust for this server (PEM)"),
+        "timeout": Option((int, float), "seconds to wait for the server per request", default=30),
+        "full_listing_every": Option(
+            (int, float),
+            "seconds between full listings of the calendar (a safety net for servers "
+            "that lose deletions in their change log); 0 = every sync",
+            default=DEFAULT_FULL_EVERY,
+        ),
+    }
+
+    def __init__(
+        self,
+        name: str,
+        ctx: StoreContext,
+        url: str,
+        *,
+        calendar: str | None = None,
+        username: str | None = None,
+        password: Callable[[], str | None] = lambda: None,
+        auth: str = "auto",
+        verify_tls: bool = True,
+        ca_file: str | None = None,
+        timeout: float = 30.0,
+        full_listing_every: float = DEFAULT_FULL_EVERY,
+    ) -> None:
+        super().__init__(name, ctx)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise self.error(StoreError, f"url must be an http(s) URL, not {redact(url)!r}")
+        if parts.username is not None or parts.password is not None:
+            raise self.error(StoreError, "put the credentials in username/password, not in the url")
+        self.url = url if url.endswith("/") else url + "/"
+        self.calendar = calendar
+        self.username = username
+        self._password_source = password
+        self._password: str | None = None
+        self.auth_mode = auth
+        self.verify_tls = verify_tls
+        self.ca_file = ca_file
+        self.timeout = float(timeout)
+        self.full_every = float(full_listing_every)
+        self._client: DavClient | None = None
+        self._collection: str | None = None
+        self._state = State()
+        self._components: set[str] | None = None
+        self._dirty = False
+        self._failures = 0
+        self.last_listing = ""  # unchanged | delta | full (for tests and --verbose)
+
+    @classmethod
+    def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
+        from calsync.config import resolve_secret
+
+        def password() -> str | None:
+            return resolve_secret(section)
+
+        ca_file = section.get("ca_file")
+        if ca_file:
+            from calsync.stores._files import expand_path
+
+            ca_file = str(expand_path(ca_file, ctx.config_dir))
+        return cls(
+            name,
+            ctx,
+            section["url"],
+            calendar=section.get("calendar"),
+            username=section.get("username"),
+            password=password,
+            auth=section.get("auth", "auto"),
+            verify_tls=section.get("verify_tls", True),
+            ca_file=ca_file,
+            timeout=section.get("timeout", 30),
+            full_listing_every=section.get("full_listing_every", DEFAULT_FULL_EVERY),
+        )
+
+    def identity(self) -> str:
+        where = redact(self.url)
+        return f"caldav:{where}" + (f"#{self.calendar}" if self.calendar else "")
+
+    def describe(self) -> str:
+        cal = f" calendar {self.calendar!r}" if self.calendar else ""
+        return f"CalDAV{cal} at {redact(self._collection or self.url)}"
+
+    # -- connection, cache --------------------------------------------------------
+
+    @property
+    def _state_file(self) -> Path:
+        return self.ctx.cache_dir / "caldav-state.json"
+
+    def _secret(self) -> str:
+        return self._password or ""
+
+    def _connect(self) -> DavClient:
+        if self._client is not None:
+            return self._client
+        saved = self._load()
+        if self.username:
+            try:
+                self._password = self._password_source() or ""
+            except Exception as e:  # ConfigError from password_command: no output shown
+                raise self.error(StoreUnavailable, f"cannot get the password: {e}") from None
+        scheme = None if self.auth_mode == "auto" else self.auth_mode
+        if scheme is None and saved.get("auth") in ("basic", "digest"):
+            scheme = saved["auth"]
+        try:
+            verify = tls_verify(self.verify_tls, self.ca_file)
+        except OSError as e:
+            raise self.error(StoreUnavailable, f"cannot read ca_file {self.ca_file}: {e}") from None
+        self._client = DavClient(
+            username=self.username,
+            password=self._secret,
+            auth_scheme=scheme,
+            verify=verify,
+            timeout=self.timeout,
+        )
+        return self._client
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self._state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if data.get("format") != STATE_FORMAT or data.get("key") != self.identity():
+            return {}
+        if isinstance(data.get("collection"), str):
+            self._collection = data["collection"]
+        self._state = State.from_json(data.get("state") or {})
+        return data
+
+    def _save(self) -> None:
+        payload = {
+            "format": STATE_FORMAT,
+            "key": self.identity(),
+            "collection": self._collection,
+            "auth": self._client.auth.scheme if self._client and self._client.auth else None,
+            "state": self._state.to_json(),
+        }
+        try:
+            self.ctx.cache_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(self._state_file, json.dumps(payload).encode(), fsync=False)
+            self._dirty = False
+        except OSError as e:
+            log.warning("%s: cannot write the cache %s: %s", self.name, self._state_file, e)
+
+    def _unavailable(self, e: Exception) -> StoreError:
+        return self.error(StoreUnavailable, f"{self.describe()}: {e}")
+
+    def _resolve(self, client: DavClient) -> str:
+        if self._collection is None:
+            self._collection = find_calendar(client, self.url, self.calendar).url
+        return self._collection
+
+    @property
+    def collection(self) -> str:
+        """The calendar collection URL (after ``list``)."""
+        assert self._collection is not None
+        return self._collection
+
+    # -- reading ------------------------------------------------------------------
+
+    def list(self) -> Listing:
+        client = self._connect()
+        for attempt in (1, 2):
+            try:
+                url = self._resolve(client)
+                result = refresh(
+                    client, url, self._state, full_every=self.full_every, now=time.time()
+                )
+            except ListingError as e:
+                if e.status == 404 and self.calendar and attempt == 1:
+                    self._collection = None  # moved or renamed: discover again
+                    self._state = State()
+                    continue
+                raise self._unavailable(e) from None
+            except (DavError, xml.XmlError) as e:
+                raise self._unavailable(e) from None
+            break
+        for note in result.notes:
+            log.info("%s: %s", self.name, note)
+        self.last_listing = result.how
+        self._state = result.state
+        self._components = result.info.components
+        self._save()
+        assert self._state.etags is not None
+        return Listing(dict(self._state.etags))
+
+    @property
+    def _etags(self) -> dict[str, str]:
+        if self._state.etags is None:
+            self._state.etags = {}
+        return self._state.etags
+
+    def _url(self, id: str) -> str:
+        base = self._collection or self.url
+        path = id if id.startswith("/") else normalize(base, base) + id
+        return to_url(base, path)
+
+    def _path(self, id: str) -> str:
+        base = self._collection or self.url
+        return id if id.startswith("/") else normalize(base, base) + id
+
+    def _parse(self, data: bytes, id: str) -> Item:
+        try:
+            return Item.from_bytes(data, source=self.name)
+        except ItemError as e:
+            e.id = e.id or id
+            raise
+
+    def get(self, id: str) -> tuple[Item, str]:
+        client = self._connect()
+        self._resolve_quietly(client)
+        path = self._path(id)
+        try:
+            resp = client.request("GET", self._url(path))
+        except DavError as e:
+            raise self._unavailable(e) from None
+        if resp.status in (404, 410):
+            raise self.error(NotFound, "no such resource on the server", path)
+        if not resp.ok:
+            raise self.error(StoreError, f"GET answered HTTP {resp.status}", path)
+        etag = norm_etag(resp.etag()) or self._etags.get(path, "")
+        return self._parse(resp.body, path), etag
+
+    def _resolve_quietly(self, client: DavClient) -> None:
+        if self._collection is None:
+            self._load()
+        if self._collection is None:
+            try:
+                self._resolve(client)
+            except DavError as e:
+                raise self._unavailable(e) from None
+
+    def get_many(self, ids: Iterable[str]) -> Iterator[tuple[str, Item | ItemError, str]]:
+        client = self._connect()
+        self._resolve_quietly(client)
+        paths = [self._path(i) for i in ids]
+        for start in range(0, len(paths), BATCH):
+            yield from self._multiget(client, paths[start : start + BATCH])
+
+    def _multiget(
+        self, client: DavClient, batch: Sequence[str]
+    ) -> Iterator[tuple[str, Item | ItemError, str]]:
+        wanted = set(batch)
+        url = self.collection
+        try:
+            resp = client.report(url, xml.multiget([quote_path(p) for p in batch]), "1")
+            ms = resp.multistatus() if resp.status == 207 else None
+        except (DavError, xml.XmlError) as e:
+            raise self._unavailable(e) from None
+        seen: set[str] = set()
+        if ms is not None:
+            for r in ms.responses:
+                path = normalize(r.href, url)
+                if path not in wanted or path in seen:
+                    continue  # unsolicited or repeated (Zimbra, DavMail)
+                data = r.text(xml.CALENDAR_DATA)
+                if r.status in (404, 410) or data is None:
+                    continue  # confirmed below, one by one
+                seen.add(path)
+                etag = norm_etag(r.text(xml.GETETAG)) or self._etags.get(path, "")
+                yield self._found(path, _crlf(data), etag)
+        for path in batch:
+            if path not in seen:
+                yield from self._get_one(client, path)
+
+    def _found(self, path: str, data: bytes, etag: str) -> tuple[str, Item | ItemError, str]:
+        if etag and self._etags.get(path) != etag:
+            self._learn(path, etag)
+        try:
+            return path, self._parse(data, path), etag
+        except ItemError as e:
+            return path, e, ""
+
+    def _get_one(self, client: DavClient, path: str) -> Iterator[tuple[str, Item | ItemError, str]]:
+        """A resource the multiget did not return: gone, or an href it did not match."""
+        try:
+            resp = client.request("GET", self._url(path))
+        except DavError as e:
+            raise self._unavailable(e) from None
+        if resp.status in (404, 410):
+            if self._etags.pop(path, None) is not None:
+                self._dirty = True
+            return
+        if resp.status >= 500:
+            raise self._unavailable(DavError(f"GET {path}: HTTP {resp.status}"))
+        if not resp.ok:
+            yield (
+                path,
+                ItemError(f"cannot read it: HTTP {resp.status}", source=self.name, id=path),
+                "",
+            )
+            return
+        etag = norm_etag(resp.etag()) or self._etags.get(path, "")
+        yield self._found(path, resp.body, etag)
+
+    # -- writing ------------------------------------------------------------------
+
+    def _write(self, fn: Callable[[], Response], id: str) -> Response:
+        if self._failures >= BREAKER:
+            raise self.error(
+                StoreError,
+                f"skipped: the server did not answer the last {self._failures} requests",
+                id,
+            )
+        try:
+            resp = fn()
+        except DavNetworkError as e:
+            self._failures += 1
+            raise self.error(StoreError, str(e), id) from None
+        except DavError as e:
+            raise self.error(StoreError, str(e), id) from None
+        self._failures = 0
+        return resp
+
+    def _check_component(self, item: Item) -> None:
+        if self._components is not None and item.kind not in self._components:
+            allowed = ", ".join(sorted(self._components)) or "nothing"
+            raise self.error(
+                ItemRejected,
+                f"server refuses this component type ({item.kind}; the calendar takes {allowed})",
+                item.uid,
+            )
+
+    def add(self, item: Item) -> tuple[str, str]:
+        client = self._connect()
+        self._resolve_quietly(client)
+        self._check_component(item)
+        base = normalize(self.collection, self.collection)
+        name = file_name(item.uid, ".ics")
+        body = escape_free_text(item.raw)
+        for n in range(10):
+            path = base + (name if n == 0 else f"{name[:-4]}-{n}.ics")
+            resp = self._write(partial(client.put, self._url(path), body, create=True), item.uid)
+            if resp.ok:
+                return path, self._new_etag(client, path, resp)
+            if resp.status != 412 or self._uid_conflict(resp):
+                self._refused(client, resp, item, path)
+            # 412 without a UID conflict: something lives at this href already
+            occupant = self._occupant(client, path)
+            if occupant is None:
+                raise self.error(
+                    ItemRejected,
+                    f"server answered 412 to creating {path}, where nothing exists "
+                    "(item too large for it?)",
+                    item.uid,
+                )
+            if occupant == item.uid:
+                raise self.error(
+                    ItemRejected, f"an item with this UID already exists at {path}", item.uid
+                )
+        raise self.error(ItemRejected, "no free resource name", item.uid)
+
+    def update(self, id: str, item: Item, version: str) -> str:
+        client = self._connect()
+        self._resolve_quietly(client)
+        path = self._path(id)
+        if_match = self._if_match(client, path, version)
+        resp = self._write(
+            lambda: client.put(self._url(path), escape_free_text(item.raw), if_match=if_match), path
+        )
+        if resp.ok:
+            return self._new_etag(client, path, resp)
+        if resp.status in (404, 410):
+            raise self.error(NotFound, "no such resource on the server", path)
+        if resp.status == 412 and not self._uid_conflict(resp):
+            raise self.error(
+                PreconditionFailed, "changed on the server since it was listed (412)", path
+            )
+        self._refused(client, resp, item, path)
+
+    def delete(self, id: str, version: str) -> None:
+        client = self._connect()
+        self._resolve_quietly(client)
+        path = self._path(id)
+        if_match = self._if_match(client, path, version)
+        resp = self._write(lambda: client.delete(self._url(path), if_match=if_match), path)
+        if resp.ok or resp.status in (404, 410):
+            if self._etags.pop(path, None) is not None:
+                self._dirty = True
+            if not resp.ok:
+                raise self.error(NotFound, "no such resource on the server", path)
+            return
+        if resp.status == 412:
+            raise self.error(
+                PreconditionFailed, "changed on the server since it was listed (412)", path
+            )
+        raise self.error(StoreError, f"server refused to delete it: HTTP {resp.status}", path)
+
+    def _if_match(self, client: DavClient, path: str, version: str) -> str | None:
+        """The If-Match value for ``version``; a weak ETag is never sent (it can't match).
+
+        With a weak ETag we check the current one ourselves just before writing.
+        """
+        if not version.startswith("W/"):
+            return version
+        current = self._etag_of(client, path)
+        if current is None:
+            raise self.error(NotFound, "no such resource on the server", path)
+        if current != version:
+            raise self.error(PreconditionFailed, "changed on the server since it was listed", path)
+        return None
+
+    def _etag_of(self, client: DavClient, path: str) -> str | None:
+        try:
+            resp = client.propfind(self._url(path), ["D:getetag"], "0")
+            if resp.status != 207:
+                return None
+            for r in resp.multistatus().responses:
+                return norm_etag(r.text(xml.GETETAG))
+        except (DavError, xml.XmlError):
+            return None
+        return None
+
+    def _new_etag(self, client: DavClient, path: str, resp: Response) -> str:
+        """The ETag of what the server now stores; fetched back when the PUT had none."""
+        etag = norm_etag(resp.etag())
+        if not etag or etag.startswith("W/"):
+            etag = self._etag_of(client, path) or etag
+        self._learn(path, etag)
+        return etag
+
+    def _learn(self, path: str, etag: str) -> None:
+        """Record an ETag seen after the last listing (see ``listing.State.fresh``)."""
+        self._etags[path] = etag
+        self._state.fresh.add(path)
+        self._dirty = True
+
+    def _uid_conflict(self, resp: Response) -> bool:
+        names, _, _ = xml.error_conditions(resp.body)
+        return bool(names & UID_CONFLICT)
+
+    def _refused(self, client: DavClient, resp: Response, item: Item, path: str) -> NoReturn:
+        """Raise the right error for a refused PUT (never returns)."""
+        names, hrefs, text = xml.error_conditions(resp.body)
+        detail = f" ({text})" if text else ""
+        if names & UID_CONFLICT or (resp.status == 409 and "uid" in text.lower()):
+            where = [normalize(h, self.collection) for h in hrefs]
+            where = where or list(self._find_uid(client, item))
+            at = f" at {', '.join(where)}" if where else " elsewhere on the server"
+            raise self.error(
+                ItemRejected, f"an item with this UID already exists{at} (HTTP {resp.status})", path
+            )
+        if names & COMPONENT_REFUSED or resp.status == 415:
+            raise self.error(
+                ItemRejected, f"server refuses this component type ({item.kind}){detail}", path
+            )
+        if names & INVALID:
+            raise self.error(ItemRejected, f"server rejects the item as invalid{detail}", path)
+        if resp.status == 413 or names & {"max-resource-size"}:
+            raise self.error(ItemRejected, f"too large for the server{detail}", path)
+        if resp.status >= 500:
+            raise self.error(StoreError, f"server error: HTTP {resp.status}{detail}", path)
+        raise self.error(ItemRejected, f"server refused it: HTTP {resp.status}{detail}", path)
+
+    def _find_uid(self, client: DavClient, item: Item) -> Sequence[str]:
+        """Hrefs in our calendar holding ``item.uid`` (for the UID-conflict message)."""
+        try:
+            resp = client.report(self.collection, xml.uid_query(item.uid, item.kind), "1")
+            if resp.status != 207:
+                return []
+            hrefs = [normalize(r.href, self.collection) for r in resp.multistatus().responses]
+        except (DavError, xml.XmlError):
+            return []
+        return [h for h in hrefs if self._occupant(client, h) == item.uid]
+
+    def _occupant(self, client: DavClient, path: str) -> str | None:
+        """The UID stored at ``path`` ("" if unreadable), None when nothing is there."""
+        try:
+            resp = client.request("GET", self._url(path))
+        except DavError:
+            return ""
+        if resp.status in (404, 410):
+            return None
+        if not resp.ok:
+            return ""
+        try:
+            return Item.from_bytes(resp.body).uid
+        except ItemError:
+            return ""
+
+    def flush(self) -> None:
+        if self._dirty:
+            self._save()
+
+    def close(self) -> None:
+        self.flush()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
