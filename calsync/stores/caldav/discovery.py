@@ -34,11 +34,13 @@ _PROPS = ["D:resourcetype", "D:displayname", "D:current-user-principal", "C:cale
 def _one(client: DavClient, url: str, props: list[str]) -> tuple[str, xml.DavResponse] | None:
     """PROPFIND Depth 0 (following redirects): (final URL, the response) or None."""
     resp = client.propfind(url, props, "0", follow=True)
+    if resp.status in (401, 403):
+        raise DiscoveryError(
+            f"{redact(url)}: access denied (HTTP {resp.status}); check username/password"
+        )
+    if resp.status >= 500:
+        raise DiscoveryError(f"PROPFIND {redact(url)}: HTTP {resp.status}")
     if resp.status != 207:
-        if resp.status in (401, 403):
-            raise DiscoveryError(
-                f"{redact(url)}: access denied ({resp.status}); check username/password"
-            )
         return None
     ms = resp.multistatus()
     if not ms.responses:

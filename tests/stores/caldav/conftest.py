@@ -56,13 +56,13 @@ def calendar(peer: Peer) -> Iterator[str]:
 def make_store(
     peer: Peer, url: str, cache: Path, name: str = "server", **kw: object
 ) -> CalDAVStore:
+    kw.setdefault("verify_tls", peer.verify)
     return CalDAVStore(
         name,
         StoreContext(cache_dir=cache),
         url,
         username=USER,
         password=lambda: PASSWORD,
-        verify_tls=peer.verify,
         **kw,  # type: ignore[arg-type]
     )
 

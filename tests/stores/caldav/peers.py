@@ -26,6 +26,7 @@ import pytest
 
 from calsync.stores.caldav import xml
 from calsync.stores.caldav.client import DavClient
+from calsync.stores.caldav.hrefs import quote_path
 
 USER = "test"
 PASSWORD = "test"
@@ -76,6 +77,10 @@ class Peer:
     @property
     def calendar(self) -> str:
         return self.home + "calendar/"
+
+    def url_of(self, path: str) -> str:
+        """Absolute URL of a store id (a decoded path)."""
+        return self.base + quote_path(path)
 
     @property
     def verify(self) -> bool:
@@ -182,7 +187,9 @@ def start(kind: str, scripts: Path, root: Path) -> Peer:
         out = proc.stdout.strip().splitlines()
         if proc.returncode == 0 and out and out[-1].isdigit():
             return Peer(kind, int(out[-1]), port, datadir, took)
-        last = f"exit {proc.returncode}\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-4000:]}"
+        last = (
+            f"exit {proc.returncode}\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-4000:]}"
+        )
         if "already in use" not in proc.stderr:
             break
     pytest.fail(f"could not start the {kind} CalDAV server with {script}:\n{last}")

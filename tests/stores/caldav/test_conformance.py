@@ -23,9 +23,9 @@ import pytest
 from calsync.items import Item
 from calsync.items.canonical import canonical_form
 from calsync.stores.caldav.store import CalDAVStore
+from tests.conftest import event
 from tests.stores.caldav.conftest import make_store
 from tests.stores.caldav.peers import Peer
-from tests.conftest import event
 from tests.stores.conformance import Conformance
 
 pytestmark = pytest.mark.peer
