@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import logging
 import ssl
+import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -153,6 +154,7 @@ class DavClient:
         self.auth = AutoAuth(username, password, auth_scheme) if username else None
         self.retry_delay = retry_delay
         self.requests = 0  # sent, for tests and benchmarks
+        self._count_lock = threading.Lock()
         self._http = httpx.Client(
             auth=self.auth,
             verify=verify,
@@ -204,7 +206,8 @@ class DavClient:
             with self._http.stream(
                 method, url, content=body, headers=hdrs, follow_redirects=follow
             ) as r:
-                self.requests += 1 + len(r.history)  # redirects and auth challenges
+                with self._count_lock:  # get_many sends from worker threads
+                    self.requests += 1 + len(r.history)  # redirects and auth challenges
                 chunks: list[bytes] = []
                 size = 0
                 for chunk in r.iter_bytes():

@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
@@ -57,6 +59,7 @@ from calsync.stores.vdir import file_name
 log = logging.getLogger("calsync.caldav")
 
 BATCH = 50  # hrefs per calendar-multiget (what Apple's clients use)
+IN_FLIGHT = 2  # multigets sent ahead of the one being parsed
 BREAKER = 3  # consecutive network failures after which writes fail fast
 STATE_FORMAT = 1
 DEFAULT_FULL_EVERY = 86400.0
@@ -330,22 +333,42 @@ class CalDAVStore(Store):
                 raise self._unavailable(e) from None
 
     def get_many(self, ids: Iterable[str]) -> Iterator[tuple[str, Item | ItemError, str]]:
+        """calendar-multiget in batches of 50, up to ``IN_FLIGHT`` requests at once, so
+        the server works on the next batch while we parse the last one."""
         client = self._connect()
         self._resolve_quietly(client)
         paths = [self._path(i) for i in ids]
-        for start in range(0, len(paths), BATCH):
-            yield from self._multiget(client, paths[start : start + BATCH])
+        batches = [paths[i : i + BATCH] for i in range(0, len(paths), BATCH)]
+        if len(batches) <= 1:
+            for batch in batches:
+                yield from self._multiget(client, batch, self._report(client, batch))
+            return
+        pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="caldav-multiget")
+        try:
+            pending = deque(pool.submit(self._report, client, b) for b in batches[:IN_FLIGHT])
+            queued = len(pending)
+            for batch in batches:
+                ms = pending.popleft().result()
+                if queued < len(batches):
+                    pending.append(pool.submit(self._report, client, batches[queued]))
+                    queued += 1
+                yield from self._multiget(client, batch, ms)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _report(self, client: DavClient, batch: Sequence[str]) -> xml.Multistatus | None:
+        """One calendar-multiget (thread-safe: no store state touched)."""
+        try:
+            resp = client.report(self.collection, xml.multiget([quote_path(p) for p in batch]), "1")
+            return resp.multistatus() if resp.status == 207 else None
+        except (DavError, xml.XmlError) as e:
+            raise self._unavailable(e) from None
 
     def _multiget(
-        self, client: DavClient, batch: Sequence[str]
+        self, client: DavClient, batch: Sequence[str], ms: xml.Multistatus | None
     ) -> Iterator[tuple[str, Item | ItemError, str]]:
         wanted = set(batch)
         url = self.collection
-        try:
-            resp = client.report(url, xml.multiget([quote_path(p) for p in batch]), "1")
-            ms = resp.multistatus() if resp.status == 207 else None
-        except (DavError, xml.XmlError) as e:
-            raise self._unavailable(e) from None
         seen: set[str] = set()
         if ms is not None:
             for r in ms.responses:
