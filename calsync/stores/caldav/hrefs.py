@@ -14,7 +14,12 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 def normalize(href: str, base: str) -> str:
     """The canonical id of ``href`` (absolute URL or path) as seen from ``base``."""
-    absolute = urljoin(base, href.strip())
+    href = href.strip()
+    if href.startswith("/") and not href.startswith("//"):  # the usual case: a path
+        path = href.split("?", 1)[0].split("#", 1)[0]
+        if "/." not in path:  # no dot segments to resolve
+            return unquote(path) if "%" in path else path
+    absolute = urljoin(base, href)
     path = urlsplit(absolute).path or "/"
     return unquote(path)
 

@@ -7,16 +7,18 @@
 2. RFC 6578 sync-collection since the stored token (following 507
    truncation) applied to the stored map.  Removals of hrefs we never knew are
    ignored (Radicale reports long-deleted items).  Any 4xx -> the token is
-   rejected -> 3.  A "delta" that repeats most of the map unchanged is a full
+   rejected -> 4.  A "delta" that repeats most of the map unchanged is a full
    listing in disguise (DAViCal answers an unknown token that way, hiding
    deletions) -> verified with a PROPFIND Depth 1.
-3. First listing, or token rejected: sync-collection with an empty token --
-   every member with its ETag *and* the token in one reply (404 tombstones,
-   which Radicale adds, are dropped; an empty reply is double-checked with a
-   PROPFIND, as some servers answer an initial sync with nothing).  Servers
-   without sync-collection: PROPFIND Depth 1.
-4. Every ``full_every`` seconds: PROPFIND Depth 1 (the plainest listing there
-   is), a safety net for servers that lose deletions in their change log.
+3. First listing: the probe also reads the sync-token, then PROPFIND Depth 1
+   lists every href with its ETag (the plainest listing there is; on Radicale
+   cheaper than an initial sync-collection, and free of its tombstones).
+4. Token rejected: sync-collection with an empty token -- every member with
+   its ETag *and* a new token in one reply (404 tombstones dropped; an empty
+   reply is double-checked with a PROPFIND, as some servers answer an initial
+   sync with nothing).  Servers without sync-collection: PROPFIND Depth 1.
+5. Every ``full_every`` seconds: PROPFIND Depth 1, a safety net for servers
+   that lose deletions in their change log.
 
 Why the map is stored with the token and what that promises: the map must be
 *at least as new as the token* for every href -- each entry is the state at
@@ -209,7 +211,8 @@ def delta(client: DavClient, url: str, token: str | None) -> Delta:
 def refresh(client: DavClient, url: str, old: State, *, full_every: float, now: float) -> Result:
     """The current href -> ETag map (see module docstring); never mutates ``old``."""
     before = client.requests
-    info = probe(client, url, token=old.ctagless)
+    first = old.etags is None
+    info = probe(client, url, token=old.ctagless or first)
     if not info.is_calendar:
         raise ListingError(f"{redact(url)} is not a calendar collection")
     ctagless = info.ctag is None
@@ -250,14 +253,14 @@ def refresh(client: DavClient, url: str, old: State, *, full_every: float, now: 
                 etags.pop(path, None)  # never knew it: ignore (Radicale tombstones)
             etags.update(d.changed)
             return result(etags, d.token, "delta", old.full_at)
-    if sync:
-        try:
-            d = delta(client, url, None)
-        except TokenRejected as e:
-            notes.append(f"initial sync-collection refused ({e}); PROPFIND listing")
-        else:
-            if d.changed:
-                return result(dict(d.changed), d.token, "full", now)
-            etags = full_listing(client, url)  # some servers answer an initial sync with nothing
-            return result(etags, None if etags else d.token, "full", now)
-    return result(full_listing(client, url), None, "full", now)
+    if first or not sync:  # the token (if any) was read before listing: safe to keep
+        return result(full_listing(client, url), info.token, "full", now)
+    try:  # the token was rejected: list everything and get a new token at once
+        d = delta(client, url, None)
+    except TokenRejected as e:
+        notes.append(f"initial sync-collection refused ({e}); PROPFIND listing")
+        return result(full_listing(client, url), None, "full", now)
+    if d.changed:
+        return result(dict(d.changed), d.token, "full", now)
+    etags = full_listing(client, url)  # some servers answer an initial sync with nothing
+    return result(etags, None if etags else d.token, "full", now)

@@ -119,6 +119,8 @@ def error_conditions(body: bytes) -> tuple[set[str], list[str], str]:
         root = parse(body)
     except XmlError:
         return set(), [], ""
+    if root.tag != tag(DAV, "error"):
+        return set(), [], ""
     names = {child.tag.rsplit("}", 1)[-1] for child in root} - {"responsedescription"}
     hrefs = [h.text.strip() for h in root.iter(tag(DAV, "href")) if h.text]
     text = " ".join(

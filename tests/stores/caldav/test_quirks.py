@@ -156,6 +156,22 @@ def test_put_without_etag_is_fetched_back(peer: Peer, calendar: str, tmp_path: P
     store.close()
 
 
+def test_cyrus_refuses_an_event_with_dtstart_only(cyrus: Peer, tmp_path: Path) -> None:
+    """A valid event (DTSTART, no DTEND/DURATION) that Cyrus refuses: an item error
+    quoting the server's reason."""
+    url = cyrus.mkcalendar()
+    try:
+        store = make_store(cyrus, url, tmp_path / "cache")
+        store.list()
+        raw = event("dtstart-only@calsync.test").replace(b"DURATION:PT1H\r\n", b"")
+        with pytest.raises(ItemRejected, match=r"invalid \(DTEND must occur after DTSTART\)"):
+            store.add(Item.from_bytes(raw))
+        assert store.list().versions == {}
+        store.close()
+    finally:
+        cyrus.rmcalendar(url)
+
+
 def test_radicale_initial_sync_tombstones_are_ignored(radicale: Peer, tmp_path: Path) -> None:
     url = radicale.mkcalendar()
     try:

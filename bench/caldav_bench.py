@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""CalDAV benchmark: calsync vs vdirsyncer 0.21 against the same Radicale.
+
+For each size N (default 1000 and 10000 events from the shared generator
+``../shared/peers/vdirsyncer/gen_calendar.py``):
+
+  initial    first sync: N events on the server, empty local vdir -> N downloads
+  nochange   the same sync again, nothing changed
+
+Both tools run as CLI processes (``python3 -m calsync sync``, ``vdirsyncer
+sync``) against one Radicale behind a counting proxy (every HTTP request is
+counted there), alternating which tool goes first in each repetition.  Wall
+time is the whole process.  The table gives medians; the JSON has every run.
+
+Radicale's anti-DoS limit (``[reporting] max_expand_occurrence``, 10000
+VEVENTs per REPORT) is lifted for the timed runs: vdirsyncer asks for every
+item in ONE calendar-multiget and is refused (HTTP 400) at 10k otherwise.  That
+refusal is checked and reported too (``vdirsyncer_default_limit``).
+
+Usage:
+  python3 bench/caldav_bench.py [--sizes 1000 10000] [--reps 3]
+      [--workdir bench/_work/caldav] [--out FILE.json] [--vdirsyncer PATH]
+
+First run: creates a venv with vdirsyncer==0.21.0 under the work dir and fills
+Radicale (about 2 minutes per 10k items: Radicale parses every item once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from calsync.stores.caldav import xml  # noqa: E402
+from calsync.stores.caldav.client import DavClient  # noqa: E402
+from tests.stores.caldav.proxy import Proxy  # noqa: E402
+
+SHARED = Path(os.environ.get("CALSYNC_SHARED", ROOT.parent / "shared"))
+PEERS = SHARED / "peers"
+USER = PASSWORD = "test"
+VDIRSYNCER = "vdirsyncer==0.21.0"
+TOOLS = ("calsync", "vdirsyncer")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- setup -----------------------------------------------------------------------
+
+
+def vdirsyncer_bin(work: Path, given: str | None) -> Path:
+    if given:
+        return Path(given)
+    venv = work / "vdirsyncer-venv"
+    exe = venv / "bin" / "vdirsyncer"
+    if not exe.exists():
+        log(f"installing {VDIRSYNCER} into {venv}")
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", VDIRSYNCER], check=True)
+    return exe
+
+
+def generate(work: Path, n: int) -> Path:
+    out = work / f"events-{n}"
+    if not out.is_dir() or len(list(out.glob("*.ics"))) != n:
+        shutil.rmtree(out, ignore_errors=True)
+        gen = PEERS / "vdirsyncer" / "gen_calendar.py"
+        subprocess.run(
+            [sys.executable, str(gen), "-n", str(n), "--seed", "1", "--vdir", str(out)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Radicale:
+    """A Radicale holding N events, started from its own config (limit lifted or not)."""
+
+    def __init__(self, work: Path, events: Path, n: int) -> None:
+        self.dir = work / f"radicale-{n}"
+        self.events = events
+        self.n = n
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def calendar(self) -> str:
+        return f"http://127.0.0.1:{self.port}/test/calendar/"
+
+    def prepare(self) -> None:
+        """Config and calendar by the shared script, then the events copied in."""
+        marker = self.dir / "filled"
+        if marker.exists():
+            return
+        shutil.rmtree(self.dir, ignore_errors=True)
+        out = subprocess.run(
+            [str(PEERS / "caldav" / "radicale.sh"), str(free_port()), str(self.dir)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        os.kill(int(out.stdout.split()[-1]), signal.SIGTERM)
+        time.sleep(1)
+        cal = self.dir / "collections" / "collection-root" / USER / "calendar"
+        for f in self.events.glob("*.ics"):
+            shutil.copyfile(f, cal / f.name)
+        marker.write_text(str(self.n))
+
+    def start(self, lifted: bool) -> None:
+        self.port = free_port()
+        conf = (self.dir / "config").read_text().split("\n[reporting]")[0]
+        conf = conf.replace(
+            next(line for line in conf.splitlines() if line.startswith("hosts")),
+            f"hosts = 127.0.0.1:{self.port}",
+        )
+        if lifted:
+            conf += "\n[reporting]\nmax_expand_occurrence = 0\n"
+        (self.dir / "config").write_text(conf)
+        venv = Path(os.environ.get("PEERS_VENV", Path.home() / ".cache/caldav-peers/venv"))
+        with open(self.dir / "radicale.log", "ab") as logf:
+            self.proc = subprocess.Popen(
+                [str(venv / "bin" / "radicale"), "--config", str(self.dir / "config")],
+                stdout=logf,
+                stderr=logf,
+                start_new_session=True,
+            )
+        client = DavClient(username=USER, password=lambda: PASSWORD, auth_scheme="basic")
+        try:
+            for _ in range(300):
+                try:
+                    if client.propfind(self.calendar, ["D:resourcetype"], "0").status == 207:
+                        break
+                except Exception:
+                    pass
+                time.sleep(0.1)
+            else:
+                raise SystemExit(f"radicale did not start, see {self.dir}/radicale.log")
+        finally:
+            client.close()
+
+    def warm(self) -> None:
+        """Read every item once and compute the sync-token once, so that neither tool
+        pays for Radicale's caches: its item cache and the per-item sync history, which
+        Radicale writes on upload -- the events were copied in behind its back."""
+        started = time.monotonic()
+        client = DavClient(
+            username=USER, password=lambda: PASSWORD, auth_scheme="basic", timeout=1800
+        )
+        try:
+            assert client.propfind(self.calendar, ["D:sync-token"], "0").status == 207
+            listing = client.propfind(self.calendar, ["D:getetag"], "1").multistatus()
+            hrefs = [r.href for r in listing.responses if not r.href.endswith("/")]
+            for i in range(0, len(hrefs), 500):
+                resp = client.report(self.calendar, xml.multiget(hrefs[i : i + 500]))
+                assert resp.status == 207, resp.status
+        finally:
+            client.close()
+        log(f"radicale warm ({len(hrefs)} items, {time.monotonic() - started:.1f} s)")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+
+# -- the two tools ------------------------------------------------------------------
+
+
+def calsync_run(run: Path, url: str) -> list[str]:
+    if not (run / "config.toml").exists():
+        run.mkdir(parents=True, exist_ok=True)
+        cfg = run / "config.toml"
+        cfg.write_text(
+            f'[general]\nstate_dir = "{run}/state"\n\n'
+            f'[stores.local]\ntype = "vdir"\npath = "{run}/local"\n\n'
+            f'[stores.server]\ntype = "caldav"\nurl = "{url}"\n'
+            f'username = "{USER}"\npassword = "{PASSWORD}"\n\n'
+            '[pairs.bench]\na = "local"\nb = "server"\n'
+        )
+        cfg.chmod(0o600)
+    return [sys.executable, "-m", "calsync", "--config", str(run / "config.toml"), "sync"]
+
+
+def vdirsyncer_run(run: Path, url: str, exe: Path) -> list[str]:
+    cfg = run / "config"
+    if not cfg.exists():
+        (run / "local").mkdir(parents=True, exist_ok=True)
+        cfg.write_text(
+            f'[general]\nstatus_path = "{run}/status/"\n\n'
+            '[pair bench]\na = "bench_local"\nb = "bench_remote"\ncollections = null\n\n'
+            f'[storage bench_local]\ntype = "filesystem"\npath = "{run}/local/"\n'
+            'fileext = ".ics"\n\n'
+            f'[storage bench_remote]\ntype = "caldav"\nurl = "{url}"\n'
+            f'username = "{USER}"\npassword = "{PASSWORD}"\n'
+        )
+        subprocess.run(
+            [str(exe), "-c", str(cfg), "discover"],
+            check=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )
+    return [str(exe), "-c", str(cfg), "sync"]
+
+
+def timed(cmd: list[str], proxy: Proxy) -> dict[str, Any]:
+    proxy.stats.reset()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    return {
+        "wall": round(wall, 3),
+        "requests": proxy.stats.count(),
+        "by_method": dict(proxy.stats.by_method()),
+        "exit": proc.returncode,
+        "tail": (proc.stdout + proc.stderr)[-400:] if proc.returncode else "",
+    }
+
+
+def local_count(run: Path) -> int:
+    return len(list((run / "local").glob("*.ics")))
+
+
+def bench_size(
+    work: Path, n: int, reps: int, exe: Path, results: list[dict[str, Any]], notes: dict[str, Any]
+) -> None:
+    events = generate(work, n)
+    rad = Radicale(work, events, n)
+    rad.prepare()
+    if n >= 10_000:  # does vdirsyncer get through Radicale's default limit?
+        rad.start(lifted=False)
+        proxy = Proxy(f"http://127.0.0.1:{rad.port}").start()
+        run = work / f"runs-{n}" / "vdirsyncer-default-limit"
+        shutil.rmtree(run, ignore_errors=True)
+        got = timed(vdirsyncer_run(run, f"{proxy.url}/test/calendar/", exe), proxy)
+        notes[f"vdirsyncer_default_limit_{n}"] = {
+            **got,
+            "downloaded": local_count(run),
+        }
+        count = local_count(run)
+        log(f"vdirsyncer, default Radicale limits, {n}: exit {got['exit']}, {count} items")
+        proxy.stop()
+        rad.stop()
+    rad.start(lifted=True)
+    rad.warm()
+    proxy = Proxy(f"http://127.0.0.1:{rad.port}").start()
+    url = f"{proxy.url}/test/calendar/"
+    try:
+        for rep in range(reps):
+            order = TOOLS if rep % 2 == 0 else TOOLS[::-1]
+            for tool in order:
+                run = work / f"runs-{n}" / tool
+                shutil.rmtree(run, ignore_errors=True)
+                cmd = calsync_run(run, url) if tool == "calsync" else vdirsyncer_run(run, url, exe)
+                for scenario in ("initial", "nochange"):
+                    got = timed(cmd, proxy)
+                    got.update(size=n, tool=tool, scenario=scenario, rep=rep)
+                    got["items"] = local_count(run)
+                    results.append(got)
+                    log(
+                        f"{n:>6} {scenario:<9} {tool:<10} {got['wall']:7.2f} s "
+                        f"{got['requests']:>5} requests  exit {got['exit']} items {got['items']}"
+                    )
+                    if got["exit"] != 0 or got["items"] != n:
+                        raise SystemExit(f"{tool} failed: {got['tail']}")
+    finally:
+        proxy.stop()
+        rad.stop()
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    rows = [
+        "| events | scenario | tool | wall (median) | wall (min) | HTTP requests "
+        "| vdirsyncer / calsync |",
+        "|---:|---|---|---:|---:|---:|---:|",
+    ]
+    keys = sorted({(r["size"], r["scenario"]) for r in results}, key=lambda k: (k[0], k[1]))
+    for size, scenario in keys:
+        medians = {}
+        for tool in TOOLS:
+            runs = [r for r in results if (r["size"], r["scenario"], r["tool"]) == (size, scenario, tool)]  # fmt: skip  # noqa: E501
+            walls = [r["wall"] for r in runs]
+            medians[tool] = statistics.median(walls)
+            reqs = sorted({r["requests"] for r in runs})
+            ratio = ""
+            if tool == "vdirsyncer":
+                ratio = f"{medians['vdirsyncer'] / medians['calsync']:.2f}x"
+            rows.append(
+                f"| {size} | {scenario} | {tool} | {medians[tool]:.2f} s | {min(walls):.2f} s | "
+                f"{'/'.join(map(str, reqs))} | {ratio} |"
+            )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--workdir", type=Path, default=ROOT / "bench" / "_work" / "caldav")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--vdirsyncer", help="an existing vdirsyncer 0.21 executable")
+    args = ap.parse_args()
+    work: Path = args.workdir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    exe = vdirsyncer_bin(work, args.vdirsyncer)
+    version = subprocess.run([str(exe), "--version"], capture_output=True, text=True).stdout
+    results: list[dict[str, Any]] = []
+    notes: dict[str, Any] = {"load_before": os.getloadavg()}
+    for n in args.sizes:
+        bench_size(work, n, args.reps, exe, results, notes)
+    notes["load_after"] = os.getloadavg()
+    out = args.out or work / "results" / f"caldav-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "python": sys.version.split()[0],
+        "vdirsyncer": version.strip(),
+        "server": "Radicale (PEERS_VENV), counting proxy in front",
+    }
+    out.write_text(json.dumps({"meta": meta, "notes": notes, "runs": results}, indent=1))
+    print(table(results))
+    for key, value in notes.items():
+        if key.startswith("vdirsyncer_default_limit"):
+            print(f"\n{key}: exit {value['exit']}, {value['downloaded']} items downloaded")
+    print(f"\nload average before/after: {notes['load_before']} / {notes['load_after']}")
+    print(f"results: {out}")
+
+
+if __name__ == "__main__":
+    main()
