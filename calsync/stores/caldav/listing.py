@@ -131,6 +131,13 @@ INFO_PROPS = ["D:supported-report-set", "C:supported-calendar-component-set", "D
 def probe(client: DavClient, url: str, *, token: bool) -> Info:
     props = [*INFO_PROPS, "CS:getctag"] + (["D:sync-token"] if token else [])
     resp = client.propfind(url, props, "0")
+    if resp.status == 404:
+        raise ListingError(f"no calendar at {redact(url)} (HTTP 404)", 404)
+    if resp.status in (401, 403):
+        raise ListingError(
+            f"access to {redact(url)} denied (HTTP {resp.status}); check username/password",
+            resp.status,
+        )
     if resp.status != 207:
         raise ListingError(f"PROPFIND {redact(url)}: HTTP {resp.status}", resp.status)
     ms = resp.multistatus()

@@ -325,8 +325,6 @@ class CalDAVStore(Store):
 
     def _resolve_quietly(self, client: DavClient) -> None:
         if self._collection is None:
-            self._load()
-        if self._collection is None:
             try:
                 self._resolve(client)
             except DavError as e:
@@ -583,18 +581,26 @@ class CalDAVStore(Store):
             hrefs = [normalize(r.href, self.collection) for r in resp.multistatus().responses]
         except (DavError, xml.XmlError):
             return []
-        return [h for h in hrefs if self._occupant(client, h) == item.uid]
+        found = []
+        for h in hrefs:
+            try:
+                if self._occupant(client, h) == item.uid:
+                    found.append(h)
+            except StoreError:
+                found.append(h)  # the query matched it; good enough for a message
+        return found
 
     def _occupant(self, client: DavClient, path: str) -> str | None:
-        """The UID stored at ``path`` ("" if unreadable), None when nothing is there."""
+        """The UID stored at ``path``: None when nothing is there, "" when what is there
+        is not a calendar item; StoreError when we cannot tell (try again later)."""
         try:
             resp = client.request("GET", self._url(path))
-        except DavError:
-            return ""
+        except DavError as e:
+            raise self.error(StoreError, f"cannot check {path}: {e}", path) from None
         if resp.status in (404, 410):
             return None
         if not resp.ok:
-            return ""
+            raise self.error(StoreError, f"cannot check {path}: HTTP {resp.status}", path)
         try:
             return Item.from_bytes(resp.body).uid
         except ItemError:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from calsync.items import Item
 from tests.conftest import event
 from tests.stores.caldav.helpers import (
     config,
@@ -66,3 +67,72 @@ def test_two_way_sync(peer: Peer, calendar: str, tmp_path: Path) -> None:
     last = sync(cfg)
     assert last.changes == 0 and last.conflicts == 0 and not last.errors, last
     client.close()
+
+
+def test_server_change_during_sync_is_never_overwritten(radicale: Peer, tmp_path: Path) -> None:
+    """A phone edits the event on the server between our listing and our PUT: the PUT
+    fails with 412 (If-Match), the phone's edit stays, and the next sync resolves both
+    edits through the conflict policy (merge: different properties -> both kept)."""
+    from calsync.stores import StoreContext
+    from calsync.stores.caldav.store import CalDAVStore
+    from calsync.stores.vdir import VdirStore
+    from calsync.sync.engine import Engine, PairOptions
+    from calsync.sync.history import History
+    from calsync.sync.status import StatusDB
+
+    url = radicale.mkcalendar()
+    uid = "raced@calsync.test"
+    vdir = tmp_path / "vdir"
+    vdir.mkdir()
+    (vdir / "raced.ics").write_bytes(event(uid, "original"))
+
+    def engine() -> tuple[Engine, CalDAVStore]:
+        server = CalDAVStore(
+            "server",
+            StoreContext(tmp_path / "cache"),
+            url,
+            username="test",
+            password=lambda: "test",
+        )
+        local = VdirStore("local", StoreContext(tmp_path / "lcache"), vdir)
+        status = StatusDB(tmp_path / "status.sqlite")
+        history = History(tmp_path / "history.sqlite")
+        return Engine(PairOptions("main"), local, server, status, history), server
+
+    try:
+        eng, server = engine()
+        assert eng.run().added_b == 1
+        server.close()
+        # locally: a new location; on the phone, concurrently: a new summary
+        (vdir / "raced.ics").write_bytes(
+            event(uid, "original", extra="LOCATION:Room 1", last_modified="20250301T000000Z")
+        )
+        eng, server = engine()
+        real_update = server.update
+
+        def racing_update(id: str, item: Item, version: str) -> str:
+            radicale.put(radicale.url_of(id), event(uid, "phone edit"))
+            return real_update(id, item, version)
+
+        server.update = racing_update  # type: ignore[method-assign]
+        result = eng.run()
+        server.close()
+        (err,) = result.errors
+        assert err.uid == uid and "412" in err.message
+        client = radicale.client()
+        (on_server,) = [item for _, item in server_items(client, url)]
+        assert summary(on_server) == "phone edit"  # not overwritten
+
+        eng, server = engine()
+        result = eng.run()
+        server.close()
+        assert not result.errors and result.conflicts == 1, result
+        (on_server,) = [item for _, item in server_items(client, url)]
+        client.close()
+        local = vdir_items(vdir)[uid]
+        for it in (on_server, local):
+            master = it.master()
+            assert master is not None
+            assert (master.value("SUMMARY"), master.value("LOCATION")) == ("phone edit", "Room 1")
+    finally:
+        radicale.rmcalendar(url)
