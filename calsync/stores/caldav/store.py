@@ -147,7 +147,7 @@ class CalDAVStore(Store):
         self._components: set[str] | None = None
         self._dirty = False
         self._failures = 0
-        self.last_listing = ""  # unchanged | delta | full (for tests and --verbose)
+        self.last_listing = ""  # how the last list() went: unchanged | delta | full
 
     @classmethod
     def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
