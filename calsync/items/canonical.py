@@ -5,8 +5,8 @@ merely re-serialized it: different PRODID or DTSTAMP, different line folding
 or line endings, properties or parameters in another order, parameter values
 quoted or not, VTIMEZONEs reordered, rewritten or dropped (the TZID parameters
 on the item's own properties still name the zones), trailing blanks, an
-upper-case N in an escaped newline.  Anything a user could have edited
-changes the hash.
+upper-case N in an escaped newline, a comma or semicolon escaped or not in a
+text property.  Anything a user could have edited changes the hash.
 
 Works on bytes with a single pass over unfolded lines: it runs for every new or
 changed item of a sync, so it must stay cheap.
@@ -36,7 +36,7 @@ def _canonical_prop(line: bytes, lineno: int) -> bytes | None:
         name = line[:colon].upper()
         if name in IGNORED_PROPS:
             return None
-        return name + _value(line[colon:])
+        return name + _value(name, line[colon:])
     name = line[:semi].upper()
     if name in IGNORED_PROPS:
         return None
@@ -59,13 +59,24 @@ def _canonical_prop(line: bytes, lineno: int) -> bytes | None:
     else:
         raise LineError(f"no value after parameters in {line[:60]!r}", lineno)
     params.sort()
-    return name + b";" + b";".join(params) + _value(line[i:])
+    return name + b";" + b";".join(params) + _value(name, line[i:])
 
 
-def _value(value: bytes) -> bytes:
-    """Spellings of one value that servers use interchangeably (escaped N or n)."""
+# Single-valued TEXT properties: a comma or semicolon in them means the same
+# escaped or not (RFC 5545 wants it escaped; many writers don't, servers re-escape).
+_TEXT = frozenset({b"SUMMARY", b"DESCRIPTION", b"LOCATION", b"COMMENT", b"CONTACT"})
+_TEXT_ESCAPE = re.compile(rb"\\(\\)|\\([,;:])")
+
+
+def _value(name: bytes, value: bytes) -> bytes:
+    """Spellings of one value that servers use interchangeably."""
     value = value.rstrip(b" \t")
-    return value.replace(b"\\N", b"\\n") if b"\\N" in value else value
+    if b"\\" not in value:
+        return value
+    value = value.replace(b"\\N", b"\\n")
+    if name in _TEXT:
+        value = _TEXT_ESCAPE.sub(lambda m: m.group(0) if m.group(1) else m.group(2), value)
+    return value
 
 
 def _canonical_param(param: bytes) -> bytes:

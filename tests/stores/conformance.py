@@ -168,7 +168,7 @@ class Conformance:
         "uid",
         [
             "with spaces in it",
-            "slash/and\\backslash",
+            "slash/and\\\\backslash",  # an escaped backslash, as RFC 5545 wants
             "ünïcödé-日本語-🗓",
             "../../etc/passwd",
             "CON",

@@ -3,14 +3,9 @@
 Known gaps, marked xfail(strict=True) in ``conftest.py`` (a fix turns them into
 failures, so the mark gets removed):
 
-- ``test_large_item`` (all servers): the sample's DESCRIPTION has bare commas,
-  invalid TEXT.  The store escapes them before the PUT, because Radicale would
-  otherwise keep only the text before the first comma; the content survives
-  (``test_large_item_survives_escaping``) but ``calsync.items.canonical`` does
-  not decode TEXT escapes, so the hash differs.
-- ``test_awkward_uids[slash/and\\backslash]`` (Radicale, Xandikos, Cyrus): the
-  UID holds an invalid escape; these servers re-escape it ('\\\\b'), Cyrus even
-  drops it ('b'); the engine matches UIDs byte-wise.
+- ``test_backslash_uid_survives_escaping`` (Cyrus): a UID holding an invalid
+  escape (a lone backslash) loses it on Cyrus (libical), so the UID changes.
+  Valid escapes survive everywhere (``test_awkward_uids``).
 """
 
 from __future__ import annotations
@@ -31,14 +26,6 @@ from tests.stores.conformance import Conformance
 pytestmark = pytest.mark.peer
 
 KNOWN_GAPS = {
-    "test_large_item": (
-        ("TestRadicale", "TestXandikos", "TestCyrus", "TestDavical"),
-        "bare commas escaped before PUT; canonical hash does not decode TEXT escapes",
-    ),
-    "test_awkward_uids[slash/and\\\\backslash]": (
-        ("TestRadicale", "TestXandikos", "TestCyrus"),
-        "server re-escapes (Cyrus: drops) an invalid escape in the UID",
-    ),
     "test_backslash_uid_survives_escaping": (
         ("TestCyrus",),
         "Cyrus (libical) drops the invalid escape: 'and\\\\backslash' -> 'andackslash'",
