@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from calsync.items import Item, ItemError
-from calsync.stores import Listing, NotFound, Store, StoreError
+from calsync.stores import Listing, NotFound, PreconditionFailed, Store, StoreError
 from calsync.sync import history as hist
 from calsync.sync.history import History
 from calsync.sync.plan import (
@@ -351,7 +351,12 @@ class Engine:
         total = len(actions)
         for n, action in enumerate(actions, 1):
             try:
-                self._do(action)
+                try:
+                    self._do(action)
+                except PreconditionFailed:
+                    if not isinstance(action, Update | Delete):
+                        raise
+                    self._after_race(action)
             except (StoreError, ItemError, OSError, ValueError) as e:
                 self._fail(action, str(e))
             if self.progress is not None:
@@ -361,6 +366,41 @@ class Engine:
                 or time.monotonic() - self._last_checkpoint >= CHECKPOINT_SECONDS
             ):
                 self._checkpoint()
+
+    def _after_race(self, act: Update | Delete) -> None:
+        """Someone changed the target between our listing and our write: decide again.
+
+        The target is read again and the UID goes through the normal rules in
+        this same sync: an edit against our update is a conflict (merged or
+        settled by the policy, the loser kept in history); an edit against our
+        delete wins (the item comes back on the other side); a target that
+        vanished meanwhile completes a delete, and takes our update as an add.
+        """
+        side = act.to if isinstance(act, Update) else act.on
+        store = self.stores[side]
+        fresh = [(got, version) for id, got, version in store.get_many([act.id]) if id == act.id]
+        log.info(
+            "pair %s: %s changed on %s during the sync; deciding again",
+            self.opt.name,
+            act.uid,
+            store.name,
+        )
+        if not fresh:  # gone meanwhile
+            if isinstance(act, Delete):
+                self.status.stage_remove(act.uid)
+                return
+            self._add(Add(act.uid, side, act.item, act.source))
+            return
+        got, version = fresh[0]
+        if isinstance(got, ItemError):
+            raise got
+        if isinstance(act, Delete):  # an edit beats a delete
+            self._add(Add(act.uid, other(side), got, (act.id, version)))
+            return
+        theirs = Changed(act.id, version, got)
+        ours = Changed(act.source[0], act.source[1], act.item)
+        a, b = (ours, theirs) if side == "b" else (theirs, ours)
+        self._conflict(Conflict(act.uid, a, b, has_base=True))
 
     def _fail(self, action: Action, message: str) -> None:
         uid = getattr(action, "uid", None)

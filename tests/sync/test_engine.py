@@ -312,22 +312,36 @@ def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     assert contents(b) == {}
 
 
-def test_precondition_race_is_retried_next_time(tmp_path: Path) -> None:
+def test_precondition_race_is_decided_again_in_the_same_sync(tmp_path: Path) -> None:
     a, b = make("memory", tmp_path, "a"), make("memory", tmp_path, "b")
-    p = Pair(a, b, tmp_path / "state")
-    put(a, event("x", "One"))
+    p = Pair(a, b, tmp_path / "state", conflict="merge")
+    put(a, event("x", "One", extra="LOCATION:Here"))
+    put(a, event("y", "Doomed"))
+    put(a, event("z", "Keep"))
     p.sync()
-    edit(a, "x", event("x", "Two"))
-    real_update = b.update
+    edit(a, "x", event("x", "Two", extra="LOCATION:Here", last_modified="20250201T000000Z"))
+    remove(a, "y")
+    real_update, real_delete = b.update, b.delete
 
     def racing_update(id, item, version):  # type: ignore[no-untyped-def]
-        b.put_raw(id, event("x", "Changed meanwhile on b"))
+        # another program edits x on b between calsync's listing and its write
+        b.put_raw(id, event("x", "One", extra="LOCATION:There", last_modified="20250301T000000Z"))
+        b.update = real_update  # type: ignore[method-assign]
         return real_update(id, item, version)
 
+    def racing_delete(id, version):  # type: ignore[no-untyped-def]
+        b.put_raw(id, event("y", "Rescued", last_modified="20250301T000000Z"))
+        b.delete = real_delete  # type: ignore[method-assign]
+        return real_delete(id, version)
+
     b.update = racing_update  # type: ignore[method-assign]
+    b.delete = racing_delete  # type: ignore[method-assign]
     r = p.sync()
-    assert len(r.errors) == 1 and "changed since" in r.errors[0].message
-    b.update = real_update  # type: ignore[method-assign]
-    r = p.sync()
-    assert r.conflicts == 1 and not r.errors
-    assert summaries(a) == summaries(b)
+    assert r.errors == []
+    assert r.conflicts == 1
+    # both edits of x merged (summary from a, location from the racing writer)
+    got = contents(a)["x"].master()
+    assert got is not None
+    assert (got.value("SUMMARY"), got.value("LOCATION")) == ("Two", "There")
+    assert summaries(a) == summaries(b) == {"x": "Two", "y": "Rescued", "z": "Keep"}
+    assert p.sync().changes == 0

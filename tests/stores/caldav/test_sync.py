@@ -71,8 +71,9 @@ def test_two_way_sync(peer: Peer, calendar: str, tmp_path: Path) -> None:
 
 def test_server_change_during_sync_is_never_overwritten(radicale: Peer, tmp_path: Path) -> None:
     """A phone edits the event on the server between our listing and our PUT: the PUT
-    fails with 412 (If-Match), the phone's edit stays, and the next sync resolves both
-    edits through the conflict policy (merge: different properties -> both kept)."""
+    fails with 412 (If-Match), the phone's edit is never overwritten: the engine reads
+    the event again and resolves both edits through the conflict policy in the same
+    sync (merge: different properties -> both kept)."""
     from calsync.stores import StoreContext
     from calsync.stores.caldav.store import CalDAVStore
     from calsync.stores.vdir import VdirStore
@@ -110,23 +111,28 @@ def test_server_change_during_sync_is_never_overwritten(radicale: Peer, tmp_path
         eng, server = engine()
         real_update = server.update
 
+        raced: list[str] = []
+
         def racing_update(id: str, item: Item, version: str) -> str:
-            radicale.put(radicale.url_of(id), event(uid, "phone edit"))
+            if not raced:  # the phone's edit lands just before our first PUT
+                raced.append(id)
+                radicale.put(radicale.url_of(id), event(uid, "phone edit"))
             return real_update(id, item, version)
 
         server.update = racing_update  # type: ignore[method-assign]
         result = eng.run()
         server.close()
-        (err,) = result.errors
-        assert err.uid == uid and "412" in err.message
+        assert raced and not result.errors and result.conflicts == 1, result
         client = radicale.client()
-        (on_server,) = [item for _, item in server_items(client, url)]
-        assert summary(on_server) == "phone edit"  # not overwritten
+        h = History(tmp_path / "history.sqlite")
+        saved = [v.content for v in h.versions(uid) if v.reason == "conflict-loser"]
+        h.close()
+        assert any(b"phone edit" in c for c in saved)  # the phone's version is kept too
 
         eng, server = engine()
         result = eng.run()
         server.close()
-        assert not result.errors and result.conflicts == 1, result
+        assert not result.errors and result.changes == 0 and result.conflicts == 0, result
         (on_server,) = [item for _, item in server_items(client, url)]
         client.close()
         local = vdir_items(vdir)[uid]
