@@ -1,0 +1,75 @@
+"""History: every overwritten version is kept, restorable, and pruned after retention."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from calsync.config import parse
+from calsync.sync.history import History
+from calsync.sync.restore import restore
+from calsync.sync.runner import history_file, run_pair
+from tests.conftest import event
+
+CONFIG = """
+[general]
+state_dir = "{root}/state"
+[history]
+retention_days = 30
+[stores.a]
+type = "vdir"
+path = "{root}/a"
+[stores.b]
+type = "ics"
+path = "{root}/b.ics"
+[pairs.p]
+a = "a"
+b = "b"
+conflict = "a-wins"
+"""
+
+
+def config(root: Path):  # type: ignore[no-untyped-def]
+    cfg, errors = parse(CONFIG.format(root=root), root / "config.toml")
+    assert not errors
+    return cfg
+
+
+def test_restore_a_chosen_version(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.ics").write_bytes(event("x", "Version 1"))
+    (tmp_path / "a" / "y.ics").write_bytes(event("y", "Other"))
+    run_pair(cfg, "p")
+    for n in (2, 3):
+        (tmp_path / "a" / "x.ics").write_bytes(event("x", f"Version {n}"))
+        assert run_pair(cfg, "p").updated_b == 1
+    h = History(history_file(cfg))
+    versions = h.versions("x")
+    h.close()
+    assert [v.reason for v in versions] == ["update", "update"]
+    assert b"Version 2" in versions[0].content and b"Version 1" in versions[1].content
+    oldest = versions[1]
+    restored, store = restore(cfg, "x", oldest.n, "b")
+    assert restored.n == oldest.n and store == "b"
+    assert b"SUMMARY:Version 1" in (tmp_path / "b.ics").read_bytes()
+    # what the restore overwrote is itself kept
+    h = History(history_file(cfg))
+    assert h.versions("x")[0].reason == "restore"
+    assert b"Version 3" in h.versions("x")[0].content
+    h.close()
+    # and the next sync spreads the restored version
+    r = run_pair(cfg, "p")
+    assert r.updated_a == 1
+    assert b"SUMMARY:Version 1" in (tmp_path / "a" / "x.ics").read_bytes()
+
+
+def test_retention_prunes_old_versions(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    h = History(history_file(cfg))
+    h.record(uid="old", store="a", pair="p", reason="update", content=event("old"))
+    h.record(uid="new", store="a", pair="p", reason="update", content=event("new"))
+    h.db.execute("UPDATE versions SET time = ? WHERE uid = 'old'", (time.time() - 31 * 86400,))
+    assert h.prune(cfg.retention_days) == 1
+    assert [v.uid for v in h.versions()] == ["new"]
+    h.close()
