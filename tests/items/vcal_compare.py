@@ -49,6 +49,8 @@ def _params(value: Any, drop: Iterable[str] = ()) -> tuple[tuple[str, str], ...]
 
 def _start(comp: icalendar.cal.Component) -> datetime | date | None:
     prop = comp.get("DTSTART")
+    if isinstance(prop, list):
+        prop = prop[0]
     if prop is None:
         return None
     if str(prop.params.get("VALUE", "")).upper() == "DATE" and isinstance(prop.dt, datetime):
@@ -80,6 +82,13 @@ def _occurrences(recur: Any, start: datetime | date, limit: int = 40) -> Fact:
 
 
 def _value_facts(name: str, value: Any, comp: icalendar.cal.Component) -> list[Fact]:
+    try:
+        return _decoded_facts(name, value, comp)
+    except Exception:  # a property the icalendar library cannot read: compare its text
+        return [(name, "unreadable", value.to_ical().decode())]
+
+
+def _decoded_facts(name: str, value: Any, comp: icalendar.cal.Component) -> list[Fact]:
     if name in ("RRULE", "EXRULE"):
         start = _start(comp)
         try:
@@ -213,22 +222,26 @@ def item_facts(item: Item) -> dict[Fact, set[Fact]]:
     return out
 
 
-def differences(before: Item, after: Item) -> list[str]:
-    """What differs in meaning between two items (empty: nothing)."""
+def fact_differences(before: Item, after: Item) -> list[tuple[Fact, str, Fact]]:
+    """(component key, "lost"/"added", fact) for each difference in meaning."""
     a, b = item_facts(before), item_facts(after)
-    problems: list[str] = []
+    out: list[tuple[Fact, str, Fact]] = []
     for key in sorted(set(a) | set(b), key=str):
         if key not in b:
-            problems.append(f"component {key} lost")
+            out.append((key, "lost", ("component",)))
             continue
         if key not in a:
-            problems.append(f"component {key} added")
+            out.append((key, "added", ("component",)))
             continue
-        for fact in sorted(a[key] - b[key], key=str):
-            problems.append(f"{key}: lost {fact}")
+        out += [(key, "lost", fact) for fact in sorted(a[key] - b[key], key=str)]
         had_stamp = any(f[0] == "DTSTAMP" for f in a[key])
         for fact in sorted(b[key] - a[key], key=str):
             if fact[0] == "DTSTAMP" and not had_stamp:
                 continue  # required by RFC 5545: added where a writer left it out
-            problems.append(f"{key}: added {fact}")
-    return problems
+            out.append((key, "added", fact))
+    return out
+
+
+def differences(before: Item, after: Item) -> list[str]:
+    """What differs in meaning between two items, as text (empty: nothing)."""
+    return [f"{key}: {verb} {fact}" for key, verb, fact in fact_differences(before, after)]

@@ -319,7 +319,7 @@ def read(data: bytes, source: str) -> tuple[list[VComp], Reader]:
             closed.end = end
             continue
         if not stack:
-            reader.warn(number, f"property outside any calendar ({name}); skipped")
+            reader.warn(number, f"text outside any calendar ({logical[:40]!r}); skipped")
             continue
         prop = VProp(name, params, value, number)
         stack[-1].props.append(prop)

@@ -204,9 +204,15 @@ class Writer:
     def component(self, comp: Component) -> list[str]:
         out = Out(comp.name, shadows.Restorer.from_ical(comp))
         self.dates(comp, out)
+        seen: set[str] = set()
         for prop in comp.props:
             name = prop.name
-            if name in ("DTSTART", "DTEND", "DUE", "DURATION") or name.startswith(VCAL_PREFIX):
+            if name in ("DTSTART", "DTEND", "DUE", "DURATION"):
+                if name in seen:
+                    out.keep(prop)  # a second one: invalid, but not ours to drop
+                seen.add(name)
+                continue
+            if name.startswith(VCAL_PREFIX):
                 continue
             handler = getattr(self, "p_" + name.replace("-", "_"), None)
             if handler is not None and not name.startswith("X-"):
