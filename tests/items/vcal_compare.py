@@ -129,8 +129,9 @@ def _decoded_facts(name: str, value: Any, comp: icalendar.cal.Component) -> list
 def component_facts(comp: icalendar.cal.Component) -> set[Fact]:
     facts: set[Fact] = set()
     end_name = "DTEND" if comp.name == "VEVENT" else "DUE"
+    made_up = comp.get("X-CALSYNC-VCAL-DTSTAMP") is not None  # a DTSTAMP the reader made up
     for name, value in comp.property_items(recursive=False, sorted=False):
-        if name in SKIP or name.startswith("X-CALSYNC"):
+        if name in SKIP or name.startswith("X-CALSYNC") or (name == "DTSTAMP" and made_up):
             continue
         if name == "DURATION" and comp.get(end_name) is None and comp.get("DTSTART") is not None:
             start = comp["DTSTART"].dt

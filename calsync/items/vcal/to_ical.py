@@ -355,7 +355,9 @@ class EntryConverter:
             uid = f"calsync-{digest}"
             self.out.props.insert(0, Prop("UID", (), ical_escape(uid)))
         if self.out.get("DTSTAMP") is None:
-            self.out.props.insert(1, Prop("DTSTAMP", (), self._stamp()))
+            stamp = self._stamp()
+            self.out.props.insert(1, Prop("DTSTAMP", (), stamp))
+            self.add(shadows.shadow_prop("DTSTAMP", "", stamp))  # made up: not for the device
         if self.frame.fixed is not None and self.frame.zone is None and self.frame.tz_text:
             # a device's TZ without daylight saving: its floating times became UTC, but a
             # rule's end date written back as the device wrote it needs the offset again
@@ -788,7 +790,7 @@ def convert_stream(data: bytes, source: str) -> tuple[list[Item], list[ItemError
     errors: list[ItemError] = []
     for comp, frame, cal_props in ordered:
         uid_p = comp.get("UID")
-        uid = uid_p.text.strip() if uid_p is not None else None
+        uid = _printable(uid_p.text.strip()) if uid_p is not None else None
         try:
             entry = EntryConverter(conv, comp, frame, cal_props).convert()
         except EntryError as e:
@@ -855,6 +857,11 @@ def _group(entries: list[Entry], source: str) -> tuple[list[Item], list[ItemErro
         keep.sort(key=lambda e: (e.rid is not None, e.line))
         items.append(_assemble(keep))
     return items, errors
+
+
+def _printable(text: str) -> str:
+    """An id for messages: control characters shown as escapes."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def _same(a: Component, b: Component) -> bool:

@@ -218,7 +218,8 @@ class Writer:
             if handler is not None and not name.startswith("X-"):
                 handler(prop, out)
             elif name in ICAL_ONLY or name in VCAL_ONLY:
-                out.keep(prop)
+                if not out.restore.mapped(name, prop.value, _same_upper):
+                    out.keep(prop)  # (a DTSTAMP we made up when reading is not kept)
             else:
                 self.opaque(prop, out)
         for name, values in out.merged.items():
