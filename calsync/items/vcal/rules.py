@@ -221,9 +221,10 @@ def to_ical(
     count = rule.count if rule.count is not None else (None if rule.until is not None else 2)
     until = _until(rule.until, dtstart, raw_dtstart, convert) if rule.until is not None else None
     if count and until is not None:
-        # both given: the rule ends at whichever comes first
-        last = nth_occurrence(_join(parts), dtstart, count)
-        if last is not None and _le(last, until):
+        # both given: the rule ends at whichever comes first (bounded by the end date,
+        # so a rule with no occurrences does not search to year 9999)
+        bounded = _join([*parts, ("UNTIL", _fmt_until(until))])
+        if len(occurrences(bounded, dtstart, limit=count)) >= count:
             until = None
         else:
             count = None
@@ -277,10 +278,6 @@ def _fmt_until(value: TimeValue) -> str:
     return fmt_utc(value) if value.tzinfo is not None else fmt_local(value)
 
 
-def _le(a: TimeValue, b: TimeValue) -> bool:
-    return _comparable(a) <= _comparable(b)
-
-
 def _comparable(value: TimeValue) -> datetime:
     if not isinstance(value, datetime):
         return datetime.combine(value, time())
@@ -317,14 +314,6 @@ def occurrences(value: str, dtstart: TimeValue, limit: int = 500) -> list[dateti
         if len(out) >= limit:
             break
     return out
-
-
-def nth_occurrence(value: str, dtstart: TimeValue, n: int) -> TimeValue | None:
-    found = occurrences(value + f";COUNT={n}", dtstart, limit=n)
-    if len(found) < n:
-        return None
-    last = found[-1]
-    return last.date() if not isinstance(dtstart, datetime) else last
 
 
 # -- iCalendar -> vCalendar ----------------------------------------------------------
@@ -538,6 +527,5 @@ __all__ = [
     "occurrences",
     "parse",
     "same_rule",
-    "timedelta",
     "to_ical",
 ]
