@@ -18,6 +18,7 @@ text); ``X-CALSYNC-ICAL-*`` on the vCalendar side (iCalendar values, verbatim).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,9 +33,26 @@ FOR = "X-CALSYNC-FOR"
 Back = Callable[[], str | None]
 
 
+def target(value: str) -> str:
+    """What a shadow records of the value it stands for: the value, or for a long
+    one a digest (a 100 kB DESCRIPTION need not be stored twice)."""
+    if len(value) <= 60:
+        return value
+    value = value.replace("\r\n", "\n")  # as a device's copy reads back
+    return "#" + hashlib.blake2b(value.encode("utf-8"), digest_size=12).hexdigest()
+
+
+def matches(recorded: str, current: str, same: Callable[[str, str], bool]) -> bool:
+    if recorded.startswith("#") and len(recorded) == 25:
+        return target(current) == recorded
+    return same(recorded, current)
+
+
 def shadow_prop(name: str, vcal_text: str, ical_value: str) -> Prop:
     """An iCalendar-side shadow of a device value."""
-    return Prop(VCAL_PREFIX + name, ((FOR, quote_param(ical_value)),), ical_escape(vcal_text))
+    return Prop(
+        VCAL_PREFIX + name, ((FOR, quote_param(target(ical_value))),), ical_escape(vcal_text)
+    )
 
 
 @dataclass
@@ -79,7 +97,7 @@ class Restorer:
         for k in self.kept:
             if k.used or k.target is None or k.name != name:
                 continue
-            if same(k.target, current):
+            if matches(k.target, current, same):
                 k.used = True
                 return k
         return None

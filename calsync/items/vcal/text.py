@@ -149,6 +149,8 @@ def vcal_line(
         if len(current) + len(token) > LINE_LIMIT:
             lines.append(current + "=")
             current = ""
+        if not current and token in (" ", "\t"):
+            token = f"={ord(token):02X}"  # a blank opening a line would read as folding
         current += token
     lines.append(current)
     return lines

@@ -435,7 +435,12 @@ class EntryConverter:
             self.add(shadows.shadow_prop("DTSTART", "", fmt_ical(end)[1]))
         elif start is not None:
             self.add_time("DTSTART", start)
-        if end is not None:
+        end_p2 = end_p if self.comp.name == "VEVENT" else due_p
+        duration = self.restore.mapped("DURATION", end_p2.text, _same_text) if end_p2 else None
+        if duration is not None and start is not None:
+            self.add(shadows.as_ical_prop(duration))  # an iCalendar DURATION, as it was
+            self.times.append(end)
+        elif end is not None:
             self.add_time("DTEND" if self.comp.name == "VEVENT" else "DUE", end)
         rid_p = self._one("X-RECURRENCE-ID")
         if rid_p is not None:
@@ -519,7 +524,7 @@ class EntryConverter:
     p_SUMMARY = p_DESCRIPTION = p_LOCATION = p_COMMENT = p_CONTACT = text
 
     def p_UID(self, prop: VProp) -> None:
-        self.add(Prop("UID", (), ical_escape(prop.text)))
+        self.add(Prop("UID", (), opaque_to_ical(prop.text)))  # an identity: as it is
 
     def p_CATEGORIES(self, prop: VProp) -> None:
         values = vcal_list(prop.text)

@@ -22,7 +22,16 @@ from calsync.items.lines import Component, Prop, unquote
 from calsync.items.vcal import mapping, rules, shadows, zones
 from calsync.items.vcal.lexer import VProp
 from calsync.items.vcal.shadows import ICAL_PREFIX, VCAL_PREFIX
-from calsync.items.vcal.text import ical_list, ical_unescape, vcal_escape, vcal_line
+from calsync.items.vcal.text import (
+    ical_escape,
+    ical_join,
+    ical_list,
+    ical_unescape,
+    vcal_escape,
+    vcal_line,
+    vcal_list,
+    vcal_unescape,
+)
 from calsync.items.vcal.times import (
     UTC,
     TimeError,
@@ -80,9 +89,11 @@ class Out:
         if target is None:
             self.put(ICAL_PREFIX + prop.name, _params(prop), prop.value)
         elif prop.name in shadows.WHOLE_LINE:
-            self.put(ICAL_PREFIX + prop.name, [(shadows.FOR, target)], prop.to_line())
+            self.put(
+                ICAL_PREFIX + prop.name, [(shadows.FOR, shadows.target(target))], prop.to_line()
+            )
         else:
-            params = [(shadows.FOR, target), *_params(prop)]
+            params = [(shadows.FOR, shadows.target(target)), *_params(prop)]
             self.put(ICAL_PREFIX + prop.name, params, prop.value)
 
     def mapped(
@@ -275,6 +286,8 @@ class Writer:
             texts[end_name] = fmt_vcal(end)
         for name, text in texts.items():
             out.put(name, [], text)
+        if dur_p is not None and end_p is None and end_name in texts:
+            out.keep(dur_p, texts[end_name])  # read back as the DURATION it was
         if not implied:
             self._keep_exact(
                 out, (start_p, start), (end_p, end if end_p is not None else None), texts
@@ -324,19 +337,25 @@ class Writer:
 
     def text(self, prop: Prop, out: Out) -> None:
         params = [(k, v) for k, v in _params(prop) if k != "ALTREP"]
-        out.put(prop.name, params, vcal_escape(ical_unescape(prop.value)))
+        value = vcal_escape(ical_unescape(prop.value))
+        out.put(prop.name, params, value)
+        if ical_escape(vcal_unescape(value)) != prop.value or len(params) != len(prop.params):
+            out.keep(prop, value)  # escaped another way (a bare comma...): read back as it was
 
     p_SUMMARY = p_DESCRIPTION = p_LOCATION = text
 
     def p_UID(self, prop: Prop, out: Out) -> None:
-        out.put("UID", [], ical_unescape(prop.value))
+        out.put("UID", [], prop.value)  # an identity: as it is, never re-escaped
 
     def p_CATEGORIES(self, prop: Prop, out: Out) -> None:
         kept = out.restore.mapped(prop.name, prop.value, lambda a, b: ical_list(a) == ical_list(b))
         if kept is not None:
             out.put(kept.name, kept.params, kept.value)
-        else:
-            out.put(prop.name, _params(prop), mapping.list_to_vcal(prop.value))
+            return
+        value = mapping.list_to_vcal(prop.value)
+        out.put(prop.name, _params(prop), value)
+        if ical_join(vcal_list(value)) != prop.value:
+            out.keep(prop, value)  # written another way ("a, b"): read back as it was
 
     p_RESOURCES = p_CATEGORIES
 
@@ -369,8 +388,7 @@ class Writer:
             return
         out.put("GEO", [], ",".join(parts))
 
-    def p_RELATED_TO(self, prop: Prop, out: Out) -> None:
-        out.put("RELATED-TO", _params(prop), vcal_escape(ical_unescape(prop.value)))
+    p_RELATED_TO = text
 
     def p_CREATED(self, prop: Prop, out: Out) -> None:
         name = "DCREATED" if prop.name == "CREATED" else prop.name
@@ -453,7 +471,7 @@ class Writer:
             again = rules.to_ical(rules.parse(text), start, raw_start, self.frame().convert)
         except (rules.RuleError, ValueError):
             return False
-        return rules.same_rule(again, value, start)
+        return again == value  # exactly: a rewritten rule would be a change to sync
 
     def p_ATTENDEE(self, prop: Prop, out: Out) -> None:
         organizer = prop.name == "ORGANIZER"
