@@ -200,8 +200,7 @@ def test_the_grammar_maps_both_ways_without_help(case: tuple[str, date | datetim
     read again, recurs on the same dates."""
     text, start = case
     ical = ical_rule(to_item(text, start))
-    item_start = start if not isinstance(start, datetime) else start
-    again = rules.from_ical(ical, item_start, lambda v: v).format()
+    again = rules.from_ical(ical, start, lambda v: v).format()
     ical_again = ical_rule(to_item(again, start))
     assert rules.occurrences(ical_again, start, 40) == rules.occurrences(ical, start, 40)
 

@@ -437,7 +437,7 @@ class EntryConverter:
             self.add_time("DTSTART", start)
         end_p2 = end_p if self.comp.name == "VEVENT" else due_p
         duration = self.restore.mapped("DURATION", end_p2.text, _same_text) if end_p2 else None
-        if duration is not None and start is not None:
+        if duration is not None and start is not None and end is not None:
             self.add(shadows.as_ical_prop(duration))  # an iCalendar DURATION, as it was
             self.times.append(end)
         elif end is not None:
