@@ -134,6 +134,7 @@ class Entry:
     zones: set[tzinfo] = field(default_factory=set)
     times: list[TimeValue] = field(default_factory=list)
     open_ended: bool = False
+    span: tuple[int, int] = (0, 0)  # where it is in the source
 
 
 @dataclass
@@ -774,33 +775,65 @@ def _cal_props(cal: VComp) -> list[Prop]:
     return keep
 
 
+Span = tuple[int, int]
+
+
+@dataclass
+class Converted:
+    """A whole stream, converted, with where each item and error came from."""
+
+    items: list[Item]
+    errors: list[ItemError]
+    error_keys: list[str]  # for each error: the UID, or "(entry at line N)" without one
+    spans: dict[str, list[Span]]  # UID (or error key) -> byte spans of its entries
+    calendars: list[tuple[Span, Span, list[Span]]]  # block, its own lines, its entries
+
+
 def convert_stream(data: bytes, source: str) -> tuple[list[Item], list[ItemError]]:
+    result = convert(data, source)
+    return result.items, result.errors
+
+
+def convert(data: bytes, source: str) -> Converted:
+    """Convert every entry; an entry that fails takes the other entries of its UID
+    with it (an item without one of its overrides would lose it on writing back)."""
     roots, reader = read(data, source)
     conv = Converter(reader)
     pending: list[tuple[VComp, Frame, list[Prop]]] = []
+    calendars: list[tuple[Span, Span, list[Span]]] = []
     for cal in roots:
         if cal.name != "VCALENDAR":
             reader.warn(cal.line, f"BEGIN:{cal.name} outside a calendar; skipped")
             continue
         frame = _frame(cal, Frame(), reader)
         cal_props = _cal_props(cal)
+        head_end = cal.subs[0].start if cal.subs else cal.end
+        entry_spans: list[Span] = []
         for comp in cal.subs:
             if comp.name in ENTRY_COMPONENTS:
                 pending.append((comp, _frame(comp, frame, reader), cal_props))
+                entry_spans.append((comp.start, comp.end))
             else:
                 reader.warn(comp.line, f"BEGIN:{comp.name} is not an event or to-do; skipped")
+        calendars.append(((cal.start, cal.end), (cal.start, head_end), entry_spans))
     # masters first: overrides need their DTSTART and all-day-ness
     ordered = sorted(pending, key=lambda p: p[0].get("X-RECURRENCE-ID") is not None)
     entries: list[Entry] = []
-    errors: list[ItemError] = []
+    errors: list[tuple[str, ItemError]] = []
+    spans: dict[str, list[Span]] = {}
+    failed: set[str] = set()
     for comp, frame, cal_props in ordered:
         uid_p = comp.get("UID")
-        uid = _printable(uid_p.text.strip()) if uid_p is not None else None
+        uid = _printable(uid_p.text.strip()) if uid_p is not None and uid_p.text.strip() else None
         try:
             entry = EntryConverter(conv, comp, frame, cal_props).convert()
         except EntryError as e:
-            errors.append(ItemError(e.reason, source=source, id=uid or None, line=e.line))
+            key = uid or f"(entry at line {comp.line})"
+            errors.append((key, ItemError(e.reason, source=source, id=uid, line=e.line)))
+            spans.setdefault(key, []).append((comp.start, comp.end))
+            failed.add(key)
             continue
+        entry.span = (comp.start, comp.end)
         entries.append(entry)
         if entry.rid is None and entry.uid not in conv.masters:
             start = entry.comp.get("DTSTART")
@@ -813,10 +846,14 @@ def convert_stream(data: bytes, source: str) -> tuple[list[Item], list[ItemError
                     conv.masters[entry.uid].raw_start = parse_vcal(raw.text)
                 except TimeError:
                     pass
-    items, group_errors = _group(entries, source)
-    errors.extend(group_errors)
-    errors.sort(key=lambda e: e.line or 0)
-    return items, errors
+    for entry in entries:
+        spans.setdefault(entry.uid, []).append(entry.span)
+    items, group_errors = _group([e for e in entries if e.uid not in failed], source)
+    errors += [(e.id or "", e) for e in group_errors]
+    errors.sort(key=lambda pair: pair[1].line or 0)
+    for key in spans:
+        spans[key].sort()
+    return Converted(items, [e for _, e in errors], [k for k, _ in errors], spans, calendars)
 
 
 def _group(entries: list[Entry], source: str) -> tuple[list[Item], list[ItemError]]:
