@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import re
 import zoneinfo
 from datetime import UTC, datetime
 
@@ -352,18 +352,47 @@ def test_a_to_do_alarm_is_relative_to_its_due_time() -> None:
     assert alarm["TRIGGER"].dt.total_seconds() == -3600
 
 
-def test_ical_alarms_vcal_cannot_say_are_left_out_with_a_warning(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    item = loads_one(
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:u1\r\nDTSTAMP:20250101T000000Z\r\n"
-        "DTSTART:20250101T100000Z\r\nBEGIN:VALARM\r\nACTION:NONE\r\nTRIGGER:-PT5M\r\nEND:VALARM\r\n"
-        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+ALARMS = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:u1\r\nDTSTAMP:20250101T000000Z\r\n"
+    "DTSTART:20250101T100000Z\r\n"
+    "BEGIN:VALARM\r\nACTION:NONE\r\nTRIGGER;VALUE=DATE-TIME:19760401T005545Z\r\nEND:VALARM\r\n"
+    "BEGIN:VALARM\r\nUID:a2\r\nX-MOZ-LASTACK:20250101T094500Z\r\nACTION:DISPLAY\r\n"
+    "DESCRIPTION:Go\r\nTRIGGER;RELATED=START:-PT15M\r\nEND:VALARM\r\n"
+    "BEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:Plain\r\nTRIGGER:-PT5M\r\nEND:VALARM\r\n"
+    "END:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+def test_ical_alarms_travel_whole_beside_the_device_line() -> None:
+    """An alarm vCalendar cannot say (ACTION:NONE) is carried alone; one it says only
+    in part (UID, X-MOZ-LASTACK, RELATED=START) goes along with its device line; a
+    plain one gets no companion.  All come back exactly."""
+    item = loads_one(ALARMS)
+    out = out_lines(item)
+    assert "DALARM:20250101T094500Z;;;Go" in out
+    assert "DALARM:20250101T095500Z;;;Plain" in out
+    heads = [line.split(":", 1)[0] for line in out if line.startswith("X-CALSYNC-ICAL-VALARM")]
+    assert heads == [
+        "X-CALSYNC-ICAL-VALARM;ENCODING=QUOTED-PRINTABLE",
+        'X-CALSYNC-ICAL-VALARM;X-CALSYNC-FOR="DALARM',
+    ]
+    back = one(item_to_vcal(item))
+    assert back.hash == item.hash
+
+
+def test_a_device_edit_of_an_alarm_wins_over_the_companion() -> None:
+    item = loads_one(ALARMS)
+    edited = re.sub(
+        rb"(?m)^DALARM:20250101T094500Z;;;Go\r$",
+        b"DALARM:20250101T093000Z;;;Go!\r",
+        item_to_vcal(item),
     )
-    with caplog.at_level(logging.WARNING):
-        out = out_lines(item)
-    assert not any("ALARM" in line for line in out)
-    assert "alarm with ACTION:NONE cannot be written to vCalendar" in caplog.text
+    assert edited.count(b"Go!") == 1
+    alarms = one(edited).to_icalendar().walk("VALARM")
+    by_text = {str(a.get("DESCRIPTION")): a for a in alarms}
+    assert set(by_text) == {"None", "Go!", "Plain"}
+    assert by_text["Go!"]["TRIGGER"].dt.total_seconds() == -30 * 60
+    assert "UID" not in by_text["Go!"]  # the device's alarm now: the old one's extras went
 
 
 # -- recurrence ---------------------------------------------------------------------------

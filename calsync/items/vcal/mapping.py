@@ -336,6 +336,14 @@ def alarm_to_ical(prop: VProp, entry: EntryConverter) -> Component | None:
         assert isinstance(converted, datetime)
         text = fmt_utc(converted) if converted.tzinfo is not None else fmt_ical(converted)[1]
         alarm.props.append(Prop("TRIGGER", (("VALUE", "DATE-TIME"),), text))
+    alarm.props += alarm_body(prop.name, fields, prop.other_params())
+    return alarm
+
+
+def alarm_body(name: str, fields: list[str], extra: list[tuple[str, str]]) -> list[Prop]:
+    """The VALARM properties after ACTION and TRIGGER, from a device alarm's fields
+    (runtime;snooze;repeat;content...) and parameters."""
+    props: list[Prop] = []
     snooze = fields[1].strip() if len(fields) > 1 else ""
     repeat = fields[2].strip() if len(fields) > 2 else ""
     ok_pair = False
@@ -346,33 +354,30 @@ def alarm_to_ical(prop: VProp, entry: EntryConverter) -> Component | None:
         except (TimeError, ValueError):
             ok_pair = False
     if ok_pair:
-        alarm.props += [Prop("DURATION", (), snooze.upper()), Prop("REPEAT", (), str(int(repeat)))]
+        props += [Prop("DURATION", (), snooze.upper()), Prop("REPEAT", (), str(int(repeat)))]
     elif snooze or (repeat and repeat != "0"):
-        alarm.props.append(Prop(REPEAT_KEPT, (), ical_escape(f"{snooze};{repeat}")))
+        props.append(Prop(REPEAT_KEPT, (), ical_escape(f"{snooze};{repeat}")))
     content = [vcal_unescape(f) for f in fields[3:]]
-    extra = prop.other_params()
-    if prop.name in ("AALARM", "PALARM"):
+    if name in ("AALARM", "PALARM"):
         joined = ";".join(content).strip()
         if joined:
-            alarm.props.append(attach_in(joined, extra))
+            props.append(attach_in(joined, extra))
         elif extra:
-            alarm.props.append(
-                Prop("X-CALSYNC-VCAL-PARAMS", (), ical_escape(_encode_params(extra)))
-            )
-    elif prop.name == "DALARM":
+            props.append(Prop("X-CALSYNC-VCAL-PARAMS", (), ical_escape(_encode_params(extra))))
+    elif name == "DALARM":
         params2 = tuple((k, quote_param(v)) for k, v in extra)
         text = ";".join(content)
         if len(fields) > 3 or extra:  # "time;;;" has a display string, if empty
-            alarm.props.append(Prop("DESCRIPTION", params2, ical_escape(text)))
+            props.append(Prop("DESCRIPTION", params2, ical_escape(text)))
     else:  # MALARM: address;note
         address = content[0].strip() if content else ""
         note = ";".join(content[1:])
         if address:
-            alarm.props.append(Prop("ATTENDEE", (), "mailto:" + address))
-        alarm.props.append(Prop("SUMMARY", (), ical_escape(note)))
+            props.append(Prop("ATTENDEE", (), "mailto:" + address))
+        props.append(Prop("SUMMARY", (), ical_escape(note)))
         params2 = tuple((k, quote_param(v)) for k, v in extra)
-        alarm.props.append(Prop("DESCRIPTION", params2, ical_escape(note)))
-    return alarm
+        props.append(Prop("DESCRIPTION", params2, ical_escape(note)))
+    return props
 
 
 def alarm_to_vcal(
@@ -461,6 +466,40 @@ def alarm_to_vcal(
     return name, params, ";".join(fields)
 
 
+def alarm_reads_back(
+    alarm: Component, name: str, params: list[tuple[str, str]], value: str, anchored: bool | None
+) -> bool:
+    """Would this VALARM, written as ``name;params:value``, read back line for line?
+
+    ``anchored``: what the reader relates a trigger to (True: a to-do's DUE, False:
+    the start, None: nothing, so the trigger stays absolute).  An alarm this says
+    False for travels whole beside its device line.
+    """
+    trigger = alarm.get("TRIGGER")
+    action = alarm.get("ACTION")
+    if trigger is None or action is None or action.params or action.value != _ACTIONS[name]:
+        return False
+    if anchored is None:
+        if trigger.params != (("VALUE", "DATE-TIME"),) or not trigger.value.endswith("Z"):
+            return False
+        try:
+            exact = fmt_utc(parse_vcal(trigger.value)) == trigger.value  # type: ignore[arg-type]
+        except (TimeError, TypeError, ValueError):
+            return False
+    else:
+        try:
+            exact = fmt_duration(parse_duration(trigger.value)) == trigger.value
+        except TimeError:
+            return False
+        if trigger.params != ((("RELATED", "END"),) if anchored else ()):
+            return False
+    if not exact or alarm.subs:
+        return False
+    body = alarm_body(name, split_unescaped(value, ";"), params)
+    rest = [p for p in alarm.props if p is not trigger and p is not action]
+    return sorted(p.to_line() for p in body) == sorted(p.to_line() for p in rest)
+
+
 def _as_datetime(value: TimeValue) -> datetime:
     return value if isinstance(value, datetime) else datetime.combine(value, time())
 
@@ -468,6 +507,7 @@ def _as_datetime(value: TimeValue) -> datetime:
 __all__ = [
     "UTC",
     "AlarmError",
+    "alarm_reads_back",
     "alarm_to_ical",
     "alarm_to_vcal",
     "attendee_to_ical",

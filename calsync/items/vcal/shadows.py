@@ -29,6 +29,8 @@ from calsync.items.vcal.text import ical_escape, ical_unescape, quote_param
 VCAL_PREFIX = "X-CALSYNC-VCAL-"
 ICAL_PREFIX = "X-CALSYNC-ICAL-"
 FOR = "X-CALSYNC-FOR"
+# on the vCalendar side: the iCalendar item had no DTSTAMP (do not make one up)
+NO_DTSTAMP = "NO-DTSTAMP"
 
 Back = Callable[[], str | None]
 
@@ -110,6 +112,15 @@ class Restorer:
                 k.used = True
                 out.append(k)
         return out
+
+    def flag(self, name: str) -> bool:
+        """Whether a carried marker (a name with no property behind it) is there."""
+        found = False
+        for k in self.kept:
+            if k.name == name and k.target is None:
+                k.used = True
+                found = True
+        return found
 
     def carried(self) -> list[Kept]:
         out = []

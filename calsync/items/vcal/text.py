@@ -145,13 +145,16 @@ def vcal_line(
     data = value.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n").encode("utf-8")
     lines: list[str] = []
     current = head + ":"
+    opened = False  # something written after the head
     for token in _qp_tokens(data):
-        if len(current) + len(token) > LINE_LIMIT:
+        if opened and len(current) + len(token) > LINE_LIMIT:
             lines.append(current + "=")
             current = ""
-        if not current and token in (" ", "\t"):
-            token = f"={ord(token):02X}"  # a blank opening a line would read as folding
+        if not current and token in (" ", "\t", "B", "b", "E", "e"):
+            # a blank opening a line would read as folding; "BEGIN:"/"END:" as structure
+            token = f"={ord(token):02X}"
         current += token
+        opened = True
     lines.append(current)
     return lines
 

@@ -20,7 +20,7 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 
 from calsync.items.canonical import canonical_form
 from calsync.items.item import PRODID, Item, ItemError
-from calsync.items.lines import Component, LineError, Prop
+from calsync.items.lines import Component, LineError, Prop, parse
 from calsync.items.vcal import mapping, rules, shadows, zones
 from calsync.items.vcal.lexer import Reader, VComp, VProp, control_character, read
 from calsync.items.vcal.text import (
@@ -347,15 +347,17 @@ class EntryConverter:
             else:
                 self.opaque(prop)
         present = {p.name for p in comp.props}
+        no_stamp = self.restore.flag(shadows.NO_DTSTAMP)
         for kept in [*self.restore.absent(present), *self.restore.carried()]:
-            self.add(shadows.as_ical_prop(kept))
+            if kept.name != "VALARM" or not self.kept_alarm(kept.value):
+                self.add(shadows.as_ical_prop(kept))
         uid = (uid_prop.text.strip() if uid_prop is not None else "") or ""
         derived = not uid
         if derived:
             digest = hashlib.blake2b(self._raw(), digest_size=12).hexdigest()
             uid = f"calsync-{digest}"
             self.out.props.insert(0, Prop("UID", (), ical_escape(uid)))
-        if self.out.get("DTSTAMP") is None:
+        if self.out.get("DTSTAMP") is None and not no_stamp:
             stamp = self._stamp()
             self.out.props.insert(1, Prop("DTSTAMP", (), stamp))
             self.add(shadows.shadow_prop("DTSTAMP", "", stamp))  # made up: not for the device
@@ -717,11 +719,25 @@ class EntryConverter:
     # -- alarms --------------------------------------------------------------------------
 
     def p_AALARM(self, prop: VProp) -> None:
+        kept = self.restore.mapped("VALARM", f"{prop.name}:{prop.text}", _same_text)
+        if kept is not None and self.kept_alarm(kept.value):
+            return
         alarm = mapping.alarm_to_ical(prop, self)
         if alarm is not None:
             self.alarms.append(alarm)
 
     p_DALARM = p_PALARM = p_MALARM = p_AALARM
+
+    def kept_alarm(self, text: str) -> bool:
+        """Restore a VALARM we wrote aside (see ``to_vcal``), if it still parses."""
+        try:
+            (alarm,) = parse(text)
+        except (LineError, ValueError):
+            return False
+        if alarm.name != "VALARM":
+            return False
+        self.alarms.append(alarm)
+        return True
 
     def alarm_anchor(self) -> tuple[TimeValue | None, bool]:
         """(time alarms are relative to, relative to the end?)."""

@@ -215,6 +215,8 @@ class Writer:
     def component(self, comp: Component) -> list[str]:
         out = Out(comp.name, shadows.Restorer.from_ical(comp))
         self.dates(comp, out)
+        if comp.get("DTSTAMP") is None:  # (RFC 5545 wants one; reading back would add it)
+            out.put(ICAL_PREFIX + shadows.NO_DTSTAMP, [], "")
         seen: set[str] = set()
         for prop in comp.props:
             name = prop.name
@@ -440,7 +442,7 @@ class Writer:
             return
         text = rule.format()
         out.put(prop.name, [], text)
-        if not self._reads_back(text, prop.value, start):
+        if prop.params or not self._reads_back(text, prop.value, start):
             out.keep(prop, text)
 
     p_EXRULE = p_RRULE
@@ -520,12 +522,25 @@ class Writer:
     # -- alarms ------------------------------------------------------------------------------
 
     def alarm(self, alarm: Component, out: Out) -> None:
+        """An AALARM/DALARM/PALARM/MALARM line; the VALARM itself travels alongside
+        when that line would not read back as it (X-CALSYNC-ICAL-VALARM, restored
+        while the device's line is unchanged), or alone when there is no such line."""
+        whole = "\n".join(alarm.to_lines())
         try:
             name, params, value = mapping.alarm_to_vcal(alarm, self.start, self.end, fmt_vcal_time)
         except mapping.AlarmError as e:
-            log.warning("item %s: %s cannot be written to vCalendar; left out", self.item.uid, e)
+            log.info("item %s: %s has no vCalendar form; kept aside", self.item.uid, e)
+            out.put(ICAL_PREFIX + "VALARM", [], whole)
             return
         out.put(name, params, value)
+        if out.kind == "VTODO" and self.end is not None:
+            anchored: bool | None = True
+        else:
+            anchored = False if self.start is not None else None
+        if not mapping.alarm_reads_back(alarm, name, params, value, anchored):
+            out.put(
+                ICAL_PREFIX + "VALARM", [(shadows.FOR, shadows.target(f"{name}:{value}"))], whole
+            )
 
 
 def fmt_vcal_time(value: TimeValue) -> str:
