@@ -380,6 +380,18 @@ def test_ical_alarms_travel_whole_beside_the_device_line() -> None:
     assert back.hash == item.hash
 
 
+def test_other_sub_components_are_carried_whole() -> None:
+    item = loads_one(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:u1\r\nDTSTAMP:20250101T000000Z\r\n"
+        "DTSTART:20250101T100000Z\r\nBEGIN:VLOCATION\r\nUID:loc1\r\nNAME:Room 1\r\n"
+        "END:VLOCATION\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    assert not any(line.startswith(("BEGIN:VLOCATION", "NAME")) for line in out_lines(item))
+    back = one(item_to_vcal(item))
+    assert back.hash == item.hash
+    assert back.master().children("VLOCATION")[0].value("NAME") == "Room 1"  # type: ignore[union-attr]
+
+
 def test_a_device_edit_of_an_alarm_wins_over_the_companion() -> None:
     item = loads_one(ALARMS)
     edited = re.sub(

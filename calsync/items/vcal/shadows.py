@@ -31,6 +31,9 @@ ICAL_PREFIX = "X-CALSYNC-ICAL-"
 FOR = "X-CALSYNC-FOR"
 # on the vCalendar side: the iCalendar item had no DTSTAMP (do not make one up)
 NO_DTSTAMP = "NO-DTSTAMP"
+# on the vCalendar side: a whole sub-component (VALARM, VLOCATION...) as its text
+VALARM = "VALARM"
+COMPONENT = "COMPONENT"
 
 Back = Callable[[], str | None]
 

@@ -261,6 +261,7 @@ class EntryConverter:
         self.frame = frame
         self.out = Component(comp.name)
         self.alarms: list[Component] = []
+        self.subs: list[Component] = []  # other sub-components carried through a device
         self.entry_zones: set[tzinfo] = set()
         self.times: list[TimeValue] = []
         self.cal_props = cal_props
@@ -349,8 +350,11 @@ class EntryConverter:
         present = {p.name for p in comp.props}
         no_stamp = self.restore.flag(shadows.NO_DTSTAMP)
         for kept in [*self.restore.absent(present), *self.restore.carried()]:
-            if kept.name != "VALARM" or not self.kept_alarm(kept.value):
-                self.add(shadows.as_ical_prop(kept))
+            if kept.name == shadows.VALARM and self.kept_component(kept.value):
+                continue
+            if kept.name == shadows.COMPONENT and self.kept_component(kept.value, alarm=False):
+                continue
+            self.add(shadows.as_ical_prop(kept))
         uid = (uid_prop.text.strip() if uid_prop is not None else "") or ""
         derived = not uid
         if derived:
@@ -366,6 +370,7 @@ class EntryConverter:
             # rule's end date written back as the device wrote it needs the offset again
             self.add(Prop(shadows.VCAL_PREFIX + "TZ", (), ical_escape(self.frame.tz_text)))
         self.out.subs.extend(self.alarms)
+        self.out.subs.extend(self.subs)
         for sub in comp.subs:
             self.out.subs.append(_opaque_component(sub))
         rid_prop = self.out.get("RECURRENCE-ID")
@@ -719,8 +724,8 @@ class EntryConverter:
     # -- alarms --------------------------------------------------------------------------
 
     def p_AALARM(self, prop: VProp) -> None:
-        kept = self.restore.mapped("VALARM", f"{prop.name}:{prop.text}", _same_text)
-        if kept is not None and self.kept_alarm(kept.value):
+        kept = self.restore.mapped(shadows.VALARM, f"{prop.name}:{prop.text}", _same_text)
+        if kept is not None and self.kept_component(kept.value):
             return
         alarm = mapping.alarm_to_ical(prop, self)
         if alarm is not None:
@@ -728,15 +733,16 @@ class EntryConverter:
 
     p_DALARM = p_PALARM = p_MALARM = p_AALARM
 
-    def kept_alarm(self, text: str) -> bool:
-        """Restore a VALARM we wrote aside (see ``to_vcal``), if it still parses."""
+    def kept_component(self, text: str, alarm: bool = True) -> bool:
+        """Restore a VALARM (or other sub-component) we wrote aside (see ``to_vcal``),
+        if it still parses."""
         try:
-            (alarm,) = parse(text)
+            (comp,) = parse(text)
         except (LineError, ValueError):
             return False
-        if alarm.name != "VALARM":
+        if (comp.name == "VALARM") != alarm:
             return False
-        self.alarms.append(alarm)
+        (self.alarms if alarm else self.subs).append(comp)
         return True
 
     def alarm_anchor(self) -> tuple[TimeValue | None, bool]:

@@ -242,13 +242,8 @@ class Writer:
         for sub in comp.subs:
             if sub.name == "VALARM":
                 self.alarm(sub, out)
-            else:
-                log.warning(
-                    "item %s: %s inside %s cannot be written to vCalendar; left out",
-                    self.item.uid,
-                    sub.name,
-                    comp.name,
-                )
+            else:  # (VLOCATION, PARTICIPANT...): no vCalendar form, carried whole
+                out.put(ICAL_PREFIX + shadows.COMPONENT, [], "\n".join(sub.to_lines()))
         return [f"BEGIN:{comp.name}", *out.lines, f"END:{comp.name}"]
 
     def dates(self, comp: Component, out: Out) -> None:
@@ -530,7 +525,7 @@ class Writer:
             name, params, value = mapping.alarm_to_vcal(alarm, self.start, self.end, fmt_vcal_time)
         except mapping.AlarmError as e:
             log.info("item %s: %s has no vCalendar form; kept aside", self.item.uid, e)
-            out.put(ICAL_PREFIX + "VALARM", [], whole)
+            out.put(ICAL_PREFIX + shadows.VALARM, [], whole)
             return
         out.put(name, params, value)
         if out.kind == "VTODO" and self.end is not None:
