@@ -11,6 +11,14 @@ VCALENDAR of its own at the end; a calendar left without entries goes away), and
 a file another program changed during the sync is not overwritten.  Entries
 that cannot be read are listed as errors and kept in the file as they are.
 
+What vCalendar 1.0 cannot say travels in X-CALSYNC-ICAL-* lines beside each
+entry, but a phone's PC suite that rewrites the file drops them.  So the store
+also keeps, in its cache dir, the iCalendar item it last wrote for each UID:
+an entry still as written reads as that item exactly; an entry a device
+rewrote is merged with it three-way (``calsync.items.vcal.reconcile``): the
+device's edits win, what it could not show (a COMMENT, a rule it cannot
+express, an alarm's extras, a TZID's spelling) stays.
+
 A small cache (size, mtime, inode, digest of the file and the listing) lets a
 sync of an unchanged file skip converting it.
 """
@@ -20,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +36,7 @@ from typing import Any, ClassVar
 from calsync.items import Item, ItemError
 from calsync.items.canonical import version_hash
 from calsync.items.vcal import item_to_vcal
+from calsync.items.vcal.reconcile import reconcile
 from calsync.items.vcal.to_ical import Converted, Span, convert
 from calsync.stores import (
     ItemRejected,
@@ -39,6 +49,7 @@ from calsync.stores import (
     StoreError,
     StoreUnavailable,
 )
+from calsync.stores._copies import WrittenCopies
 from calsync.stores._files import expand_path, write_atomic
 
 
@@ -48,6 +59,7 @@ class _Pending:
 
     data: bytes | None
     new: bool
+    item: Item | None = None
 
 
 def _digest(data: bytes) -> str:
@@ -90,6 +102,9 @@ class VcsStore(Store):
         self._versions: dict[str, str] = {}
         self._errors: dict[str, str] = {}
         self._pending: dict[str, _Pending] = {}
+        self._file_versions: dict[str, str] = {}
+        self._copies = WrittenCopies(ctx.cache_dir / "vcs-written.sqlite")
+        self._resolved: dict[str, Item] = {}
 
     @classmethod
     def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
@@ -124,6 +139,7 @@ class VcsStore(Store):
         self._stat = _stat_key(st)
         self._digest = _digest(data)
         self._converted = None
+        self._resolved.clear()
         self._pending.clear()
 
     def _index(self) -> Converted:
@@ -135,6 +151,7 @@ class VcsStore(Store):
             self._converted = converted
             self._items = {item.uid: item for item in converted.items}
             self._versions = {uid: _version(data, converted, uid) for uid in self._items}
+            self._file_versions = dict(self._versions)
             self._errors = {}
             for key, err in zip(converted.error_keys, converted.errors, strict=True):
                 self._errors.setdefault(key, str(err))
@@ -185,7 +202,26 @@ class VcsStore(Store):
             raise ItemError(self._errors[id], source=str(self.path), id=id)
         if id not in self._items:
             raise self.error(NotFound, "no item with this UID in the file", id)
-        return self._items[id], self._versions.get(id, "")
+        return self._through_copy(id), self._versions.get(id, "")
+
+    def _through_copy(self, id: str) -> Item:
+        """The entry as the item we wrote, if it is still as written; reconciled
+        with it, if a device rewrote it (keeping what vCalendar cannot carry)."""
+        found = self._resolved.get(id)
+        if found is not None:
+            return found
+        item = self._items[id]
+        copy = self._copies.get(id)
+        if copy is not None:
+            version, raw = copy
+            try:
+                ours = Item.from_bytes(raw, source=f"{self.path} (as written)")
+            except ItemError:
+                ours = None
+            if ours is not None and ours.uid == id:
+                item = ours if version == self._file_versions.get(id) else reconcile(ours, item)
+        self._resolved[id] = item
+        return item
 
     # -- writing (buffered until flush) -----------------------------------------------
 
@@ -216,7 +252,7 @@ class VcsStore(Store):
         if item.uid in self._versions or item.uid in self._errors:
             raise self.error(PreconditionFailed, "an item with this UID already exists", item.uid)
         data, version = self._encode(item)
-        self._pending[item.uid] = _Pending(data, new=True)
+        self._pending[item.uid] = _Pending(data, new=True, item=item)
         self._versions[item.uid] = version
         return item.uid, version
 
@@ -227,7 +263,7 @@ class VcsStore(Store):
             raise self.error(ItemRejected, f"UID {item.uid} does not match", id)
         data, new_version = self._encode(item)
         pending = self._pending.get(id)
-        self._pending[id] = _Pending(data, new=pending.new if pending else False)
+        self._pending[id] = _Pending(data, new=pending.new if pending else False, item=item)
         self._versions[id] = new_version
         return new_version
 
@@ -266,10 +302,23 @@ class VcsStore(Store):
             os.chmod(self.path, mode)
         except OSError:
             pass
+        written = [
+            (uid, self._versions[uid], p.item.raw)
+            for uid, p in self._pending.items()
+            if p.item is not None and uid in self._versions
+        ]
         self._pending.clear()
         self._load()
         self._index()
         self._write_cache()
+        try:
+            self._copies.put(written)
+            self._copies.keep_only(self._items)
+        except sqlite3.Error:
+            pass  # without the copies, entries read as the file says
+
+    def close(self) -> None:
+        self._copies.close()
 
     def _render(self, converted: Converted) -> bytes:
         data = self._data

@@ -151,3 +151,114 @@ def test_entries_without_uid_get_one_written_in(tmp_path: Path) -> None:
     data = path.read_bytes()
     assert f"UID:{uid}\n".encode() in data and b"\r\n" not in data  # the file's line endings
     assert store.list().versions.keys() == {uid}
+
+
+RICH = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:rich\r\n"
+    "DTSTAMP:20250101T000000Z\r\nDTSTART:20250103T090000Z\r\nDTEND:20250103T100000Z\r\n"
+    "SUMMARY:Review\r\nCOMMENT:bring the numbers\r\nRRULE:FREQ=MONTHLY;BYDAY=1FR,-1FR\r\n"
+    "BEGIN:VALARM\r\nUID:a1\r\nACTION:DISPLAY\r\nDESCRIPTION:Review\r\nTRIGGER:-PT5M\r\n"
+    "END:VALARM\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+def pc_suite_rewrite(path: Path, *changes: tuple[bytes, bytes]) -> None:
+    """The phone's PC suite writes the file again: calsync's X- lines are gone."""
+    lines = path.read_bytes().split(b"\r\n")
+    kept, skipping = [], False
+    for line in lines:
+        if line.startswith(b"X-CALSYNC-"):
+            skipping = line.endswith(b"=")  # a quoted-printable value goes on
+            continue
+        if skipping:
+            skipping = line.endswith(b"=")
+            continue
+        kept.append(line)
+    data = b"\r\n".join(kept)
+    for old, new in changes:
+        assert old in data
+        data = data.replace(old, new)
+    path.write_bytes(data)
+
+
+def test_what_vcal_cannot_carry_survives_a_pc_suite_rewrite(tmp_path: Path) -> None:
+    store = VcsStore("phone", ctx(tmp_path), tmp_path / "phone.vcs")
+    store.list()
+    store.add(loads_one(RICH))
+    store.add(loads_one(event("plain", "Plain")))
+    store.flush()
+    store.close()
+    pc_suite_rewrite(tmp_path / "phone.vcs", (b"SUMMARY:Review\r", b"SUMMARY:Review with Ann\r"))
+    assert b"COMMENT" not in (tmp_path / "phone.vcs").read_bytes()
+
+    again = VcsStore("phone", ctx(tmp_path), tmp_path / "phone.vcs")
+    again.list()
+    rich, _ = again.get("rich")
+    comp = rich.master()
+    assert comp is not None
+    assert comp.value("SUMMARY") == "Review with Ann"  # the phone's edit
+    assert comp.value("COMMENT") == "bring the numbers"  # what it never saw
+    assert comp.value("RRULE") == "FREQ=MONTHLY;BYDAY=1FR,-1FR"
+    assert comp.children("VALARM")[0].value("UID") == "a1"
+    plain, _ = again.get("plain")
+    assert plain.hash == loads_one(event("plain", "Plain")).hash  # untouched: exactly as written
+    again.close()
+
+    # the copies are a cache: without them, the file is read as it says
+    for leftover in (tmp_path / "cache").glob("vcs-written.sqlite*"):
+        leftover.unlink()
+    bare = VcsStore("phone", ctx(tmp_path), tmp_path / "phone.vcs")
+    bare.list()
+    assert bare.get("rich")[0].master().value("COMMENT") is None  # type: ignore[union-attr]
+
+
+def test_an_entry_as_written_reads_back_exactly(tmp_path: Path) -> None:
+    tzid = "/mozilla.org/20050126_1/Europe/Berlin"
+    text = (
+        RICH.replace("DTSTART:20250103T090000Z", f"DTSTART;TZID={tzid}:20250103T100000")
+        .replace("DTEND:20250103T100000Z", f"DTEND;TZID={tzid}:20250103T110000")
+        .replace("BEGIN:VEVENT", "BEGIN:VTIMEZONE\r\nTZID:" + tzid + "\r\nBEGIN:STANDARD\r\n"
+                 "DTSTART:19700101T000000\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0100\r\n"
+                 "END:STANDARD\r\nEND:VTIMEZONE\r\nBEGIN:VEVENT", 1)
+    )  # fmt: skip
+    item = loads_one(text)
+    store = VcsStore("phone", ctx(tmp_path), tmp_path / "phone.vcs")
+    store.list()
+    store.add(item)
+    store.flush()
+    store.close()
+    again = VcsStore("phone", ctx(tmp_path), tmp_path / "phone.vcs")
+    again.list()
+    got, _ = again.get("rich")
+    assert got.raw == item.raw  # the TZID's spelling too, which the file alone cannot give
+
+
+def test_a_pair_keeps_what_the_phone_cannot_show(tmp_path: Path) -> None:
+    """laptop.ics <-> phone.vcs: the phone's edit comes back to the laptop, and the
+    laptop's COMMENT, rule and alarm extras are not taken for deletions."""
+    from calsync.stores.ics import IcsStore
+    from tests.sync.helpers import Pair, contents
+
+    laptop_file = tmp_path / "laptop.ics"
+    laptop_file.write_bytes(RICH.encode())
+    laptop = IcsStore("laptop", StoreContext(cache_dir=tmp_path / "c1"), laptop_file)
+    phone = VcsStore("phone", StoreContext(cache_dir=tmp_path / "c2"), tmp_path / "phone.vcs")
+    pair = Pair(laptop, phone, tmp_path / "state")
+    first = pair.sync()
+    assert first.added_b == 1 and not first.errors and not first.stopped
+    pc_suite_rewrite(tmp_path / "phone.vcs", (b"SUMMARY:Review\r", b"SUMMARY:Review with Ann\r"))
+    laptop = IcsStore("laptop", StoreContext(cache_dir=tmp_path / "c1"), laptop_file)
+    phone = VcsStore("phone", StoreContext(cache_dir=tmp_path / "c2"), tmp_path / "phone.vcs")
+    pair = Pair(laptop, phone, tmp_path / "state")
+    result = pair.sync()
+    assert result.updated_a == 1 and result.changes == 1, result.to_json()
+    assert not result.errors and not result.stopped
+    comp = contents(laptop)["rich"].master()
+    assert comp is not None
+    assert comp.value("SUMMARY") == "Review with Ann"
+    assert comp.value("COMMENT") == "bring the numbers"
+    assert comp.value("RRULE") == "FREQ=MONTHLY;BYDAY=1FR,-1FR"
+    assert comp.children("VALARM")[0].value("UID") == "a1"
+    laptop = IcsStore("laptop", StoreContext(cache_dir=tmp_path / "c1"), laptop_file)
+    phone = VcsStore("phone", StoreContext(cache_dir=tmp_path / "c2"), tmp_path / "phone.vcs")
+    assert Pair(laptop, phone, tmp_path / "state").sync().changes == 0  # settled

@@ -76,10 +76,13 @@ class Out:
     lines: list[str] = field(default_factory=list)
     written: set[str] = field(default_factory=set)
     merged: dict[str, list[str]] = field(default_factory=dict)  # RDATE/EXDATE lists
+    companions: bool = True  # False: only what a device keeps (no X-CALSYNC-ICAL-*)
 
     def put(
         self, name: str, params: list[tuple[str, str]], value: str, binary: bytes | None = None
     ) -> None:
+        if not self.companions and name.startswith(ICAL_PREFIX):
+            return
         self.lines.extend(vcal_line(name, params, value, binary=binary))
         self.written.add(name)
 
@@ -111,8 +114,9 @@ class Out:
 class Writer:
     """Converts one item."""
 
-    def __init__(self, item: Item) -> None:
+    def __init__(self, item: Item, *, companions: bool = True) -> None:
         self.item = item
+        self.companions = companions
         self.cal = item.tree
         self.comps = item.components()
         self.vtimezones = {tz.value("TZID") or "": tz for tz in item.timezones()}
@@ -213,7 +217,7 @@ class Writer:
     # -- one component -----------------------------------------------------------------
 
     def component(self, comp: Component) -> list[str]:
-        out = Out(comp.name, shadows.Restorer.from_ical(comp))
+        out = Out(comp.name, shadows.Restorer.from_ical(comp), companions=self.companions)
         self.dates(comp, out)
         if comp.get("DTSTAMP") is None:  # (RFC 5545 wants one; reading back would add it)
             out.put(ICAL_PREFIX + shadows.NO_DTSTAMP, [], "")
@@ -534,7 +538,9 @@ class Writer:
             anchored = False if self.start is not None else None
         if not mapping.alarm_reads_back(alarm, name, params, value, anchored):
             out.put(
-                ICAL_PREFIX + "VALARM", [(shadows.FOR, shadows.target(f"{name}:{value}"))], whole
+                ICAL_PREFIX + shadows.VALARM,
+                [(shadows.FOR, shadows.target(f"{name}:{value}"))],
+                whole,
             )
 
 
@@ -582,6 +588,9 @@ def _params(prop: Prop) -> list[tuple[str, str]]:
     return [(k, unquote(v) if v is not None else "") for k, v in prop.params]
 
 
-def item_to_vcal(item: Item) -> bytes:
-    """One item as a complete vCalendar 1.0 object (see module docstring)."""
-    return Writer(item).write()
+def item_to_vcal(item: Item, *, companions: bool = True) -> bytes:
+    """One item as a complete vCalendar 1.0 object (see module docstring).
+
+    ``companions=False``: without the X-CALSYNC-ICAL-* lines, as a device that
+    drops unknown properties keeps it (see ``device_view``)."""
+    return Writer(item, companions=companions).write()
