@@ -8,11 +8,14 @@
 - ``vcal_to_ical_bytes`` / ``ical_to_vcal_bytes``: whole streams (strict: the
   first error is raised); ``vcal_to_ical`` / ``ical_to_vcal`` return the
   errors instead, for tools that convert what they can.
+- ``reconcile(written, device)``: a device's copy of an item we sent it, merged
+  with that item, so what vCalendar cannot carry (and the device dropped) is
+  not taken for a deletion; ``device_view(item)``: what a device can show of it.
 
 Modules: ``lexer`` (bytes, encodings, charsets), ``times``, ``zones``
 (TZ/DAYLIGHT <-> VTIMEZONE), ``rules`` (the recurrence grammar), ``mapping``
 (property values), ``shadows`` (what one format cannot say, kept for the
-round trip), ``to_ical`` and ``to_vcal``.  The README lists the limits.
+round trip), ``to_ical``, ``to_vcal`` and ``reconcile``.  The README lists the limits.
 """
 
 from __future__ import annotations
@@ -21,8 +24,22 @@ import re
 
 from calsync.items.item import Item, ItemError, items_from_stream
 from calsync.items.lines import Component, Prop
+from calsync.items.vcal.reconcile import device_view, reconcile
 from calsync.items.vcal.to_ical import convert_stream
 from calsync.items.vcal.to_vcal import item_to_vcal
+
+__all__ = [
+    "device_view",
+    "ical_to_vcal",
+    "ical_to_vcal_bytes",
+    "is_vcal",
+    "item_to_vcal",
+    "join_items",
+    "reconcile",
+    "vcal_to_ical",
+    "vcal_to_ical_bytes",
+    "vcal_to_items",
+]
 
 _VERSION = re.compile(rb"^VERSION[ \t]*(;[^:\r\n]*)?:[ \t]*([^\r\n]*)", re.I | re.M)
 _VCAL_ONLY = re.compile(
