@@ -33,6 +33,9 @@ COMMANDS: dict[str, str] = {
     "conflicts": "calsync.cli.history:conflicts",
     "demo": "calsync.cli.demo:demo",
     "discover": "calsync.cli.discover:discover",
+    "convert": "calsync.cli.convert:convert",
+    "import": "calsync.cli.exchange:import_file",
+    "export": "calsync.cli.exchange:export_store",
 }
 
 # what plain `calsync` runs

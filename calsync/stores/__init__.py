@@ -37,6 +37,7 @@ STORE_TYPES: dict[str, str] = {
     "ics": "calsync.stores.ics:IcsStore",
     "thunderbird": "calsync.stores.thunderbird.store:ThunderbirdStore",
     "caldav": "calsync.stores.caldav.store:CalDAVStore",
+    "vcs": "calsync.stores.vcs:VcsStore",
 }
 
 
