@@ -1,0 +1,259 @@
+"""What stores keeping many items in one file share (the ``ics`` and ``vcs`` stores).
+
+The file is read once per sync and indexed by UID: an item's id is its UID and
+its version a hash of its own bytes in the file.  Writes are buffered and the
+file is rewritten once, in ``flush``, atomically, and only if something
+changed; a file another program changed during the sync is not overwritten
+(the next sync picks up both changes).  A small cache (size, mtime, inode and
+digest of the file, and the listing) lets a sync of an unchanged file skip
+parsing it altogether.
+
+Subclasses say how to parse (``_parse``), how to encode one item for the file
+(``_encode``), and how to render the new file from the old one and the pending
+writes (``_render``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from abc import abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from calsync.items import Item
+from calsync.stores import (
+    ItemRejected,
+    Listing,
+    NotFound,
+    PreconditionFailed,
+    Store,
+    StoreContext,
+    StoreError,
+    StoreUnavailable,
+)
+from calsync.stores._files import expand_path, write_atomic
+
+P = TypeVar("P")
+
+
+@dataclass
+class Pending(Generic[P]):
+    """A buffered write for one UID: what to put in the file, or None to delete."""
+
+    payload: P | None
+    new: bool
+    item: Item | None = None
+
+
+def digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
+def stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def to_newline(data: bytes, newline: bytes) -> bytes:
+    """``data`` with the line endings ``newline`` (the file's own style)."""
+    lf = data.replace(b"\r\n", b"\n")
+    return lf if newline == b"\n" else lf.replace(b"\n", b"\r\n")
+
+
+class SingleFileStore(Store, Generic[P]):
+    buffered = True
+    empty_file: ClassVar[bytes] = b""  # what a missing file is created with
+
+    def __init__(self, name: str, ctx: StoreContext, path: Path) -> None:
+        super().__init__(name, ctx)
+        self.path = path
+        self._data: bytes | None = None
+        self._stat: list[int] | None = None
+        self._digest: str | None = None
+        self._versions: dict[str, str] = {}
+        self._errors: dict[str, str] = {}
+        self._pending: dict[str, Pending[P]] = {}
+
+    @classmethod
+    def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
+        return cls(name, ctx, expand_path(section["path"], ctx.config_dir))
+
+    def identity(self) -> str:
+        return f"{self.type}:{os.path.realpath(self.path)}"
+
+    def describe(self) -> str:
+        return f"{self.type} file {self.path}"
+
+    # -- what subclasses provide ----------------------------------------------------
+
+    @abstractmethod
+    def _parse(self) -> None:
+        """Parse ``self._data`` (once, lazily) into ``_versions`` and ``_errors``."""
+
+    @abstractmethod
+    def _parsed(self) -> bool:
+        """Whether ``_parse`` already ran for the current data."""
+
+    @abstractmethod
+    def _forget_parse(self) -> None:
+        """Drop the parse of the previous data."""
+
+    @abstractmethod
+    def _encode(self, item: Item) -> tuple[P, str]:
+        """What to put in the file for ``item``, and the version it will have there."""
+
+    @abstractmethod
+    def _render(self) -> bytes:
+        """The new file: the old one with ``self._pending`` applied."""
+
+    def _written(self, new: bytes, st: os.stat_result) -> None:
+        """After a successful write: the state for the new file.  By default it is
+        taken as rendered (versions of touched items were updated as written)."""
+        self._data = new
+        self._stat = stat_key(st)
+        self._digest = digest(new)
+        self._forget_parse()
+
+    # -- reading --------------------------------------------------------------------
+
+    @property
+    def _cache_file(self) -> Path:
+        return self.ctx.cache_dir / f"{self.type}-index.json"
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                write_atomic(self.path, self.empty_file, fsync=True, exclusive=True)
+            except FileExistsError:
+                pass  # someone else just created it: fine
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+                st = os.fstat(f.fileno())
+        except OSError as e:
+            raise self.error(StoreUnavailable, f"cannot read {self.path}: {e}") from None
+        self._data = data
+        self._stat = stat_key(st)
+        self._digest = digest(data)
+        self._forget_parse()
+        self._pending.clear()
+
+    def _index(self) -> None:
+        if self._data is None:
+            self._load()
+        if not self._parsed():
+            self._parse()
+
+    def list(self) -> Listing:
+        self._load()
+        cache = self._read_cache()
+        if (
+            cache is not None
+            and cache.get("stat") == self._stat
+            and cache.get("digest") == self._digest
+        ):
+            self._versions = dict(cache["versions"])
+            self._errors = dict(cache.get("errors", {}))
+        else:
+            self._index()
+            self._write_cache()
+        return Listing(dict(self._versions), dict(self._errors), {u: u for u in self._versions})
+
+    def _read_cache(self) -> dict[str, Any] | None:
+        try:
+            with open(self._cache_file, encoding="utf-8") as f:
+                cache: dict[str, Any] = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return cache if cache.get("path") == str(self.path) else None
+
+    def _write_cache(self) -> None:
+        try:
+            self.ctx.cache_dir.mkdir(parents=True, exist_ok=True)
+            payload = {
+                "path": str(self.path),
+                "stat": self._stat,
+                "digest": self._digest,
+                "versions": self._versions,
+                "errors": self._errors,
+            }
+            write_atomic(self._cache_file, json.dumps(payload).encode(), fsync=False)
+        except OSError:
+            pass  # a cache, nothing more
+
+    def _newline(self) -> bytes:
+        data = self._data or b""
+        head = data[:4096]
+        return b"\r\n" if b"\r\n" in head or b"\n" not in head else b"\n"
+
+    # -- writing (buffered until flush) -----------------------------------------------
+
+    def _check(self, id: str, version: str) -> None:
+        pending = self._pending.get(id)
+        if pending is not None and pending.payload is None:
+            raise self.error(NotFound, "already deleted in this sync", id)
+        current = self._versions.get(id)
+        if current is None:
+            raise self.error(NotFound, "no item with this UID in the file", id)
+        if current != version:
+            raise self.error(PreconditionFailed, "changed since it was listed", id)
+
+    def add(self, item: Item) -> tuple[str, str]:
+        self._index()
+        if item.uid in self._versions or item.uid in self._errors:
+            raise self.error(PreconditionFailed, "an item with this UID already exists", item.uid)
+        payload, version = self._encode(item)
+        self._pending[item.uid] = Pending(payload, new=True, item=item)
+        self._versions[item.uid] = version
+        return item.uid, version
+
+    def update(self, id: str, item: Item, version: str) -> str:
+        self._index()
+        self._check(id, version)
+        if item.uid != id:
+            raise self.error(ItemRejected, f"UID {item.uid} does not match", id)
+        payload, new_version = self._encode(item)
+        pending = self._pending.get(id)
+        self._pending[id] = Pending(payload, new=pending.new if pending else False, item=item)
+        self._versions[id] = new_version
+        return new_version
+
+    def delete(self, id: str, version: str) -> None:
+        self._index()
+        self._check(id, version)
+        pending = self._pending.get(id)
+        if pending is not None and pending.new:
+            del self._pending[id]
+        else:
+            self._pending[id] = Pending(None, new=False)
+        del self._versions[id]
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        self._index()
+        try:
+            with open(self.path, "rb") as f:
+                on_disk = f.read()
+                st = os.fstat(f.fileno())
+        except OSError as e:
+            raise self.error(StoreError, f"cannot re-read {self.path}: {e}") from None
+        if stat_key(st) != self._stat or digest(on_disk) != self._digest:
+            self._pending.clear()
+            raise self.error(
+                StoreError,
+                f"{self.path} was changed by another program during the sync; "
+                "not overwriting it (the next sync will pick up both changes)",
+            )
+        new = self._render()
+        written = write_atomic(self.path, new, fsync=True)
+        try:
+            os.chmod(self.path, st.st_mode & 0o7777)
+        except OSError:
+            pass
+        self._written(new, written)
+        self._pending.clear()
+        self._write_cache()
