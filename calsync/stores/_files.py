@@ -73,13 +73,14 @@ def _rename_noreplace(src: str, dst: str) -> None:
 
 
 def write_atomic(
-    path: Path, data: bytes, *, fsync: bool, exclusive: bool = False
+    path: Path | str, data: bytes, *, fsync: bool, exclusive: bool = False
 ) -> os.stat_result:
     """Write ``data`` to ``path`` through a temporary file and a rename; returns its stat.
 
     ``exclusive``: fail with FileExistsError instead of replacing an existing file.
     """
-    tmp = os.path.join(path.parent, f".calsync-{os.getpid()}-{next(_tmp_counter)}.tmp")
+    parent = os.path.dirname(path)
+    tmp = os.path.join(parent, f".calsync-{os.getpid()}-{next(_tmp_counter)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         try:
@@ -102,7 +103,7 @@ def write_atomic(
             pass
         raise
     if fsync:
-        fsync_dir(path.parent)
+        fsync_dir(Path(parent))
     return st
 
 

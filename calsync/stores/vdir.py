@@ -69,6 +69,8 @@ class VdirStore(Store):
         self.fileext = fileext
         self.fsync = fsync
         self._written: list[Path] = []
+        self._dir = str(path)  # plain strings on the hot path: no Path objects per item
+        self._dir_ok = False
 
     @classmethod
     def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
@@ -87,7 +89,9 @@ class VdirStore(Store):
         return f"vdir {self.path}"
 
     def _ensure_dir(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        if not self._dir_ok:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._dir_ok = True
 
     def list(self) -> Listing:
         self._ensure_dir()
@@ -106,10 +110,10 @@ class VdirStore(Store):
                     continue
         return Listing(versions)
 
-    def _file(self, id: str) -> Path:
+    def _file(self, id: str) -> str:
         if "/" in id or "\\" in id or id.startswith(".") or not id:
             raise self.error(NotFound, "not an item file name", id)
-        return self.path / id
+        return os.path.join(self._dir, id)
 
     def get(self, id: str) -> tuple[Item, str]:
         path = self._file(id)
@@ -119,7 +123,7 @@ class VdirStore(Store):
                 version = _version(os.fstat(f.fileno()))
         except FileNotFoundError:
             raise self.error(NotFound, "no such file", id) from None
-        return Item.from_bytes(data, source=str(path)), version
+        return Item.from_bytes(data, source=path), version
 
     def _current(self, id: str) -> str:
         try:
@@ -127,10 +131,10 @@ class VdirStore(Store):
         except FileNotFoundError:
             raise self.error(NotFound, "no such file", id) from None
 
-    def _write(self, path: Path, item: Item, *, exclusive: bool) -> str:
+    def _write(self, path: str, item: Item, *, exclusive: bool) -> str:
         st = write_atomic(path, item.raw, fsync=self.fsync == "always", exclusive=exclusive)
         if self.fsync == "batch":
-            self._written.append(path)
+            self._written.append(Path(path))
         return _version(st)
 
     def add(self, item: Item) -> tuple[str, str]:
@@ -139,7 +143,7 @@ class VdirStore(Store):
         name = base
         for n in range(1, 1000):
             try:
-                return name, self._write(self.path / name, item, exclusive=True)
+                return name, self._write(os.path.join(self._dir, name), item, exclusive=True)
             except FileExistsError:
                 stem = base[: -len(self.fileext)] if self.fileext else base
                 name = f"{stem}-{n}{self.fileext}"
