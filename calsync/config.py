@@ -65,6 +65,12 @@ SECTION_OPTIONS: dict[str, dict[str, Option]] = {
             (int, float), "how long overwritten versions are kept", default=90
         ),
     },
+    "server": {
+        "listen": Option(str, "host:port of the gateway (default 127.0.0.1:8765)"),
+        "allow_remote": Option(bool, "listen on a non-loopback address (needs TLS)"),
+        "tls_cert": Option(str, "TLS certificate (PEM) for the gateway"),
+        "tls_key": Option(str, "TLS private key (PEM) for the gateway"),
+    },
 }
 
 
@@ -431,6 +437,15 @@ def parse(text: str, path: Path | None = None) -> tuple[Config, list[ConfigError
 
 # section name -> validator(values, lines, path) -> errors; features add theirs
 EXTRA_SECTIONS: dict[str, Any] = {}
+
+
+def _syncml_section(values: Any, lines: _Lines, path: Path | None) -> list[ConfigError]:
+    from calsync.syncml.config import validate
+
+    return validate(values, lines, path)
+
+
+EXTRA_SECTIONS["syncml"] = _syncml_section
 
 
 def _has_secret(value: Any) -> bool:

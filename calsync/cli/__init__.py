@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "convert": "calsync.cli.convert:convert",
     "import": "calsync.cli.exchange:import_file",
     "export": "calsync.cli.exchange:export_store",
+    "serve": "calsync.cli.serve:serve",
 }
 
 # what plain `calsync` runs

@@ -1,0 +1,159 @@
+"""Running the gateway app on uvicorn: where it listens, and refusing unsafe binds.
+
+``[server] listen = "host:port"`` (default ``127.0.0.1:8765``).  A non-loopback
+address is refused unless ``allow_remote = true`` *and* TLS is configured
+(``tls_cert``/``tls_key``): device passwords and calendars must not cross a
+network in clear.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+
+from calsync.config import Config, ConfigError
+
+log = logging.getLogger("calsync.gateway")
+
+DEFAULT_LISTEN = "127.0.0.1:8765"
+
+
+@dataclass
+class Listen:
+    host: str
+    port: int
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+    def url(self, path: str = "/sync") -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{path}"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) -> (host, port); ValueError if malformed."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen must look like 127.0.0.1:8765, not {text!r}")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def listen_options(cfg: Config, override: str | None = None) -> Listen:
+    """Where to listen, from ``--listen`` or ``[server]``; ConfigError when unsafe."""
+    section = cfg.section("server")
+    text = override or section.get("listen") or DEFAULT_LISTEN
+    try:
+        host, port = parse_listen(text)
+    except ValueError as e:
+        raise ConfigError(str(e), path=cfg.path, key="server.listen") from None
+    from calsync.stores._files import expand_path
+
+    cert = section.get("tls_cert")
+    key = section.get("tls_key")
+    opts = Listen(
+        host,
+        port,
+        expand_path(cert, cfg.base_dir) if cert else None,
+        expand_path(key, cfg.base_dir) if key else None,
+    )
+    if bool(cert) != bool(key):
+        raise ConfigError("tls_cert and tls_key go together", path=cfg.path, key="server.tls_key")
+    if not is_loopback(host):
+        if not section.get("allow_remote"):
+            raise ConfigError(
+                f"refusing to listen on {host}: only loopback addresses unless "
+                "allow_remote = true (with tls_cert and tls_key)",
+                path=cfg.path,
+                key="server.listen",
+            )
+        if not cert:
+            raise ConfigError(
+                f"refusing to listen on {host} without TLS: set tls_cert and tls_key",
+                path=cfg.path,
+                key="server.tls_cert",
+            )
+    return opts
+
+
+def _uvicorn_config(app: Starlette, opts: Listen) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=opts.host,
+        port=opts.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        ssl_certfile=str(opts.tls_cert) if opts.tls_cert else None,
+        ssl_keyfile=str(opts.tls_key) if opts.tls_key else None,
+        timeout_keep_alive=30,
+    )
+
+
+def run(app: Starlette, opts: Listen) -> None:
+    """Serve until interrupted (SIGINT/SIGTERM)."""
+    uvicorn.Server(_uvicorn_config(app, opts)).run()
+
+
+class BackgroundServer:
+    """The app on a free port in a thread (tests and benchmarks)."""
+
+    def __init__(self, app: Starlette, host: str = "127.0.0.1") -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.port = self.sock.getsockname()[1]
+        self.opts = Listen(host, self.port)
+        self.server = uvicorn.Server(_uvicorn_config(app, self.opts))
+        self.thread = threading.Thread(target=self._run, name="calsync-gateway", daemon=True)
+
+    def _run(self) -> None:
+        self.server.run(sockets=[self.sock])
+
+    @property
+    def url(self) -> str:
+        return self.opts.url()
+
+    def start(self) -> BackgroundServer:
+        self.thread.start()
+        for _ in range(500):
+            if self.server.started:
+                return self
+            if not self.thread.is_alive():
+                break
+            threading.Event().wait(0.01)
+        raise RuntimeError("the gateway did not start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
