@@ -303,6 +303,7 @@ class Alert(Command):
     items: list[Item] = field(default_factory=list)
     no_resp: bool = False
     correlator: str | None = None
+    cred: Cred | None = None
 
 
 @dataclass
@@ -315,6 +316,7 @@ class Change(Command):
     no_resp: bool = False
     archive: bool = False
     soft_delete: bool = False
+    cred: Cred | None = None
 
 
 @dataclass
@@ -325,6 +327,7 @@ class Sync(Command):
     number_of_changes: int | None = None
     changes: list[Change | Unknown] = field(default_factory=list)
     no_resp: bool = False
+    cred: Cred | None = None
 
 
 @dataclass
@@ -332,6 +335,7 @@ class Put(Command):
     items: list[Item] = field(default_factory=list)
     meta: Meta | None = None
     no_resp: bool = False
+    cred: Cred | None = None
 
 
 @dataclass
@@ -339,6 +343,7 @@ class Get(Command):
     items: list[Item] = field(default_factory=list)
     meta: Meta | None = None
     no_resp: bool = False
+    cred: Cred | None = None
 
 
 @dataclass
@@ -363,6 +368,7 @@ class Map(Command):
     source: str | None = None
     items: list[MapItem] = field(default_factory=list)
     meta: Meta | None = None
+    cred: Cred | None = None
 
 
 @dataclass
@@ -537,6 +543,7 @@ def parse_command(node: Node) -> BodyCommand:
     items = [parse_item(i) for i in node.findall("Item")]
     meta = parse_meta(node.find("Meta"))
     no_resp = node.find("NoResp") is not None
+    cred = _cred(node.find("Cred"))
     if name == "Status":
         chal_node = node.find("Chal")
         chal = None
@@ -561,6 +568,7 @@ def parse_command(node: Node) -> BodyCommand:
             items=items,
             no_resp=no_resp,
             correlator=node.value("Correlator"),
+            cred=cred,
         )
     if name in CHANGE_NAMES:
         return Change(
@@ -571,6 +579,7 @@ def parse_command(node: Node) -> BodyCommand:
             no_resp=no_resp,
             archive=node.find("Archive") is not None,
             soft_delete=node.find("SftDel") is not None,
+            cred=cred,
         )
     if name == "Sync":
         changes: list[Change | Unknown] = []
@@ -591,11 +600,12 @@ def parse_command(node: Node) -> BodyCommand:
             number_of_changes=_opt_int(node.find("NumberOfChanges")),
             changes=changes,
             no_resp=no_resp,
+            cred=cred,
         )
     if name == "Put":
-        return Put(cmd_id=cmd_id, items=items, meta=meta, no_resp=no_resp)
+        return Put(cmd_id=cmd_id, items=items, meta=meta, no_resp=no_resp, cred=cred)
     if name == "Get":
-        return Get(cmd_id=cmd_id, items=items, meta=meta, no_resp=no_resp)
+        return Get(cmd_id=cmd_id, items=items, meta=meta, no_resp=no_resp, cred=cred)
     if name == "Results":
         return Results(
             cmd_id=cmd_id,
@@ -620,6 +630,7 @@ def parse_command(node: Node) -> BodyCommand:
             source=node.value("Source", "LocURI"),
             items=map_items,
             meta=meta,
+            cred=cred,
         )
     return Unknown(cmd_id=cmd_id, name=name, node=node)
 
@@ -693,6 +704,13 @@ def build_item(item: Item, parent: Node) -> None:
         node.add("MoreData")
 
 
+def _build_cred(parent: Node, cred: Cred | None) -> None:
+    if cred is not None:
+        node = parent.add("Cred")
+        build_meta(Meta(type=cred.type, format=cred.format), node)
+        node.add("Data", cred.data)
+
+
 def build_header(h: Header) -> Node:
     node = Node("SyncHdr")
     node.add("VerDTD", h.ver_dtd)
@@ -704,10 +722,7 @@ def build_header(h: Header) -> Node:
     _text(node, "RespURI", h.resp_uri)
     if h.no_resp:
         node.add("NoResp")
-    if h.cred is not None:
-        cred = node.add("Cred")
-        build_meta(Meta(type=h.cred.type, format=h.cred.format), cred)
-        cred.add("Data", h.cred.data)
+    _build_cred(node, h.cred)
     build_meta(
         Meta(max_msg_size=h.max_msg_size, max_obj_size=h.max_obj_size, extra=h.meta_extra), node
     )
@@ -741,6 +756,7 @@ def build_command(cmd: BodyCommand) -> Node:
     elif isinstance(cmd, Alert):
         if cmd.no_resp:
             node.add("NoResp")
+        _build_cred(node, cmd.cred)
         node.add("Data", str(cmd.code))
         _text(node, "Correlator", cmd.correlator)
         for item in cmd.items:
@@ -752,12 +768,14 @@ def build_command(cmd: BodyCommand) -> Node:
             node.add("Archive")
         if cmd.soft_delete:
             node.add("SftDel")
+        _build_cred(node, cmd.cred)
         build_meta(cmd.meta, node)
         for item in cmd.items:
             build_item(item, node)
     elif isinstance(cmd, Sync):
         if cmd.no_resp:
             node.add("NoResp")
+        _build_cred(node, cmd.cred)
         _build_loc(node, "Target", cmd.target)
         _build_loc(node, "Source", cmd.source)
         build_meta(cmd.meta, node)
@@ -767,6 +785,7 @@ def build_command(cmd: BodyCommand) -> Node:
     elif isinstance(cmd, Put | Get):
         if cmd.no_resp:
             node.add("NoResp")
+        _build_cred(node, cmd.cred)
         build_meta(cmd.meta, node)
         for item in cmd.items:
             build_item(item, node)
@@ -781,6 +800,7 @@ def build_command(cmd: BodyCommand) -> Node:
     elif isinstance(cmd, Map):
         _build_loc(node, "Target", cmd.target)
         _build_loc(node, "Source", cmd.source)
+        _build_cred(node, cmd.cred)
         build_meta(cmd.meta, node)
         for mi in cmd.items:
             m = node.add("MapItem")

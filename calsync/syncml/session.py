@@ -604,7 +604,8 @@ class ServerSession:
         chal = Chal(type=auth.MD5, format="b64", next_nonce=next_nonce)
         if account is None:
             code = MISSING_CREDENTIALS if cred is None else INVALID_CREDENTIALS
-            log.warning(
+            first_contact = cred is not None and cred.type == auth.MD5 and not verdict.user
+            (log.info if "no nonce" in verdict.reason and first_contact else log.warning)(
                 "device %s (user %s): authentication failed: %s",
                 self.device,
                 hdr.source_name or "?",

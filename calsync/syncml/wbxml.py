@@ -87,6 +87,9 @@ OPAQUE = 0xC3
 _LITERALS = (0x04, 0x44, 0x84, 0xC4)
 _UNSUPPORTED = {0x40, 0x41, 0x42, 0x43, 0x80, 0x81, 0x82, 0xC0, 0xC1, 0xC2}
 
+DEVINF_XML_TYPE = "application/vnd.syncml-devinf+xml"
+DEVINF_WBXML_TYPE = "application/vnd.syncml-devinf+wbxml"
+
 CHARSETS = {106: "utf-8", 4: "latin-1", 3: "ascii", 1015: "utf-16", 0: "utf-8"}
 UTF8 = 106
 
@@ -298,6 +301,8 @@ def _body(
             break
     if stack or root is None:
         raise DecodeError("document ends inside an element")
+    if data[i:].strip(b"\0"):
+        raise DecodeError("data after the root element")
     return root
 
 
@@ -391,7 +396,10 @@ class _Encoder:
             out += node.text
         else:
             assert node.text is not None
-            raw = node.text.encode("utf-8")
+            text = node.text
+            if node.name == "Type" and text == DEVINF_XML_TYPE:
+                text = DEVINF_WBXML_TYPE  # a DevInf travels as nested WBXML here
+            raw = text.encode("utf-8")
             if b"\0" in raw:
                 out.append(OPAQUE)
                 out += _mb_bytes(len(raw))

@@ -30,7 +30,7 @@ from calsync.syncml.model import (
     infer_ns,
     syncml_namespace,
 )
-from calsync.syncml.wbxml import DEFAULT_LIMITS, Limits
+from calsync.syncml.wbxml import DEFAULT_LIMITS, DEVINF_WBXML_TYPE, DEVINF_XML_TYPE, Limits
 
 _NS_BY_URI = {"syncml:metinf": METINF, "syncml:devinf": DEVINF}
 
@@ -123,8 +123,11 @@ def _write(node: Node, out: list[str], parent_ns: str | None, root_ns: str | Non
         out.append(_cdata(node.text.decode("utf-8", "replace")))
         out.append(f"</{node.name}>")
     else:
+        text = node.text
+        if node.name == "Type" and text == DEVINF_WBXML_TYPE:
+            text = DEVINF_XML_TYPE  # a DevInf travels as XML here
         out.append(">")
-        out.append(_escape(node.text))
+        out.append(_escape(text))
         out.append(f"</{node.name}>")
 
 
