@@ -57,7 +57,7 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Node:
         raise DecodeError(f"refused XML construct: {type(e).__name__}") from None
     except ParseError as e:
         raise DecodeError(f"malformed XML: {e}") from None
-    except (ValueError, UnicodeError) as e:
+    except (ValueError, UnicodeError, LookupError) as e:  # LookupError: unknown encoding
         raise DecodeError(f"undecodable XML: {e}") from None
     counter = [0]
     return _convert(root, None, 1, limits, counter)
