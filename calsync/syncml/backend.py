@@ -226,6 +226,8 @@ class Backend:
             return
         mirror_uids = set(m_list.uids.values())
         candidates = [id for id, uid in uids.items() if uid not in mirror_uids]
+        if not candidates:
+            return
         need = [id for id in candidates if id not in items]
         for id, got, _ in store.get_many(need):
             if isinstance(got, Item):

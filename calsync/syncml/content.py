@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import re
+import zoneinfo
 from typing import Any
 
 from calsync.items import Item, ItemError, items_from_stream
@@ -76,38 +77,76 @@ def encode(item: Item, content_type: str) -> bytes:
 # -- content keys for slow-sync matching -----------------------------------------------------
 
 _SPACE = re.compile(r"\s+")
+_ESCAPE = re.compile(r"\\([,;\\:])")
 
 
-def _instant(value: Any) -> str:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            return value.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        return value.strftime("%Y%m%dT%H%M%S")
-    if isinstance(value, dt.date):
-        return value.strftime("%Y%m%d")
-    return str(value)
+def _tz(name: str) -> dt.tzinfo | None:
+    try:
+        return zoneinfo.ZoneInfo(name.strip().strip('"'))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def _instant(value: str, tzid: str | None, date_only: bool) -> str | None:
+    """A start time as UTC text (dates and floating times stay as they are)."""
+    value = value.strip()
+    if date_only or len(value) == 8:
+        return value[:8]
+    try:
+        local = dt.datetime.strptime(value.rstrip("Z")[:15], "%Y%m%dT%H%M%S")
+    except ValueError:
+        return None
+    if value.endswith("Z"):
+        return local.strftime("%Y%m%dT%H%M%SZ")
+    if tzid:
+        zone = _tz(tzid)
+        if zone is None:
+            return None  # a custom VTIMEZONE: let the slow path resolve it
+        return local.replace(tzinfo=zone).astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return local.strftime("%Y%m%dT%H%M%S")
+
+
+def _summary(text: str) -> str:
+    return _SPACE.sub(" ", _ESCAPE.sub(r"\1", text)).strip().casefold()
 
 
 def content_key(item: Item) -> tuple[str, str, str] | None:
-    """(component, start instant in UTC, normalised summary), or None if unusable."""
+    """(component, start instant in UTC, normalised summary), or None if unusable.
+
+    Works on the light content-line tree; only a start in a custom (non-IANA)
+    time zone needs the icalendar library.
+    """
+    try:
+        master = item.master()
+    except ItemError:
+        return None
+    if master is None:
+        return None
+    start = master.get("DTSTART") or master.get("DUE")
+    summary = _summary(master.value("SUMMARY") or "")
+    when: str | None = ""
+    if start is not None:
+        when = _instant(start.value, start.param("TZID"), start.param("VALUE") == "DATE")
+        if when is None:
+            when = _slow_instant(item, start.name)
+    if not when and not summary:
+        return None
+    return master.name, when or "", summary
+
+
+def _slow_instant(item: Item, prop: str) -> str:
     try:
         cal = item.to_icalendar()
     except ItemError:
-        return None
+        return ""
     for comp in cal.walk():
-        if comp.name not in ("VEVENT", "VTODO", "VJOURNAL"):
-            continue
-        if comp.get("RECURRENCE-ID") is not None:
-            continue
-        start = comp.get("DTSTART") or comp.get("DUE")
-        when = ""
-        if start is not None:
-            try:
-                when = _instant(start.dt)
-            except (AttributeError, ValueError, OverflowError):
-                when = str(start)
-        summary = _SPACE.sub(" ", str(comp.get("SUMMARY", ""))).strip().casefold()
-        if not when and not summary:
-            return None
-        return comp.name, when, summary
-    return None
+        if comp.name in ("VEVENT", "VTODO", "VJOURNAL") and comp.get("RECURRENCE-ID") is None:
+            value = comp.get(prop)
+            when = getattr(value, "dt", None)
+            if isinstance(when, dt.datetime) and when.tzinfo is not None:
+                return when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+            if isinstance(when, dt.datetime):
+                return when.strftime("%Y%m%dT%H%M%S")
+            if isinstance(when, dt.date):
+                return when.strftime("%Y%m%d")
+    return ""

@@ -216,9 +216,11 @@ class DeviceDB:
         self.db.execute(f"UPDATE datastores SET {cols} WHERE ds = ?", (*values.values(), ds))
 
     def _guid(self, ds: int) -> str:
-        n = self.db.execute("SELECT next_guid FROM datastores WHERE ds = ?", (ds,)).fetchone()[0]
-        self._set(ds, next_guid=n + 1)
-        return str(n)
+        found = self.db.execute(
+            "UPDATE datastores SET next_guid = next_guid + 1 WHERE ds = ? RETURNING next_guid",
+            (ds,),
+        ).fetchone()
+        return str(found[0] - 1)
 
     # -- rows -------------------------------------------------------------------------------
 
@@ -303,32 +305,43 @@ class DeviceDB:
     ) -> list[int]:
         """Store the device's changes; one SyncML status per change."""
         out: list[int] = []
+        slow = mode in (SLOW_SYNC, REFRESH_FROM_CLIENT)
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
+            index = _Index(self, ds, slow)
             for ch in changes:
                 try:
-                    out.append(self._apply_one(ds, mode, ch, where, policy, fallback))
+                    out.append(self._apply_one(ds, index, ch, where, policy, fallback))
                 except ItemError as e:
                     log.error("%s: item %s: %s", where, ch.luid, e.reason)
                     out.append(UNSUPPORTED_MEDIA_TYPE if "content type" in e.reason else 400)
         return out
 
+    def _row(self, ds: int, guid: str) -> Row:
+        return self.rows(ds, "guid = ?", (guid,))[0]
+
     def _apply_one(
-        self, ds: int, mode: int, ch: IncomingChange, where: str, policy: str, fallback: str
+        self, ds: int, index: _Index, ch: IncomingChange, where: str, policy: str, fallback: str
     ) -> int:
-        row = self._by_luid(ds, ch.luid)
+        guid = index.by_luid.get(ch.luid)
+        row = self._row(ds, guid) if guid is not None else None
         if ch.op == "Delete":
+            index.forget(row)
             return self._device_delete(ds, row, ch.soft)
         assert ch.data is not None
         item = content.decode(ch.data, ch.content_type, source=f"{where}/{ch.luid}")
         if row is None:
-            row = self._match(ds, item, slow=mode in (SLOW_SYNC, REFRESH_FROM_CLIENT))
+            row = index.match(item)
             if row is not None:
+                if row.luid is not None:
+                    index.by_luid.pop(row.luid, None)
                 self._update(ds, row.guid, luid=ch.luid)
                 row.luid = ch.luid
         if row is None:
-            self._insert(ds, ch.luid, item)
+            guid = self._insert(ds, ch.luid, item)
+            index.by_luid[ch.luid] = guid
             return ITEM_ADDED
+        index.seen(row, ch.luid)
         if item.uid != row.uid:
             item = item.with_uid(row.uid)  # the row's UID is the item's identity
         self._device_content(ds, row, item, policy, fallback)
@@ -386,23 +399,6 @@ class DeviceDB:
             return OK
         self.db.execute("DELETE FROM mirror WHERE ds = ? AND guid = ?", (ds, row.guid))
         return OK
-
-    def _match(self, ds: int, item: Item, *, slow: bool) -> Row | None:
-        """An existing row the device's new item is (LUID already failed)."""
-        # our Add of this item reached the device, whose Map we never got
-        for row in self.rows(ds, "uid = ? AND luid IS NULL", (item.uid,)):
-            return row
-        if not slow:
-            return None
-        for row in self.rows(ds, "uid = ? AND seen = 0", (item.uid,)):
-            return row
-        key = content.content_key(item)
-        if key is None:
-            return None
-        for row in self.rows(ds, "seen = 0 AND kind = ?", (item.kind,)):
-            if content.content_key(row.item) == key:
-                return row
-        return None
 
     # -- before the engine runs ------------------------------------------------------------------
 
@@ -553,6 +549,68 @@ class DeviceDB:
             raise
         if own:
             self.db.execute("COMMIT")
+
+
+class _Index:
+    """Which row a device item is, for one batch of device changes.
+
+    Built once per batch (a few queries) instead of several queries per item.
+    Matching order: the LUID; then a row awaiting its Map with the same UID
+    (our Add reached the device, its Map did not reach us); in a slow or
+    refresh sync also an unseen row with the same UID, then one with the same
+    content key (phones that drop or rewrite UIDs).
+    """
+
+    def __init__(self, devdb: DeviceDB, ds: int, slow: bool) -> None:
+        self.devdb = devdb
+        self.ds = ds
+        self.slow = slow
+        self.by_luid: dict[str, str] = {}
+        self.unmapped: dict[str, str] = {}  # uid -> guid of rows without a LUID
+        self.unseen: dict[str, str] = {}  # uid -> guid (slow syncs)
+        self.unseen_kind: dict[str, list[str]] = {}
+        self._keys: dict[str, tuple[str, str, str] | None] = {}
+        cur = devdb.db.execute("SELECT guid, luid, uid, kind, seen FROM mirror WHERE ds = ?", (ds,))
+        for guid, luid, uid, kind, seen in cur:
+            if luid is not None:
+                self.by_luid[luid] = guid
+            else:
+                self.unmapped.setdefault(uid, guid)
+            if slow and not seen:
+                self.unseen.setdefault(uid, guid)
+                self.unseen_kind.setdefault(kind, []).append(guid)
+
+    def match(self, item: Item) -> Row | None:
+        guid = self.unmapped.get(item.uid)
+        if guid is None and self.slow:
+            guid = self.unseen.get(item.uid)
+            if guid is None and self.unseen_kind.get(item.kind):
+                guid = self._by_content(item)
+        return self.devdb._row(self.ds, guid) if guid is not None else None
+
+    def _by_content(self, item: Item) -> str | None:
+        key = content.content_key(item)
+        if key is None:
+            return None
+        for guid in self.unseen_kind.get(item.kind, []):
+            if guid not in self._keys:
+                self._keys[guid] = content.content_key(self.devdb._row(self.ds, guid).item)
+            if self._keys[guid] == key:
+                return guid
+        return None
+
+    def seen(self, row: Row, luid: str) -> None:
+        self.by_luid[luid] = row.guid
+        self.unmapped.pop(row.uid, None)
+        if self.unseen.get(row.uid) == row.guid:
+            del self.unseen[row.uid]
+        kind = self.unseen_kind.get(row.kind)
+        if kind and row.guid in kind:
+            kind.remove(row.guid)
+
+    def forget(self, row: Row | None) -> None:
+        if row is not None and row.luid is not None:
+            self.by_luid.pop(row.luid, None)
 
 
 class MirrorStore(Store):

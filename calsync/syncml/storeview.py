@@ -35,6 +35,7 @@ class KindView(Store):
         self.devdb = db
         self.keep_uids = keep_uids
         self._memo: dict[str, tuple[str, Item | ItemError]] = {}  # id -> (version, item)
+        self._learnt: list[tuple[str, str, str, str]] = []
 
     def identity(self) -> str:
         return f"{self.inner.identity()}#{'+'.join(sorted(self.kinds))}"
@@ -88,16 +89,23 @@ class KindView(Store):
             yield from self.inner.get_many(rest)
 
     def add(self, item: Item) -> tuple[str, str]:
-        return self.inner.add(item)
+        id, version = self.inner.add(item)
+        self._learnt.append((id, version, item.kind, item.uid))
+        return id, version
 
     def update(self, id: str, item: Item, version: str) -> str:
-        return self.inner.update(id, item, version)
+        new = self.inner.update(id, item, version)
+        self._learnt.append((id, new, item.kind, item.uid))
+        return new
 
     def delete(self, id: str, version: str) -> None:
         self.inner.delete(id, version)
 
     def flush(self) -> None:
         self.inner.flush()
+        if self._learnt:  # what we wrote need not be read back to learn its kind
+            self.devdb.set_kinds(self.inner.identity(), self._learnt, [])
+            self._learnt = []
 
     def close(self) -> None:
         self.inner.close()
