@@ -577,6 +577,8 @@ class ServerSession:
     def _authenticate(self, msg: Message) -> Generator[Request, Any, bool]:
         hdr = msg.header
         cred = hdr.cred
+        if cred is None:  # SyncML 1.0 phones (Sony Ericsson) put it on their first command
+            cred = next((c.cred for c in msg.commands if getattr(c, "cred", None)), None)
         assert self.device is not None
         verdict = auth.Verdict(False, reason="no credentials")
         account: Account | None = None
