@@ -578,7 +578,14 @@ class ServerSession:
         hdr = msg.header
         cred = hdr.cred
         if cred is None:  # SyncML 1.0 phones (Sony Ericsson) put it on their first command
-            cred = next((c.cred for c in msg.commands if getattr(c, "cred", None)), None)
+            cred = next(
+                (
+                    c.cred
+                    for c in msg.commands
+                    if isinstance(c, Alert | Sync | Put | Get | Map | Change) and c.cred
+                ),
+                None,
+            )
         assert self.device is not None
         verdict = auth.Verdict(False, reason="no credentials")
         account: Account | None = None
