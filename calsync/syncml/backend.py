@@ -71,7 +71,6 @@ class Backend:
         self.db_path = self.state_dir / "syncml.sqlite"
         self._local = threading.local()
         self.lock_wait = 60.0
-        self.last_results: dict[str, dict[str, Any]] = {}  # pair -> engine result (for tests)
 
     def db(self) -> DeviceDB:
         found: DeviceDB | None = getattr(self._local, "db", None)
@@ -172,7 +171,6 @@ class Backend:
             history.prune(self.cfg.retention_days)
             status.set_meta("last_run", str(time.time()))
             status.set_meta("last_result", json.dumps(result.to_json()))
-            self.last_results[pair] = result.to_json()
         finally:
             mirror.close()
             side_b.close()

@@ -120,7 +120,8 @@ LISTED = ("live", "soft")
 
 def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+    # generous timeout: another device's engine run holds the write lock meanwhile
+    db = sqlite3.connect(path, isolation_level=None, timeout=120, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(SCHEMA)

@@ -108,6 +108,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -811,8 +812,6 @@ class ServerSession:
         return alert.items[0].target, alert.items[0].source
 
     def _server_anchor(self, previous: str | None) -> str:
-        import time
-
         now = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         if previous and previous >= now:  # two sessions in one second
             return previous + "1"

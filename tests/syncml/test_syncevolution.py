@@ -467,3 +467,15 @@ def test_a_phone_that_lost_its_data_gets_everything_back(server: Server) -> None
     shutil.rmtree(peer.dir / ".syncevo")
     peer.sync("two-way")
     assert peer.items() == server.items() and len(server.items()) == 3
+
+
+def test_syncml_10(server: Server) -> None:
+    """SyncML 1.0 (older phones speak it; SyncEvolution can too)."""
+    server.write("s", "Server")
+    peer = server.peer(version="1.0", stores="calendar")
+    peer.write("p.ics", "p", "Phone")
+    peer.sync("slow")
+    assert peer.items() == server.items() == {"s": "Server", "p": "Phone"}
+    peer.write("p.ics", "p", "Phone edited", last_modified="20250601T000000Z")
+    peer.sync("two-way")
+    assert server.items()["p"] == "Phone edited"
