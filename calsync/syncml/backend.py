@@ -71,6 +71,14 @@ class Backend:
         self.db_path = self.state_dir / "syncml.sqlite"
         self._local = threading.local()
         self.lock_wait = 60.0
+        # one request per device at a time, even when a device's new session
+        # overtakes its old one that is still running
+        self._device_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def _device_lock(self, account: str, device: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._device_locks.setdefault((account, device), threading.Lock())
 
     def db(self) -> DeviceDB:
         found: DeviceDB | None = getattr(self._local, "db", None)
@@ -92,6 +100,11 @@ class Backend:
         if isinstance(req, SaveDevInf):
             db.set_devinf(req.account, req.device, req.info.to_json())
             return None
+        with self._device_lock(req.account, req.device):
+            return self._datastore_request(db, req)
+
+    def _datastore_request(self, db: DeviceDB, req: Request) -> Any:
+        assert not isinstance(req, LoadNonce | SaveNonce | LoadDevInf | SaveDevInf)
         ds = db.datastore(req.account, req.device, req.datastore)
         if isinstance(req, OpenDatastore):
             return db.state(ds)

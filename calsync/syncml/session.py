@@ -1079,8 +1079,12 @@ class ServerSession:
             yield Finish(
                 self.account.name, self.device, ds.name, ds.device_next, ds.server_next, ok
             )
-            self.summary.append(f"{ds.name}: {'ok' if ok else 'failed'}")
+            self.summary.append(
+                f"{ds.name} ({ENGINE_MODES.get(ds.mode, ds.mode)}, {ds.total} sent): "
+                + ("ok" if ok else "failed")
+            )
         self.phase = "done"
+        log.info("device %s: session done: %s", self.device, "; ".join(self.summary))
 
     def _content_type(self, ds: _Datastore) -> str:
         supported = list(self.config.formats)
