@@ -482,6 +482,7 @@ class ServerSession:
         self.devinf: di.DeviceInfo | None = None
         self.asked_devinf = False
         self.last_active = now
+        self.replying = False  # the device's package ended; ours is being sent
         self._last: tuple[int, str, Reply] | None = None
         self._cmd_id = 0
         self.summary: list[str] = []  # per-datastore outcome lines, for logs
@@ -1151,7 +1152,13 @@ class ServerSession:
                 cmd = queue[0]
                 cmd.cmd_id = self._cmd_id + 1
                 size = codec.size_of(build_command(cmd), enc)
-                if used + size > budget and out.commands:
+                # at least one status and one other command per message: always progress
+                room_taken = (
+                    out.commands
+                    if queue is self.statuses
+                    else [c for c in out.commands if not isinstance(c, Status)]
+                )
+                if used + size > budget and room_taken:
                     break
                 queue.popleft()
                 self._next_id()
@@ -1164,14 +1171,16 @@ class ServerSession:
             ds.outgoing or ds.out_chunk or (ds.synced and ds.ok and not ds.sync_sent)
             for ds in self.datastores.values()
         )
+        # our package ends (Final) once the device's ended and all of ours is out;
+        # until then the device asks for the rest with Alert 222
+        if incoming_final:
+            self.replying = True
         final = False
-        if self.phase == "sending" and not pending:
+        if self.replying and not pending:
             final = True
-            self.phase = "map"
-        elif self.phase in ("done", "failed"):
-            final = True
-        elif self.phase == "sync" and incoming_final and not pending:
-            final = True  # package 2
+            self.replying = False
+            if self.phase == "sending":
+                self.phase = "map"
         if not incoming_final and not final and all(isinstance(c, Status) for c in out.commands):
             first = next(iter(self.datastores.values()), None)
             items = [Item(target=first.client_uri, source=first.server_uri)] if first else []

@@ -333,6 +333,7 @@ def test_our_package_is_split_under_the_device_max_msg_size(encoding: str) -> No
     reply_size = []
     while True:
         rounds += 1
+        assert rounds < 100, "no progress"
         syncs = [c for c in msg.commands if isinstance(c, Sync)]
         for s in syncs:
             got += [c for c in s.changes if isinstance(c, Change)]
@@ -448,3 +449,26 @@ def test_a_device_without_large_objects_gets_a_413_for_a_huge_item() -> None:
     assert msg.final
     results = [r for p in world.of(Progress) for r in p.results]
     assert [(c.guid, code) for c, code in results] == [("3", 413)]
+
+
+def test_package_2_split_for_a_small_max_msg_size() -> None:
+    """A phone with a 2.7 KB limit (K500i, Z600) gets our DevInf in a later message."""
+    from calsync.syncml.model import Get, Results
+
+    world = FakeWorld()
+    get = Get(0, items=[Item(target="./devinf12")])
+    dev2 = Device("phone-2", max_msg_size=2100)
+    session, msg = login(world, dev2, [devinf_put(), get, alert(201), alert(201, "task", "./t")])
+    seen = list(msg.commands)
+    rounds = 1
+    while not msg.final:
+        rounds += 1
+        assert rounds < 20, "no progress"
+        nxt = Alert(0, 222, items=[Item(target="calendar", source="./calendar")])
+        reply = send(session, world, dev2, dev2.encode(dev2.header(), [nxt], final=False))
+        assert len(reply.body) <= 2100
+        msg = parse(reply)
+        seen += msg.commands
+    assert rounds > 1
+    assert sum(isinstance(c, Results) for c in seen) == 1
+    assert sorted(c.code for c in seen if isinstance(c, Alert) and c.code != 222) == [201, 201]
