@@ -472,3 +472,29 @@ def test_package_2_split_for_a_small_max_msg_size() -> None:
     assert rounds > 1
     assert sum(isinstance(c, Results) for c in seen) == 1
     assert sorted(c.code for c in seen if isinstance(c, Alert) and c.code != 222) == [201, 201]
+
+
+def test_the_device_preferred_format_is_remembered() -> None:
+    """DevInf says vCalendar: used now, and in a later session without a DevInf."""
+    from dataclasses import replace
+
+    from calsync.syncml.model import Get, Results
+    from calsync.syncml.session import RunSync
+
+    cfg = replace(config(), formats=("text/calendar", "text/x-vcalendar"))
+    world, dev = FakeWorld(), Device()
+    get = Get(0, items=[Item(target="./devinf12")])
+    session, msg = login(world, dev, [devinf_put(pref="text/x-vcalendar"), get, alert(201)], cfg)
+    ours = next(c for c in msg.commands if isinstance(c, Results)).items[0].data_node
+    assert ours is not None
+    store = ours.findall("DataStore")[0]
+    assert [t.value("CTType") for t in store.findall("Rx-Pref") + store.findall("Rx")] == [
+        "text/calendar",
+        "text/x-vcalendar",
+    ]
+    send(session, world, dev, dev.encode(dev.header(), [sync([])]))
+    assert world.of(RunSync)[-1].content_type == "text/x-vcalendar"
+    dev.new_session()  # no DevInf this time
+    session, _ = login(world, dev, [alert(201)], cfg)
+    send(session, world, dev, dev.encode(dev.header(), [sync([])]))
+    assert world.of(RunSync)[-1].content_type == "text/x-vcalendar"

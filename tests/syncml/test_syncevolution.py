@@ -338,6 +338,9 @@ def test_matrix(server: Server, row: tuple[str, dict[str, str]]) -> None:
     elif mode == "one-way-from-client":
         assert server_side == {**server_changes, **client_changes}
         assert client_side == {**client_changes, "s0": "Server zero", "s1": "Server one"}
+    if settings["fmt"] == "vcal10":  # what we sent is in the phone's format
+        for path in (peer.dir / "calendar").iterdir():
+            assert b"VERSION:1.0" in path.read_bytes(), path.name
     # a two-way sync afterwards brings both sides together, nothing lost or doubled
     peer.sync("two-way")
     final_server = {k: v for k, v in server.items().items() if k not in ("st", "ct")}
