@@ -3,7 +3,7 @@
 Devices send iCalendar 2.0 (``text/calendar``) or vCalendar 1.0
 (``text/x-vcalendar``); some label vCalendar as ``text/calendar``, so the
 payload decides.  calsync keeps iCalendar 2.0 everywhere; vCalendar goes
-through ``calsync.items.vcal`` when that converter is installed.
+through ``calsync.items.vcal``.
 
 ``content_key`` is how a slow sync recognises an event a phone re-sends with a
 different (or no) UID: component type + start instant + summary.
@@ -12,33 +12,35 @@ different (or no) UID: component type + start instant + summary.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import re
 import zoneinfo
-from typing import Any
 
-from calsync.items import Item, ItemError, items_from_stream
+from calsync.items import Item, ItemError, items_from_stream, vcal
 
 ICAL = "text/calendar"
 VCAL = "text/x-vcalendar"
 
-_vcal: Any
-try:  # the vCalendar 1.0 converter (issue #7)
-    _vcal = importlib.import_module("calsync.items.vcal")
-except ImportError:  # pragma: no cover - only while that converter is missing
-    _vcal = None
-
 
 def formats() -> tuple[str, ...]:
-    """Content types this installation can receive and send."""
-    return (ICAL, VCAL) if _vcal is not None else (ICAL,)
+    """Content types we receive and send (the first is what we prefer)."""
+    return (ICAL, VCAL)
 
 
-def _looks_vcal(data: bytes) -> bool:
-    if _vcal is not None:
-        return bool(_vcal.is_vcal(data))
-    head = data[:400].upper()
-    return b"VERSION:1.0" in head
+def is_vcal(data: bytes, content_type: str | None) -> bool:
+    """Is this payload vCalendar 1.0 (whatever the type a device gave it)?"""
+    ct = (content_type or "").split(";", 1)[0].strip().lower()
+    return ct == VCAL or vcal.is_vcal(data)
+
+
+def reconcile(written: Item, device: Item) -> Item:
+    """A device's vCalendar copy of an item we hold, as the full item.
+
+    vCalendar cannot carry everything (COMMENT, exact time zones, some rules):
+    a copy read back alone would look as if the device deleted those.  Merged
+    three-way against what the device could see of ``written``, only the
+    device's own edits remain (``calsync.items.vcal.reconcile``).
+    """
+    return vcal.reconcile(written, device)
 
 
 def decode(data: bytes, content_type: str | None, *, source: str) -> Item:
@@ -46,10 +48,8 @@ def decode(data: bytes, content_type: str | None, *, source: str) -> Item:
     ct = (content_type or "").split(";", 1)[0].strip().lower()
     if ct not in ("", ICAL, VCAL, "text/x-calendar", "text/vcalendar"):
         raise ItemError(f"unsupported content type {content_type}", source=source)
-    if _looks_vcal(data) or ct == VCAL:
-        if _vcal is None:
-            raise ItemError("vCalendar 1.0 is not supported by this installation", source=source)
-        items, errors = _vcal.vcal_to_items(data, source=source)
+    if is_vcal(data, ct):
+        items, errors = vcal.vcal_to_items(data, source=source)
     else:
         items, errors = items_from_stream(data, source=source)
     if errors:
@@ -68,9 +68,9 @@ def decode(data: bytes, content_type: str | None, *, source: str) -> Item:
 def encode(item: Item, content_type: str) -> bytes:
     """The item in the device's format."""
     if content_type == VCAL:
-        if _vcal is None:
-            raise ItemError("vCalendar 1.0 is not supported by this installation", id=item.uid)
-        return bytes(_vcal.item_to_vcal(item))
+        # without the X-CALSYNC-ICAL-* companions: phones drop them anyway, and the
+        # mirror keeps the full item to reconcile the phone's copy with
+        return vcal.item_to_vcal(item, companions=False)
     return item.raw
 
 

@@ -30,6 +30,8 @@ Failure rules (the reason this is a mirror and not a pass-through):
   overwriting either side.
 - A device delete of an item whose server edit is still pending is undone
   (the edited item is sent again as an Add): an edit beats a delete.
+- A vCalendar 1.0 copy of an item is reconciled with the full item first
+  (``content.reconcile``): what vCalendar cannot carry is not a deletion.
 - Mirror writes by the engine are one transaction committed in ``flush``
   (the store is "buffered"), so the engine's status never runs ahead of it.
 """
@@ -345,6 +347,10 @@ class DeviceDB:
         index.seen(row, ch.luid)
         if item.uid != row.uid:
             item = item.with_uid(row.uid)  # the row's UID is the item's identity
+        if content.is_vcal(ch.data, ch.content_type):
+            # a vCalendar copy lacks what vCalendar cannot carry: not a deletion
+            written = Item(row.base, row.uid, row.kind) if row.base is not None else row.item
+            item = content.reconcile(written, item)
         self._device_content(ds, row, item, policy, fallback)
         return ITEM_ADDED if ch.op == "Add" else OK
 

@@ -482,3 +482,34 @@ def test_syncml_10(server: Server) -> None:
     peer.write("p.ics", "p", "Phone edited", last_modified="20250601T000000Z")
     peer.sync("two-way")
     assert server.items()["p"] == "Phone edited"
+
+
+def test_a_vcalendar_phone_does_not_erase_what_vcalendar_cannot_carry(server: Server) -> None:
+    """A vCalendar 1.0 phone edits an event: its copy lacks COMMENT, the exact
+    TZID and more, which the store item keeps; only the phone's edit travels."""
+    rich = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n"
+        "BEGIN:VEVENT\r\nUID:rich\r\nDTSTAMP:20250101T000000Z\r\n"
+        "DTSTART;TZID=Europe/Berlin:20250301T100000\r\n"
+        "DTEND;TZID=Europe/Berlin:20250301T110000\r\n"
+        "SUMMARY:Planning\r\nCOMMENT:bring the slides\r\n"
+        "LAST-MODIFIED:20250101T000000Z\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    (server.store / "rich.ics").write_text(rich)
+    peer = server.peer(fmt="vcal10", stores="calendar")
+    peer.sync("slow")
+    path = peer.file_of("rich")
+    text = path.read_bytes().replace(b"SUMMARY:Planning", b"SUMMARY:Planning v2")
+    assert text != path.read_bytes()
+    path.write_bytes(text)
+    later = time.time() + 2
+    os.utime(path, (later, later))
+    peer.sync("two-way")
+    stored = _unfold((server.store / "rich.ics").read_bytes())
+    assert "SUMMARY:Planning v2" in stored
+    assert "COMMENT:bring the slides" in stored
+    assert "TZID=Europe/Berlin" in stored
+    peer.sync("slow")  # re-sending everything changes nothing either
+    again = _unfold((server.store / "rich.ics").read_bytes())
+    assert "COMMENT:bring the slides" in again and "SUMMARY:Planning v2" in again
