@@ -15,7 +15,7 @@ import datetime as dt
 import re
 import zoneinfo
 
-from calsync.items import Item, ItemError, items_from_stream, vcal
+from calsync.items import Item, ItemError, vcal
 
 ICAL = "text/calendar"
 VCAL = "text/x-vcalendar"
@@ -48,10 +48,9 @@ def decode(data: bytes, content_type: str | None, *, source: str) -> Item:
     ct = (content_type or "").split(";", 1)[0].strip().lower()
     if ct not in ("", ICAL, VCAL, "text/x-calendar", "text/vcalendar"):
         raise ItemError(f"unsupported content type {content_type}", source=source)
-    if is_vcal(data, ct):
-        items, errors = vcal.vcal_to_items(data, source=source)
-    else:
-        items, errors = items_from_stream(data, source=source)
+    if not is_vcal(data, ct):
+        return Item.from_bytes(data, source=source)  # one resource, one item
+    items, errors = vcal.vcal_to_items(data, source=source)
     if errors:
         raise errors[0]
     if not items:
