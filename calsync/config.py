@@ -70,6 +70,13 @@ SECTION_OPTIONS: dict[str, dict[str, Option]] = {
         "allow_remote": Option(bool, "listen on a non-loopback address (needs TLS)"),
         "tls_cert": Option(str, "TLS certificate (PEM) for the gateway"),
         "tls_key": Option(str, "TLS private key (PEM) for the gateway"),
+        "cert": Option(str, "TLS certificate (PEM) for the gateway (same as tls_cert)"),
+        "key": Option(str, "TLS private key (PEM) for the gateway (same as tls_key)"),
+        "watch": Option(bool, "sync a pair as soon as a local store of it changes", default=True),
+        "backoff_max": Option(
+            (int, float), "longest wait (s) before retrying a failing pair", default=3600
+        ),
+        "log_json": Option(bool, "daemon logs as JSON lines instead of key=value text"),
     },
 }
 

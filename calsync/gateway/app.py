@@ -8,7 +8,8 @@ touching the SyncML endpoint.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol
 
@@ -21,9 +22,9 @@ from calsync.config import Config
 class Feature(Protocol):
     routes: list[BaseRoute]
 
-    def startup(self) -> None: ...
+    def startup(self) -> Awaitable[None] | None: ...
 
-    def shutdown(self) -> None: ...
+    def shutdown(self) -> Awaitable[None] | None: ...
 
 
 def create_app(features: Sequence[Feature]) -> Starlette:
@@ -32,24 +33,34 @@ def create_app(features: Sequence[Feature]) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for f in features:
-            f.startup()
+            started = f.startup()
+            if inspect.isawaitable(started):  # hooks may be coroutines (the daemon's are)
+                await started
         try:
             yield
         finally:
             for f in reversed(features):
-                f.shutdown()
+                stopped = f.shutdown()
+                if inspect.isawaitable(stopped):
+                    await stopped
 
     routes = [route for f in features for route in f.routes]
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def features_for(cfg: Config) -> list[Feature]:
-    """The features a configuration asks for (ConfigError when it is wrong)."""
+def features_for(
+    cfg: Config, *, on_store_changed: Callable[[str, str], None] | None = None
+) -> list[Feature]:
+    """The features a configuration asks for (ConfigError when it is wrong).
+
+    ``on_store_changed(store, who)`` is told when a device session wrote to a
+    store (the daemon then runs that store's pairs).
+    """
     out: list[Feature] = []
     if cfg.section("syncml").get("accounts"):
         from calsync.gateway.syncml import SyncMLFeature
 
-        out.append(SyncMLFeature.from_config(cfg))
+        out.append(SyncMLFeature.from_config(cfg, on_store_changed=on_store_changed))
     return out
 
 

@@ -2,7 +2,7 @@
 
 ``[server] listen = "host:port"`` (default ``127.0.0.1:8765``).  A non-loopback
 address is refused unless ``allow_remote = true`` *and* TLS is configured
-(``tls_cert``/``tls_key``): device passwords and calendars must not cross a
+(``cert``/``key``, or ``tls_cert``/``tls_key``): device passwords and calendars must not cross a
 network in clear.
 """
 
@@ -72,8 +72,8 @@ def listen_options(cfg: Config, override: str | None = None) -> Listen:
         raise ConfigError(str(e), path=cfg.path, key="server.listen") from None
     from calsync.stores._files import expand_path
 
-    cert = section.get("tls_cert")
-    key = section.get("tls_key")
+    cert = section.get("cert") or section.get("tls_cert")  # cert/key: issue #10's names
+    key = section.get("key") or section.get("tls_key")
     opts = Listen(
         host,
         port,

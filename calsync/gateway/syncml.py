@@ -187,9 +187,13 @@ class SyncMLFeature:
         ]
 
     @classmethod
-    def from_config(cls, cfg: Config) -> SyncMLFeature:
+    def from_config(
+        cls, cfg: Config, *, on_store_changed: Callable[[str, str], None] | None = None
+    ) -> SyncMLFeature:
         settings = load(cfg)
         backend = Backend(cfg, settings.accounts)
+        if on_store_changed is not None:
+            backend.on_store_changed.append(on_store_changed)
         return cls(SyncMLEndpoint(settings.server, backend))
 
     def startup(self) -> None:

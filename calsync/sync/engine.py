@@ -58,6 +58,7 @@ log = logging.getLogger("calsync.sync")
 # next sync redo (it re-adopts what was written since), so not too rarely.
 CHECKPOINT_EVERY = 5000
 CHECKPOINT_SECONDS = 10.0
+INTERRUPTED = "interrupted (calsync is shutting down)"
 
 # Fault injection for the crash tests: SIGKILL this process at the N-th crash
 # point (before and after every store write and status commit).  Read once.
@@ -176,6 +177,7 @@ class Engine:
         dry_run: bool = False,
         progress: Progress | None = None,
         mode: str = "two-way",
+        cancel: Callable[[], bool] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown sync mode {mode!r} (known: {', '.join(MODES)})")
@@ -187,6 +189,7 @@ class Engine:
         self.force = force
         self.dry_run = dry_run
         self.progress = progress
+        self.cancel = cancel  # asked between actions: True stops at that safe point
         self.result = SyncResult(options.name)
         # uid -> sides written for it since the last commit, and what was counted
         self._written: dict[str, set[str]] = {}
@@ -350,6 +353,15 @@ class Engine:
     def _execute(self, actions: list[Action]) -> None:
         total = len(actions)
         for n, action in enumerate(actions, 1):
+            if self.cancel is not None and self.cancel():
+                # a safe point: what was done is flushed and recorded by _finish,
+                # the rest is planned afresh by the next sync
+                left = total - n + 1
+                self.result.stopped = f"{INTERRUPTED}: {left} of {total} action(s) left"
+                log.warning(
+                    "pair %s: interrupted, %d of %d action(s) left", self.opt.name, left, total
+                )
+                break
             try:
                 try:
                     self._do(action)

@@ -14,6 +14,8 @@ from calsync.sync.history import History
 from calsync.sync.lock import Busy, pair_lock
 from calsync.sync.status import StatusDB
 
+BUSY = "another calsync is syncing this pair right now"
+
 
 def run_pair(
     cfg: Config,
@@ -24,6 +26,7 @@ def run_pair(
     progress: Progress | None = None,
     wait: float = 0.0,
     mode: str = "two-way",
+    cancel: Callable[[], bool] | None = None,
 ) -> SyncResult:
     """Sync one configured pair once."""
     pair = cfg.pairs[name]
@@ -55,6 +58,7 @@ def run_pair(
                     dry_run=dry_run,
                     progress=progress,
                     mode=mode,
+                    cancel=cancel,
                 )
                 result = engine.run()
                 if not dry_run:
@@ -71,7 +75,7 @@ def run_pair(
                 status.close()
                 history.close()
     except Busy:
-        return SyncResult(name, stopped="another calsync is syncing this pair right now")
+        return SyncResult(name, stopped=BUSY)
 
 
 def status_file(cfg: Config, pair: str) -> Path:

@@ -17,6 +17,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from calsync.config import Config
@@ -75,6 +76,9 @@ class Backend:
         # overtakes its old one that is still running
         self._device_locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_lock = threading.Lock()
+        # (store name, who changed it) after a session wrote to an account's store:
+        # the gateway daemon runs that store's pairs right away
+        self.on_store_changed: list[Callable[[str, str], None]] = []
 
     def _device_lock(self, account: str, device: str) -> threading.Lock:
         with self._locks_lock:
@@ -191,6 +195,9 @@ class Backend:
             history.close()
         for err in result.errors:
             log.error("%s: %s", pair, err)
+        if result.added_b or result.updated_b or result.deleted_b:
+            for notify in self.on_store_changed:
+                notify(store_name, f"SyncML device {req.device}")
         log.info(
             "%s: %s mode: device +%d ~%d -%d, store +%d ~%d -%d, %d conflict(s) in %.2f s",
             pair,
