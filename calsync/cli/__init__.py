@@ -37,10 +37,11 @@ COMMANDS: dict[str, str] = {
     "import": "calsync.cli.exchange:import_file",
     "export": "calsync.cli.exchange:export_store",
     "serve": "calsync.cli.serve:serve",
+    "service": "calsync.cli.service:service",
 }
 
-# what plain `calsync` runs
-DEFAULT_COMMAND = "demo"
+# what plain `calsync` runs: the gateway (on the embedded default without a config)
+DEFAULT_COMMAND = "serve"
 
 
 class LazyGroup(click.Group):
@@ -62,7 +63,10 @@ servers, Thunderbird, and phones over SyncML.
 
 \b
 Quick start:
-  calsync                 run the demo (a pair it creates for you)
+  calsync                 run the gateway: keeps your pairs in sync by itself,
+                          serves phones (SyncML); with no configuration, a hub
+                          calendar paired with Thunderbird (Ctrl-C stops)
+  calsync demo            a demo pair it creates for you, synced once
   calsync check           validate your configuration
   calsync sync            sync every pair of your configuration
   calsync sync --json     the same, one JSON object for scripts

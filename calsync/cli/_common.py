@@ -11,7 +11,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from calsync.cli import EXIT_USAGE
-from calsync.config import Config, ConfigError, load_all
+from calsync.config import Config, ConfigError, default_config_path, load_all
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -44,8 +44,19 @@ def config_path(ctx: click.Context) -> Path | None:
 
 
 def load_config(ctx: click.Context) -> Config:
-    """The validated configuration, or exit 2 naming every problem."""
+    """The validated configuration, or exit 2 naming every problem.
+
+    With no configuration file anywhere, the embedded default that ``calsync``
+    (the gateway) set up is used, if it did.
+    """
     path = config_path(ctx)
+    ctx.find_root().ensure_object(dict)["loaded_config"] = path or default_config_path()
+    if path is None and not default_config_path().exists():
+        from calsync.gateway.embedded import embedded, is_set_up
+
+        if is_set_up():
+            ctx.find_root().obj["loaded_config"] = None
+            return embedded().config
     try:
         cfg, errors = load_all(path)
     except ConfigError as e:
@@ -57,6 +68,19 @@ def load_config(ctx: click.Context) -> Config:
             click.echo(f"calsync: {problem}", err=True)
         sys.exit(EXIT_USAGE)
     return cfg
+
+
+def loaded_config_path(ctx: click.Context) -> Path | None:
+    """The file ``load_config`` read (None: the embedded default)."""
+    path: Path | None = (ctx.find_root().obj or {}).get("loaded_config")
+    return path
+
+
+def daemon_client(ctx: click.Context, cfg: Config) -> Any:
+    """A client of the daemon running this configuration, or None (work standalone)."""
+    from calsync.gateway.client import connect
+
+    return connect(cfg, loaded_config_path(ctx))
 
 
 def print_json(data: Any) -> None:

@@ -1,38 +1,172 @@
-"""``calsync serve``: the HTTP gateway (SyncML endpoint for devices at /sync)."""
+"""``calsync serve`` (and plain ``calsync``): the gateway daemon.
+
+SyncML for devices at /sync, the pairs synced hands-off (schedule, file
+watchers, device sessions, Thunderbird quitting), the control API at /api/.
+With no configuration file it runs the embedded default (``gateway.embedded``).
+"""
 
 from __future__ import annotations
+
+import logging
+import sys
 
 import click
 
 from calsync.cli import EXIT_USAGE
-from calsync.cli._common import config_option, fail, load_config
-from calsync.config import ConfigError
+from calsync.cli._common import config_option, config_path, fail, load_config
+from calsync.config import Config, ConfigError, default_config_path
+
+
+def _api_url(host: str, port: int, scheme: str) -> str:
+    """Where local clients reach the API (a wildcard bind is reached on loopback)."""
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}"
 
 
 @click.command()
 @click.option(
     "--listen", help="HOST:PORT to listen on (default: [server] listen, or 127.0.0.1:8765)"
 )
+@click.option("--log-json", is_flag=True, help="log JSON lines instead of key=value text")
+@click.option("--no-watch", is_flag=True, help="do not watch files; sync on the schedule only")
+@click.option(
+    "--show-credentials/--hide-credentials",
+    default=None,
+    help="print the embedded default's phone password (default: when on a terminal)",
+)
 @config_option
 @click.pass_context
-def serve(ctx: click.Context, listen: str | None) -> None:
-    """Serve devices: SyncML (OMA DS 1.1/1.2) over HTTP at /sync.
+def serve(
+    ctx: click.Context,
+    listen: str | None,
+    log_json: bool,
+    no_watch: bool,
+    show_credentials: bool | None,
+) -> None:
+    """Run the gateway: keeps every pair in sync by itself, and serves devices.
 
-    Phones log in with a [syncml.accounts.NAME] account of the configuration;
-    each device datastore (calendar, tasks) syncs with the store the account
-    names.  Listens on 127.0.0.1 only unless [server] says otherwise (with TLS).
+    \b
+    - SyncML (OMA DS 1.1/1.2) for phones at /sync: they log in with a
+      [syncml.accounts.NAME] account; a session that changes a store syncs
+      that store's pairs right away;
+    - each pair syncs every `interval` seconds (default 300), and within about
+      a second when one of its local files changes or Thunderbird quits;
+    - the control API at /api/ (bearer token in api-token in the config dir),
+      which `calsync status` and `calsync sync` use while the daemon runs.
+
+    With no configuration file it sets up and runs the embedded default: a
+    hub calendar, a phone account, and Thunderbird's calendar if there is one.
+    Listens on 127.0.0.1 only unless [server] says otherwise (with TLS).
+    Ctrl-C (or SIGTERM) stops it after the running sync reaches a safe point.
     """
+    from calsync.gateway import logs
     from calsync.gateway.app import create_app, features_for
+    from calsync.gateway.daemon import Daemon
+    from calsync.gateway.runtime import running_daemon
     from calsync.gateway.server import listen_options, run
 
-    cfg = load_config(ctx)
+    emb = None
+    explicit = config_path(ctx)
+    if explicit is None and not default_config_path().exists():
+        from calsync.gateway.embedded import embedded
+
+        emb = embedded()
+        cfg: Config = emb.config
+        path = None
+    else:
+        cfg = load_config(ctx)
+        path = cfg.path
+    server = cfg.section("server")
+    verbose = logging.getLogger().getEffectiveLevel()
+    logs.setup(
+        as_json=log_json or bool(server.get("log_json")),
+        level=logging.DEBUG if verbose <= logging.DEBUG else logging.INFO,
+    )
     try:
         opts = listen_options(cfg, listen)
-        features = features_for(cfg)
     except ConfigError as e:
         fail(str(e), EXIT_USAGE)
-    if not features:
-        fail("nothing to serve: add a [syncml.accounts.NAME] section (see calsync serve --help)")
-    accounts = ", ".join(sorted(cfg.section("syncml").get("accounts", {})))
-    click.echo(f"calsync: SyncML for {accounts} at {opts.url()} (Ctrl-C stops)", err=True)
+    other = running_daemon(cfg.state_dir)
+    if other is not None:
+        fail(
+            f"a calsync daemon already runs for this state directory (pid {other['pid']}, "
+            f"{other.get('url')}); stop it first",
+            EXIT_USAGE,
+        )
+    url = _api_url(opts.host, opts.port, opts.scheme)
+    daemon = Daemon(cfg, url=url, config_path=path, watch=False if no_watch else None)
+    try:
+        features = [daemon, *features_for(cfg, on_store_changed=daemon.store_changed)]
+    except ConfigError as e:
+        fail(str(e), EXIT_USAGE)
+    accounts = sorted(cfg.section("syncml").get("accounts", {}))
+    if not cfg.pairs and not accounts:
+        fail(
+            "nothing to serve: add a [pairs.NAME] or a [syncml.accounts.NAME] section "
+            "(see calsync serve --help)"
+        )
+    _banner(cfg, opts.url(), url, daemon, accounts, emb, show_credentials)
     run(create_app(features), opts)
+
+
+def _banner(
+    cfg: Config,
+    sync_url: str,
+    api_url: str,
+    daemon: object,
+    accounts: list[str],
+    emb: object,
+    show: bool | None,
+) -> None:
+    from calsync.gateway.daemon import Daemon
+    from calsync.gateway.embedded import Embedded
+
+    assert isinstance(daemon, Daemon)
+    err = sys.stderr
+    if isinstance(emb, Embedded):
+        click.echo(
+            f"calsync: no configuration file ({default_config_path()}): "
+            "running the embedded default",
+            err=True,
+        )
+        click.echo(f"  hub calendar: {emb.hub} (a vdir: one .ics file per event)", file=err)
+        if emb.thunderbird:
+            tb = emb.thunderbird
+            click.echo(
+                f"  paired with Thunderbird calendar {tb['name']!r} ({tb['profile']})", file=err
+            )
+        else:
+            click.echo("  no Thunderbird calendar found to pair", file=err)
+        for other in emb.unpaired:
+            click.echo(f"  not paired (add it to a config to sync it): {other}", file=err)
+        click.echo(f"  configuration used: {cfg_text_path()}", file=err)
+        click.echo(
+            f"Point your phone's SyncML (or SyncEvolution) at {sync_url}\n"
+            f"  user: {emb.user}   calendar database: calendar   tasks database: tasks",
+            err=True,
+        )
+        if show if show is not None else sys.stdout.isatty():
+            click.echo(f"  password: {emb.password}")
+        else:
+            click.echo(
+                f"  password: in {emb.account_file} (or run with --show-credentials)", err=True
+            )
+    elif accounts:
+        click.echo(f"calsync: SyncML for {', '.join(accounts)} at {sync_url}", err=True)
+    if cfg.pairs:
+        every = ", ".join(f"{n} every {int(p.interval)} s" for n, p in cfg.pairs.items())
+        click.echo(f"calsync: syncing {every}, and on changes", err=True)
+    click.echo(
+        f"calsync: control API at {api_url}/api/ (token in {daemon.token_file}); Ctrl-C stops",
+        err=True,
+    )
+
+
+def cfg_text_path() -> str:
+    from calsync.config import data_dir
+
+    return str(data_dir() / "embedded-config.toml")

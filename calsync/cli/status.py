@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from calsync.cli._common import config_option, load_config, print_json
+from calsync.cli._common import config_option, daemon_client, load_config, print_json
 from calsync.stores import store_class
 from calsync.sync.runner import status_file
 from calsync.sync.status import StatusDB
@@ -67,7 +67,14 @@ def pair_status(cfg: Any, name: str) -> dict[str, Any]:
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show each pair's items, last sync and its outcome."""
     cfg = load_config(ctx)
-    data = {"pairs": {name: pair_status(cfg, name) for name in cfg.pairs}}
+    data = _from_daemon(ctx, cfg)
+    if data is None:
+        from calsync.gateway.api import devices
+
+        data = {
+            "pairs": {name: {**pair_status(cfg, name), "daemon": None} for name in cfg.pairs},
+            "devices": devices(cfg.state_dir),
+        }
     if as_json:
         print_json(data)
         return
@@ -77,6 +84,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"{head}, never synced")
         else:
             click.echo(f"{head}, last sync {st['last_run']}")
+        if st.get("daemon"):
+            click.echo(f"  daemon: {_schedule_line(st['daemon'])}")
         for store, waiting in st["queued"].items():
             click.echo(
                 f"  queued: {store}: {waiting['count']} change(s) waiting since "
@@ -94,3 +103,40 @@ def status(ctx: click.Context, as_json: bool) -> None:
             click.echo(
                 f"  error: {err['store']}: {err.get('uid') or err.get('id')}: {err['message']}"
             )
+    for dev in data.get("devices", []):
+        click.echo(
+            f"device {dev['device']} ({dev['account']}, {dev['datastore']}): "
+            f"{dev['items']} items, last sync {dev['last_sync'] or 'never'}"
+            + (f" ({dev['last_result']})" if dev.get("last_result") else "")
+        )
+
+
+def _from_daemon(ctx: click.Context, cfg: Any) -> dict[str, Any] | None:
+    """The running daemon's status (it knows next runs and failures), or None."""
+    from calsync.gateway.client import DaemonError
+
+    client = daemon_client(ctx, cfg)
+    if client is None:
+        return None
+    try:
+        answer = client.status()
+    except DaemonError as e:
+        click.echo(f"calsync: warning: {e}; reading the state directly", err=True)
+        return None
+    finally:
+        client.close()
+    return {"pairs": answer.get("pairs", {}), "devices": answer.get("devices", [])}
+
+
+def _schedule_line(d: dict[str, Any]) -> str:
+    if d.get("running"):
+        text = "syncing now"
+    elif d.get("queued"):
+        text = "sync queued"
+    elif d.get("next_run_in") is not None:
+        text = f"next sync in {int(d['next_run_in'])} s (every {int(d['interval'])} s)"
+    else:
+        text = "stopping"
+    if d.get("failures"):
+        text += f"; {d['failures']} failed run(s) in a row: {d.get('last_error')}"
+    return text

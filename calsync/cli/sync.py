@@ -5,11 +5,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import click
 
 from calsync.cli import EXIT_FAILED, EXIT_GUARD, EXIT_OK
-from calsync.cli._common import config_option, fail, load_config, print_json, stderr_is_terminal
+from calsync.cli._common import (
+    config_option,
+    daemon_client,
+    fail,
+    load_config,
+    print_json,
+    stderr_is_terminal,
+)
 from calsync.sync.engine import Progress, SyncResult
 from calsync.sync.plan import MODES
 from calsync.sync.runner import run_pair
@@ -104,19 +112,21 @@ def sync(
         fail(f"no pair named {', '.join(unknown)} (pairs: {', '.join(cfg.pairs) or 'none'})")
     if not names:
         fail("the configuration has no [pairs.NAME] section: nothing to sync")
-    results: dict[str, SyncResult] = {}
-    show_bar = not as_json and stderr_is_terminal()
-    for name in names:
-        with _progress_bar(show_bar, name) as progress:
-            results[name] = run_pair(
-                cfg, name, force=force, dry_run=dry_run, progress=progress, mode=mode
-            )
+    results = _through_daemon(ctx, cfg, names, force=force, dry_run=dry_run, mode=mode)
+    if results is not None:
         if not as_json:
-            pair = cfg.pairs[name]
-            line = summary_line(results[name], pair.a, pair.b)
-            click.echo(("(dry run) " if dry_run else "") + line)
-            for err in results[name].errors:
-                click.echo(f"  error: {err}", err=True)
+            for name, result in results.items():
+                _print_result(cfg, name, result, dry_run)
+    else:
+        results = {}
+        show_bar = not as_json and stderr_is_terminal()
+        for name in names:
+            with _progress_bar(show_bar, name) as progress:
+                results[name] = run_pair(
+                    cfg, name, force=force, dry_run=dry_run, progress=progress, mode=mode
+                )
+            if not as_json:
+                _print_result(cfg, name, results[name], dry_run)
     if as_json:
         print_json({"pairs": {n: r.to_json() for n, r in results.items()}})
     if any(r.guard for r in results.values()):
@@ -124,3 +134,34 @@ def sync(
     if any(r.stopped or r.errors for r in results.values()):
         sys.exit(EXIT_FAILED)
     sys.exit(EXIT_OK)
+
+
+def _print_result(cfg: Any, name: str, result: SyncResult, dry_run: bool) -> None:
+    pair = cfg.pairs[name]
+    line = summary_line(result, pair.a, pair.b)
+    click.echo(("(dry run) " if dry_run else "") + line)
+    for err in result.errors:
+        click.echo(f"  error: {err}", err=True)
+
+
+def _through_daemon(
+    ctx: click.Context, cfg: Any, names: list[str], *, force: bool, dry_run: bool, mode: str
+) -> dict[str, SyncResult] | None:
+    """Ask the running daemon to sync (it serializes with its own runs); None: no daemon."""
+    from calsync.gateway.client import DaemonError, result_from_json
+
+    client = daemon_client(ctx, cfg)
+    if client is None:
+        return None
+    try:
+        answer = client.sync(names, force=force, dry_run=dry_run, mode=mode)
+    except DaemonError as e:
+        click.echo(f"calsync: warning: {e}; syncing without it", err=True)
+        return None
+    finally:
+        client.close()
+    details = answer.get("details", {})
+    return {
+        name: result_from_json(name, answer["pairs"][name], details.get(name, {}))
+        for name in names
+    }

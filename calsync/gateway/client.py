@@ -1,0 +1,112 @@
+"""The command line's side of the control API: find a running daemon, ask it.
+
+``calsync status`` and ``calsync sync`` go through the daemon when one runs
+for the same configuration (found by ``runtime``), so a command-line run and
+the daemon never sync one pair at the same time, and what the command prints
+is what the daemon knows.  When none runs they work standalone, as before.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+from calsync.config import Config
+from calsync.gateway import runtime
+from calsync.gateway.auth import read_token
+from calsync.sync.engine import ItemFailure, SyncResult
+
+log = logging.getLogger("calsync.gateway.client")
+
+USER_AGENT = "calsync-cli"
+
+
+class DaemonError(Exception):
+    """The daemon could not be asked (gone, refusing); the caller works standalone."""
+
+
+class DaemonClient:
+    def __init__(self, url: str, token: str, pid: int) -> None:
+        self.url = url.rstrip("/")
+        self.pid = pid
+        host = urlparse(self.url).hostname or ""
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        # a TLS daemon's certificate names its public address, not 127.0.0.1; on
+        # loopback the peer is the daemon we found by its pid file, so skip the check
+        self.http = httpx.Client(
+            headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT},
+            verify=not loopback,
+            timeout=httpx.Timeout(30.0, read=None),
+        )
+
+    def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        try:
+            r = self.http.request(method, self.url + path, **kw)
+        except httpx.HTTPError as e:
+            raise DaemonError(f"cannot reach the daemon at {self.url}: {e}") from None
+        if r.status_code in (401, 403):
+            raise DaemonError("the daemon refused our API token (api-token changed?)")
+        if r.status_code >= 500 or r.status_code == 503:
+            raise DaemonError(f"the daemon answered {r.status_code}")
+        try:
+            data = r.json()
+        except ValueError:
+            raise DaemonError(f"the daemon answered {r.status_code} without JSON") from None
+        if r.status_code >= 400:
+            raise DaemonError(str(data.get("error", r.status_code)))
+        return data if isinstance(data, dict) else {}
+
+    def status(self) -> dict[str, Any]:
+        return self._call("GET", "/api/status")
+
+    def sync(self, pairs: list[str], *, force: bool, dry_run: bool, mode: str) -> dict[str, Any]:
+        body = {"pairs": pairs, "wait": True, "force": force, "dry_run": dry_run, "mode": mode}
+        return self._call("POST", "/api/sync", json=body)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def connect(cfg: Config, config_path: Path | None) -> DaemonClient | None:
+    """A client for the daemon serving this configuration, or None (work standalone)."""
+    if os.environ.get("CALSYNC_NO_DAEMON"):
+        return None
+    info = runtime.running_daemon(cfg.state_dir)
+    if info is None:
+        return None
+    want = str(config_path.resolve()) if config_path else None
+    if info.get("config") != want:
+        log.info("a daemon runs with another configuration (%s); not using it", info.get("config"))
+        return None
+    token = read_token(Path(str(info.get("token_file", ""))))
+    if token is None or not isinstance(info.get("url"), str):
+        log.warning("a daemon runs (pid %s) but its API token is not readable", info.get("pid"))
+        return None
+    return DaemonClient(info["url"], token, int(info["pid"]))
+
+
+def result_from_json(name: str, counts: dict[str, Any], details: dict[str, Any]) -> SyncResult:
+    """A ``SyncResult`` back from the API's answer (for the command line's output)."""
+    result = SyncResult(name)
+    for key in ("added_a", "added_b", "updated_a", "updated_b", "deleted_a", "deleted_b"):
+        setattr(result, key, int(counts.get(key, 0)))
+    result.conflicts = int(counts.get("conflicts", 0))
+    result.errors = [
+        ItemFailure(
+            e.get("store", "?"), e.get("side", "a"), e.get("id"), e.get("uid"), e["message"]
+        )
+        for e in counts.get("errors", [])
+    ]
+    result.stopped = counts.get("stopped")
+    result.guard = bool(details.get("guard"))
+    result.seconds = float(details.get("seconds", 0.0))
+    return result

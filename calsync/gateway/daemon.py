@@ -1,0 +1,202 @@
+"""The daemon feature of the gateway: scheduler + watchers + control API, one lifecycle.
+
+``Daemon`` is a gateway feature (``app.Feature``): its routes are the control
+API mounted at ``/api`` behind the bearer token, its startup starts the
+scheduler and the watchers and writes the runtime file command-line runs find
+it by, its shutdown stops them in the safe order (no new runs, running ones
+stop at a safe point, then the runtime file goes).  ``store_changed`` is the
+hook device endpoints call (SyncML now, CalDAV later): thread-safe.
+
+Signals: uvicorn turns SIGTERM/SIGINT into a graceful shutdown, but it waits
+for open requests first (a ``wait: true`` sync request could hold it for a
+whole sync); so the daemon also hooks those signals to tell running engines
+to stop at their next safe point straight away.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+from starlette.routing import BaseRoute, Mount
+
+from calsync.config import Config
+from calsync.gateway import runtime
+from calsync.gateway.api import ControlAPI
+from calsync.gateway.auth import BearerAuth, ensure_token, token_path
+from calsync.gateway.logs import event
+from calsync.gateway.scheduler import Runner, Scheduler
+from calsync.gateway.watch import Watcher
+from calsync.sync.runner import history_file, run_pair
+
+log = logging.getLogger("calsync.gateway.daemon")
+
+
+class Daemon:
+    """Hands-off syncing for one configuration (see module docstring)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        url: str,
+        config_path: Path | None,
+        watch: bool | None = None,
+        runner: Runner = run_pair,
+    ) -> None:
+        self.cfg = cfg
+        self.url = url
+        self.config_path = config_path
+        self.scheduler = Scheduler(cfg, runner=runner)
+        if watch is None:
+            watch = bool(cfg.section("server").get("watch", True))
+        self.watcher = Watcher(cfg, self.scheduler.store_changed) if watch and cfg.pairs else None
+        self.token_file = token_path(cfg)
+        self.token = ensure_token(self.token_file)
+        self.api = ControlAPI(self)
+        self.routes: list[BaseRoute] = [Mount("/api", app=BearerAuth(self.api, self.token))]
+        self.started: float | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        self.started = time.time()
+        self._hook_signals()
+        await self.scheduler.start()
+        if self.watcher is not None:
+            await self.watcher.start()
+        runtime.write(
+            self.cfg.state_dir, url=self.url, token_file=self.token_file, config=self.config_path
+        )
+        event(
+            log,
+            "daemon.start",
+            pid=os.getpid(),
+            api=self.url + "/api/",
+            pairs=list(self.cfg.pairs),
+            config=str(self.config_path) if self.config_path else "embedded default",
+        )
+
+    async def shutdown(self) -> None:
+        event(log, "daemon.stopping")
+        runtime.remove(self.cfg.state_dir)
+        if self.watcher is not None:
+            await self.watcher.stop()
+        await self.scheduler.stop()
+        event(log, "daemon.stopped")
+
+    def _hook_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # in-process test servers: no signals
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue
+
+            def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+                self.scheduler.begin_shutdown()
+                previous(signum, frame)
+
+            signal.signal(sig, handler)
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    def store_changed(self, store: str, reason: str) -> None:
+        """A device session (or anything else) changed ``store``: run its pairs (any thread)."""
+        self.scheduler.store_changed_threadsafe(store, reason)
+
+    # -- what the API reads ---------------------------------------------------------------------
+
+    def info(self, requests: int) -> dict[str, Any]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            ver = version("calsync")
+        except PackageNotFoundError:
+            ver = "0"
+        return {
+            "pid": os.getpid(),
+            "version": ver,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started or 0)),
+            "url": self.url,
+            "config": str(self.config_path) if self.config_path else None,
+            "requests": requests,
+            "watching": sorted(str(d) for d in self.watcher._watched) if self.watcher else [],
+            "stopping": self.scheduler.stopping,
+        }
+
+    async def pairs_status(self) -> dict[str, Any]:
+        from calsync.cli.status import pair_status
+
+        schedule = {name: self.scheduler.pair_json(name) for name in self.cfg.pairs}
+
+        def read() -> dict[str, Any]:
+            return {
+                name: {**pair_status(self.cfg, name), "daemon": schedule[name]}
+                for name in self.cfg.pairs
+            }
+
+        return await anyio.to_thread.run_sync(read)
+
+    def conflicts(self, limit: int) -> list[dict[str, Any]]:
+        from calsync.sync.history import History
+
+        h = History(history_file(self.cfg))
+        try:
+            return h.conflicts(limit)
+        finally:
+            h.close()
+
+    def history(self, uid: str | None, limit: int) -> list[dict[str, Any]]:
+        from calsync.sync.history import History
+
+        h = History(history_file(self.cfg))
+        try:
+            return [v.to_json() for v in h.versions(uid, limit=limit)]
+        finally:
+            h.close()
+
+    async def restore(self, uid: str, number: int | None, to: str | None) -> tuple[int, str]:
+        """Restore a saved version, with the target store kept free of runs meanwhile.
+
+        LookupError: no such version; RuntimeError: the store changed meanwhile.
+        """
+        from calsync.items import ItemError
+        from calsync.stores import StoreError
+        from calsync.sync.history import History
+        from calsync.sync.restore import RestoreError
+        from calsync.sync.restore import restore as do_restore
+
+        def target() -> str | None:
+            h = History(history_file(self.cfg))
+            try:
+                found = [v for v in h.versions(uid) if number is None or v.n == number]
+            finally:
+                h.close()
+            return (to or found[0].store) if found else None
+
+        store = await anyio.to_thread.run_sync(target)
+        if store is None:
+            raise LookupError(
+                f"no saved version {number} of {uid}" if number else f"no saved version of {uid}"
+            )
+        async with self.scheduler.holding({store}):
+            try:
+                version, where = await anyio.to_thread.run_sync(
+                    do_restore, self.cfg, uid, number, to
+                )
+            except RestoreError as e:
+                if "no saved version" in str(e) or "no store named" in str(e):
+                    raise LookupError(str(e)) from None
+                raise RuntimeError(str(e)) from None
+            except (StoreError, ItemError) as e:
+                raise RuntimeError(str(e)) from None
+        event(log, "restore", uid=uid, version=version.n, store=where)
+        self.scheduler.store_changed(where, "restore")
+        return version.n, where

@@ -1,0 +1,360 @@
+"""The OpenAPI 3.1 description of the control API, served at ``/api/openapi.json``.
+
+Written by hand next to ``api.py`` (a test checks every route is described,
+and that the answers of a running daemon carry the documented fields).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_BOOL = {"type": "boolean"}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    "400": _json(_ref("Error"), "bad request (the message says what)"),
+    "401": _json(_ref("Error"), "missing or wrong bearer token"),
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": _STR}},
+    "ItemError": {
+        "type": "object",
+        "properties": {
+            "store": _STR,
+            "side": {"enum": ["a", "b"]},
+            "id": {"type": ["string", "null"]},
+            "uid": {"type": ["string", "null"]},
+            "message": _STR,
+        },
+    },
+    "SyncCounts": {
+        "type": "object",
+        "description": "one pair's outcome, as in `calsync sync --json`",
+        "required": [
+            "added_a",
+            "added_b",
+            "updated_a",
+            "updated_b",
+            "deleted_a",
+            "deleted_b",
+            "conflicts",
+            "errors",
+        ],
+        "properties": {
+            **{
+                f"{what}_{side}": _INT
+                for what in ("added", "updated", "deleted")
+                for side in ("a", "b")
+            },
+            "conflicts": _INT,
+            "errors": {"type": "array", "items": _ref("ItemError")},
+            "stopped": {"type": "string", "description": "why the pair did not (fully) sync"},
+        },
+    },
+    "Schedule": {
+        "type": "object",
+        "description": "what the daemon does with the pair",
+        "properties": {
+            "running": _BOOL,
+            "queued": _BOOL,
+            "next_run": _TIME,
+            "next_run_in": {"type": ["number", "null"]},
+            "interval": {"type": "number"},
+            "failures": {"type": "integer", "description": "failed runs in a row (backoff)"},
+            "last_error": {"type": ["string", "null"]},
+            "last_trigger": {"type": ["string", "null"]},
+            "last_started": _TIME,
+            "last_finished": _TIME,
+            "last_seconds": {"type": ["number", "null"]},
+            "runs": _INT,
+        },
+    },
+    "PairStatus": {
+        "type": "object",
+        "description": "as in `calsync status --json`, plus `daemon`",
+        "required": ["a", "b", "items", "last_run", "last_result", "queued", "daemon"],
+        "properties": {
+            "a": _STR,
+            "b": _STR,
+            "items": _INT,
+            "last_run": _TIME,
+            "last_result": {"oneOf": [_ref("SyncCounts"), {"type": "null"}]},
+            "queued": {
+                "type": "object",
+                "description": "store -> changes waiting (e.g. for Thunderbird to quit)",
+            },
+            "daemon": _ref("Schedule"),
+        },
+    },
+    "Device": {
+        "type": "object",
+        "properties": {
+            "account": _STR,
+            "device": _STR,
+            "datastore": _STR,
+            "last_sync": _TIME,
+            "last_result": {"type": ["string", "null"]},
+            "items": _INT,
+        },
+    },
+    "Status": {
+        "type": "object",
+        "required": ["pairs", "devices", "daemon"],
+        "properties": {
+            "pairs": {"type": "object", "additionalProperties": _ref("PairStatus")},
+            "devices": {"type": "array", "items": _ref("Device")},
+            "daemon": {
+                "type": "object",
+                "properties": {
+                    "pid": _INT,
+                    "version": _STR,
+                    "started": _TIME,
+                    "url": _STR,
+                    "config": {"type": ["string", "null"]},
+                    "requests": _INT,
+                    "watching": {"type": "array", "items": _STR},
+                    "stopping": _BOOL,
+                },
+            },
+        },
+    },
+    "SyncRequest": {
+        "type": "object",
+        "properties": {
+            "pairs": {
+                "type": "array",
+                "items": _STR,
+                "description": "pairs to sync (default: all)",
+            },
+            "wait": {"type": "boolean", "default": False, "description": "answer with results"},
+            "force": {"type": "boolean", "default": False, "description": "override guards"},
+            "dry_run": {"type": "boolean", "default": False},
+            "mode": {
+                "enum": [
+                    "two-way",
+                    "slow",
+                    "one-way-a-to-b",
+                    "one-way-b-to-a",
+                    "refresh-from-a",
+                    "refresh-from-b",
+                ],
+                "default": "two-way",
+            },
+        },
+    },
+    "SyncResults": {
+        "type": "object",
+        "required": ["pairs", "details", "exit_code"],
+        "properties": {
+            "pairs": {"type": "object", "additionalProperties": _ref("SyncCounts")},
+            "details": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {"guard": _BOOL, "seconds": {"type": "number"}},
+                },
+            },
+            "exit_code": {
+                "enum": [0, 1, 3],
+                "description": "what `calsync sync` exits with for these results",
+            },
+        },
+    },
+    "Conflict": {
+        "type": "object",
+        "properties": {
+            "n": _INT,
+            "time": _STR,
+            "pair": _STR,
+            "uid": _STR,
+            "policy": _STR,
+            "outcome": _STR,
+            "winner": {"type": ["string", "null"]},
+            "overlapping": {"type": "array", "items": _STR},
+        },
+    },
+    "Version": {
+        "type": "object",
+        "properties": {
+            "version": {"type": "integer", "description": "the number to restore"},
+            "uid": _STR,
+            "store": _STR,
+            "pair": _STR,
+            "id": {"type": ["string", "null"]},
+            "reason": _STR,
+            "time": _STR,
+            "content": {"type": "string", "description": "the iCalendar text"},
+        },
+    },
+    "RestoreRequest": {
+        "type": "object",
+        "required": ["uid"],
+        "properties": {
+            "uid": _STR,
+            "version": {"type": "integer", "description": "history entry (default: newest)"},
+            "to": {"type": "string", "description": "store (default: where it was taken from)"},
+        },
+    },
+}
+
+
+def schema() -> dict[str, Any]:
+    """The whole document (a fresh dict each time)."""
+    from calsync import __name__ as package
+
+    try:
+        from importlib.metadata import version
+
+        ver = version(package)
+    except Exception:
+        ver = "0"
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "calsync gateway control API",
+            "version": ver,
+            "description": "Local control of the calsync daemon. Every request needs "
+            "`Authorization: Bearer <token>`, the token being the content of `api-token` "
+            "in calsync's config directory (readable by the user only).",
+        },
+        "servers": [{"url": "/api"}],
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": SCHEMAS,
+        },
+        "paths": {
+            "/status": {
+                "get": {
+                    "summary": "pairs (last run, counts, errors, next run), devices seen",
+                    "operationId": "status",
+                    "responses": {"200": _json(_ref("Status"), "the status"), **_ERRORS},
+                }
+            },
+            "/sync": {
+                "post": {
+                    "summary": "sync pairs now (all when none named)",
+                    "operationId": "sync",
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": _ref("SyncRequest")}},
+                    },
+                    "responses": {
+                        "200": _json(_ref("SyncResults"), "with wait: the results"),
+                        "202": _json(
+                            {"type": "object", "properties": {"queued": {"type": "array"}}},
+                            "without wait: the runs are queued",
+                        ),
+                        "503": _json(_ref("Error"), "the daemon is shutting down"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/conflicts": {
+                "get": {
+                    "summary": "conflicts resolved by syncs, newest first",
+                    "operationId": "conflicts",
+                    "parameters": [_limit_param()],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "conflicts": {"type": "array", "items": _ref("Conflict")}
+                                },
+                            },
+                            "the conflicts",
+                        ),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/history": {
+                "get": {
+                    "summary": "versions calsync overwrote or deleted (all, or one UID's)",
+                    "operationId": "history",
+                    "parameters": [
+                        {"name": "uid", "in": "query", "required": False, "schema": _STR},
+                        _limit_param(),
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "history": {"type": "array", "items": _ref("Version")}
+                                },
+                            },
+                            "the versions, newest first",
+                        ),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/restore": {
+                "post": {
+                    "summary": "put a saved version back into a store, then sync its pairs",
+                    "operationId": "restore",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("RestoreRequest")}},
+                    },
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "restored": {
+                                        "type": "object",
+                                        "properties": {
+                                            "uid": _STR,
+                                            "version": _INT,
+                                            "store": _STR,
+                                        },
+                                    }
+                                },
+                            },
+                            "restored",
+                        ),
+                        "404": _json(_ref("Error"), "no such saved version"),
+                        "409": _json(_ref("Error"), "the store changed meanwhile; try again"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "this document",
+                    "operationId": "openapi",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1",
+                            "content": {"application/json": {}},
+                        },
+                        **_ERRORS,
+                    },
+                }
+            },
+        },
+    }
+
+
+def _limit_param() -> dict[str, Any]:
+    return {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 50},
+    }
