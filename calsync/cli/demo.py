@@ -1,4 +1,4 @@
-"""``calsync demo`` (and plain ``calsync`` for now): a pair that works out of the box.
+"""``calsync demo``: a pair that works out of the box (plain ``calsync`` is the gateway).
 
 Creates, once, an ``.ics`` file and a vdir folder with a few events each under
 the platform data dir, and a config for them, then syncs them and prints what

@@ -93,8 +93,9 @@ def _thunderbird() -> tuple[dict[str, str] | None, list[str]]:
         log.info("no Thunderbird calendar to pair: %s", e)
         return None, []
     usable = [c for c in cals if not c.disabled]
+    disabled = [f"{c.name} (disabled in Thunderbird; {profile.path})" for c in cals if c.disabled]
     if not usable:
-        return None, []
+        return None, disabled
     usable.sort(key=lambda c: (c.name != "Home", cals.index(c)))
     chosen = usable[0]
     info = {
@@ -103,7 +104,7 @@ def _thunderbird() -> tuple[dict[str, str] | None, list[str]]:
         "calendar": chosen.id,
         "name": chosen.name,
     }
-    return info, [f"{c.name} ({profile.path})" for c in usable[1:]]
+    return info, [f"{c.name} ({profile.path})" for c in usable[1:]] + disabled
 
 
 def _q(value: str) -> str:

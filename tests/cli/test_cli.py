@@ -188,12 +188,20 @@ def test_demo_runs_without_configuration(tmp_path: Path) -> None:
         "CALSYNC_CONFIG": str(tmp_path / "none.toml"),
     }
     first = subprocess.run(
-        [sys.executable, "-m", "calsync"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "calsync", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert first.returncode == 0, first.stderr
     assert "laptop: 2 added; phone: 3 added" in first.stdout
     second = subprocess.run(
-        [sys.executable, "-m", "calsync"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "calsync", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert "nothing to do" in second.stdout
 
