@@ -83,12 +83,12 @@ def test_a_file_edit_travels_with_no_command_and_it_settles(tmp_path: Path) -> N
         assert summaries(ics.read_bytes()) == ["First, edited"]
         assert sorted(p.name for p in vdir.iterdir()) == ["e1.ics"]
         log = d.logs()
-    assert events(log, "sync.start") and "trigger=\"file changed (dir)\"" in log
+    assert events(log, "sync.start") and 'trigger="file changed (dir)"' in log
     assert "pair p: added e2 to file" in log  # the engine's own lines name pair, item, store
 
 
 def test_the_command_line_goes_through_the_running_daemon(tmp_path: Path) -> None:
-    vdir, ics, config = setup(tmp_path)
+    vdir, _, config = setup(tmp_path)
     (vdir / "e1.ics").write_bytes(event("e1", "First"))
     with DaemonProcess(tmp_path, config, "--no-watch") as d:
         wait_for(lambda: d.runs("p") >= 1 and d.idle("p"), 15, "the startup sync")
@@ -142,7 +142,7 @@ def test_the_command_line_goes_through_the_running_daemon(tmp_path: Path) -> Non
 
 def test_sigterm_mid_sync_loses_nothing_and_the_next_run_converges(tmp_path: Path) -> None:
     n = 6000
-    vdir, ics, config = setup(tmp_path)
+    vdir, _, config = setup(tmp_path)
     target = tmp_path / "copy"
     target.mkdir()
     config.write_text(
@@ -183,7 +183,9 @@ def test_sigterm_mid_sync_loses_nothing_and_the_next_run_converges(tmp_path: Pat
     assert counts["added_b"] == n - copied and counts["added_a"] == 0 and not counts["errors"]
     names = sorted(os.listdir(target))
     assert len(names) == n and names == sorted(f"e{i}.ics" for i in range(n))
-    again = run([executable, "-m", "calsync", "sync", "big", "--json"], env=env, capture_output=True)
+    again = run(
+        [executable, "-m", "calsync", "sync", "big", "--json"], env=env, capture_output=True
+    )
     assert json.loads(again.stdout)["pairs"]["big"]["added_b"] == 0
 
 

@@ -116,7 +116,7 @@ def test_plain_calsync_phone_to_thunderbird_hands_off(tmp_path: Path) -> None:
         status = d.status()
         assert any(dev["datastore"] == "calendar" for dev in status["devices"])
         log = d.logs()
-        assert "store.changed store=hub reason=\"SyncML device" in log
+        assert 'store.changed store=hub reason="SyncML device' in log
         # the phone's next sync gets Thunderbird's events too: everything agrees
         phone_sync(url.group(1), user.group(1), password.group(1), phone)
         on_phone = len(list((phone / "calendar").iterdir()))
