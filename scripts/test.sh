@@ -8,6 +8,11 @@ SHARED="${CALSYNC_SHARED:-$(cd .. && pwd)/shared}"
 export CALSYNC_SHARED="$SHARED"
 if [ "$(id -u)" = 0 ] && [ -x "$SHARED/peers/install.sh" ]; then
   "$SHARED/peers/install.sh" all
+  # systemd-analyze checks the daemon's service unit (tests/gateway/test_service.py)
+  command -v systemd-analyze >/dev/null 2>&1 || {
+    apt-get update -qq >/dev/null 2>&1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
+  }
 fi
 python3 -m pip install -q -e '.[test]'
 ruff check .
