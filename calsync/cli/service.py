@@ -17,11 +17,20 @@ PLATFORMS = ("linux", "macos", "windows")
 
 
 def _config() -> Path | None:
+    """The configuration the service should run: the one named now, if it exists.
+
+    None lets the service find it the usual way (or run the embedded default).
+    """
     ctx = click.get_current_context()
     path = config_path(ctx) or (
         Path(os.environ["CALSYNC_CONFIG"]) if os.environ.get("CALSYNC_CONFIG") else None
     )
-    return path.resolve() if path is not None else None
+    if path is None:
+        return None
+    if not path.exists():
+        click.echo(f"calsync: warning: {path} does not exist; not passing it", err=True)
+        return None
+    return path.resolve()
 
 
 def _file(platform: str | None):  # type: ignore[no-untyped-def]

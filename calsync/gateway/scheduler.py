@@ -223,10 +223,22 @@ class Scheduler:
         self.busy_stores.update(state.stores)
         return job
 
-    def finish(self, state: PairState, result: SyncResult | None, error: str | None) -> str:
+    def finish(
+        self,
+        state: PairState,
+        result: SyncResult | None,
+        error: str | None,
+        *,
+        dry_run: bool = False,
+    ) -> str:
         """Book a run's outcome and schedule the next; returns its kind (ok, failed, busy...)."""
         state.running = False
         self.busy_stores.difference_update(state.stores)
+        if dry_run:  # changed nothing: the schedule and the pair's record stay as they were
+            if state.again and not self.stopping:
+                state.jobs.append(Job([f"changed while syncing: {state.again}"]))
+            state.again = None
+            return "dry-run"
         state.last_finished = self.wall()
         now = self.clock()
         if result is not None:
@@ -324,7 +336,7 @@ class Scheduler:
             log.exception("pair %s: sync crashed", state.name)
             error = f"{type(e).__name__}: {e}"
             result = SyncResult(state.name, stopped=error)
-        kind = self.finish(state, result, error if error else None)
+        kind = self.finish(state, result, error, dry_run=opts.dry_run)
         self._log_result(state, result, kind)
         for waiter in job.waiters:
             if not waiter.done():
