@@ -110,7 +110,11 @@ def serve(
             "(see calsync serve --help)"
         )
     _banner(cfg, opts.url(), url, daemon, accounts, emb, show_credentials)
-    run(create_app(features), opts)
+    try:
+        run(create_app(features), opts)
+    except KeyboardInterrupt:  # Ctrl-C, after the graceful shutdown
+        click.echo("calsync: stopped", err=True)
+        sys.exit(130)
 
 
 def _banner(

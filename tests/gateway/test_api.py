@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -283,17 +284,28 @@ def test_non_loopback_listen_is_refused_without_tls(tmp_path: Path) -> None:
 
 
 def test_a_second_daemon_for_the_same_state_is_refused(tmp_path: Path) -> None:
-    from tests.gateway.helpers import DaemonProcess
+    from tests.gateway.helpers import DaemonProcess, json_lines
 
     (tmp_path / "dir").mkdir()
     config = tmp_path / "config.toml"
     config.write_text(CONFIG.format(tmp=tmp_path))
-    with DaemonProcess(tmp_path, config, "--no-watch") as d:
+    d = DaemonProcess(tmp_path, config, "--no-watch", "--log-json")
+    try:
         out = d.cli("serve", "--listen", f"127.0.0.1:{free_port()}")
         assert out.returncode == 2 and "already runs" in out.stderr
         runtime = tmp_path / "state" / "daemon.json"
         assert stat.S_IMODE(runtime.stat().st_mode) == 0o600
         assert d.token not in runtime.read_text()
+        wait_for(lambda: d.runs("p") >= 1, 15, "the first run")
+    finally:
+        code = d.stop(signal.SIGINT)  # Ctrl-C
+    assert code in (130, -signal.SIGINT), d.logs()
+    lines = json_lines(d.logs())
+    names = [line.get("event") for line in lines]
+    assert "daemon.start" in names and "sync.done" in names and "daemon.stopped" in names
+    done = next(line for line in lines if line.get("event") == "sync.done")
+    assert done["pair"] == "p" and done["outcome"] == "ok" and done["level"] == "info"
+    assert d.token not in d.logs() and "s3cret-Pa55" not in d.logs()
     deadline = time.monotonic() + 5
     while runtime.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
