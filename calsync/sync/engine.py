@@ -58,7 +58,6 @@ log = logging.getLogger("calsync.sync")
 # next sync redo (it re-adopts what was written since), so not too rarely.
 CHECKPOINT_EVERY = 5000
 CHECKPOINT_SECONDS = 10.0
-INTERRUPTED = "interrupted (calsync is shutting down)"
 
 # Fault injection for the crash tests: SIGKILL this process at the N-th crash
 # point (before and after every store write and status commit).  Read once.
@@ -160,6 +159,9 @@ class SyncResult:
 
 
 Progress = Callable[[int, int], None]
+
+# SyncResult.stopped of a run told to stop (Engine(cancel=...)) at a safe point
+INTERRUPTED = "interrupted (calsync is shutting down)"
 
 
 class Engine:
