@@ -157,7 +157,8 @@ def _banner(
             click.echo(f"  password: {emb.password}")
         else:
             click.echo(
-                f"  password: in {emb.account_file} (or run with --show-credentials)", err=True
+                f"  password: in {emb.account_file} (or run `calsync serve --show-credentials`)",
+                err=True,
             )
     elif accounts:
         click.echo(f"calsync: SyncML for {', '.join(accounts)} at {sync_url}", err=True)

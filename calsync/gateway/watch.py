@@ -70,7 +70,7 @@ def targets_for(cfg: Config, store: str) -> tuple[list[Target], Path | None]:
     path_value = section.get("path")
     if not isinstance(path_value, str):
         return [], None  # a remote store: polled by the schedule
-    path = Path(os.path.abspath(expand_path(path_value, cfg.base_dir)))
+    path = Path(os.path.realpath(expand_path(path_value, cfg.base_dir)))
     if kind == "vdir" or (kind != "ics" and path.is_dir()):
         return [Target(store, path, suffix=section.get("fileext", ".ics"))], None
     return [Target(store, path.parent, names=frozenset({path.name}))], None
@@ -88,8 +88,8 @@ def _thunderbird_targets(cfg: Config, store: str) -> tuple[list[Target], Path | 
     except (profiles.ProfileNotFound, CalendarNotFound, OSError) as e:
         event(log, "watch.skip", logging.WARNING, store=store, reason=str(e))
         return [], None
-    db = Path(os.path.abspath(database_path(profile, calendar)))
-    profile = Path(os.path.abspath(profile))
+    db = Path(os.path.realpath(database_path(profile, calendar)))
+    profile = Path(os.path.realpath(profile))
     return [
         Target(store, db.parent, names=frozenset({db.name, db.name + "-wal"})),
         Target(store, profile, names=LOCK_NAMES, kind="lock"),
