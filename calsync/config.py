@@ -455,6 +455,15 @@ def _syncml_section(values: Any, lines: _Lines, path: Path | None) -> list[Confi
 EXTRA_SECTIONS["syncml"] = _syncml_section
 
 
+def _caldav_section(values: Any, lines: _Lines, path: Path | None) -> list[ConfigError]:
+    from calsync.davserver.config import validate
+
+    return validate(values, lines, path)
+
+
+EXTRA_SECTIONS["caldav"] = _caldav_section
+
+
 def _has_secret(value: Any) -> bool:
     if isinstance(value, dict):
         return any(

@@ -104,12 +104,19 @@ def serve(
     except ConfigError as e:
         fail(str(e), EXIT_USAGE)
     accounts = sorted(cfg.section("syncml").get("accounts", {}))
-    if not cfg.pairs and not accounts:
+    dav_users = sorted(cfg.section("caldav").get("users", {}))
+    if not cfg.pairs and not accounts and not dav_users:
         fail(
             "nothing to serve: add a [pairs.NAME] or a [syncml.accounts.NAME] section "
             "(see calsync serve --help)"
         )
     _banner(cfg, opts.url(), url, daemon, accounts, emb, show_credentials)
+    if dav_users:
+        click.echo(
+            f"calsync: CalDAV for {', '.join(dav_users)} at {opts.url('/dav/')} "
+            f"(calendars at {opts.url('/dav/')}<user>/<store>/)",
+            err=True,
+        )
     try:
         run(create_app(features), opts)
     except KeyboardInterrupt:  # Ctrl-C, after the graceful shutdown

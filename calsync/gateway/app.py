@@ -61,6 +61,10 @@ def features_for(
         from calsync.gateway.syncml import SyncMLFeature
 
         out.append(SyncMLFeature.from_config(cfg, on_store_changed=on_store_changed))
+    if cfg.section("caldav").get("users"):
+        from calsync.gateway.caldav import CalDAVFeature
+
+        out.append(CalDAVFeature.from_config(cfg, on_store_changed=on_store_changed))
     return out
 
 

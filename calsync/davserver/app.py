@@ -1,0 +1,176 @@
+"""Radicale as a library: its WSGI application, configured for calsync's plugins.
+
+``build(service)`` returns a WSGI app: Radicale's ``Application`` with
+
+* storage = ``storage.Storage`` bound to the ``DavService``;
+* auth = ``CalsyncAuth``: the ``[caldav.users.NAME]`` passwords, compared in
+  constant time (Radicale adds its delay after a failure);
+* rights = ``CalsyncRights``: a user reads the root and their own principal
+  and writes items of their own calendars, nothing else (no new or deleted
+  collections);
+* no web interface, no hooks, no sharing; logs quiet (``WARNING``) unless
+  calsync runs with debug logs.  Radicale masks the Authorization header
+  in what it logs, and never sees the body logged.
+
+``DavWSGI`` wraps it per request: reads the body once (bounded), keeps the
+exact bytes for the storage plugin (``context``), and answers with the
+plugin's own status when it aborted (412, 503...) instead of Radicale's
+generic 400/500.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from radicale import Application
+from radicale import config as radicale_config
+from radicale.auth import BaseAuth
+from radicale.rights import BaseRights
+
+from calsync.davserver import context
+from calsync.davserver.service import DavService
+from calsync.davserver.storage import Storage
+
+log = logging.getLogger("calsync.davserver")
+
+REALM = "calsync CalDAV"
+MAX_BODY = 50_000_000  # a whole-calendar REPORT body is small; a PUT is one item
+
+
+class CalsyncAuth(BaseAuth):
+    """Users and passwords from ``[caldav.users.NAME]``."""
+
+    def __init__(self, configuration: Any, service: DavService) -> None:
+        super().__init__(configuration)
+        self.service = service
+
+    def _login(self, login: str, password: str) -> str:
+        user = self.service.settings.users.get(login)
+        expected = user.password if user else "\0" * 16  # same work for unknown users
+        ok = hmac.compare_digest(password.encode("utf-8"), expected.encode("utf-8"))
+        return login if ok and user is not None else ""
+
+
+class CalsyncRights(BaseRights):
+    """R on the root and one's principal; rw on one's configured calendars."""
+
+    def __init__(self, configuration: Any, service: DavService) -> None:
+        super().__init__(configuration)
+        self.service = service
+
+    def authorization(self, user: str, user_groups: set[str], path: str) -> str:
+        if not user:
+            return ""
+        parts = [p for p in path.strip("/").split("/") if p]
+        if not parts:
+            return "R"
+        if parts[0] != user:
+            return ""
+        if len(parts) == 1:
+            return "R"
+        if len(parts) == 2 and parts[1] in self.service.settings.stores_of(user):
+            return "rw"
+        return ""
+
+
+def radicale_configuration(service: DavService, *, debug: bool = False) -> Any:
+    configuration = radicale_config.load()
+    configuration.update(
+        {
+            "auth": {
+                "type": lambda c: CalsyncAuth(c, service),
+                "realm": REALM,
+                "delay": "1",
+            },
+            "rights": {
+                "type": lambda c: CalsyncRights(c, service),
+                "permit_delete_collection": "False",
+                "permit_overwrite_collection": "False",
+            },
+            "storage": {"type": lambda c: Storage(c, service)},
+            "web": {"type": "none"},
+            "hook": {"type": "none"},
+            "server": {
+                "max_content_length": str(MAX_BODY),
+                "max_resource_size": str(service.settings.max_size),
+            },
+            "logging": {"mask_passwords": "True", "level": "debug" if debug else "warning"},
+        },
+        "calsync",
+        privileged=True,
+    )
+    return configuration
+
+
+def build(service: DavService) -> DavWSGI:
+    debug = logging.getLogger("calsync").getEffectiveLevel() <= logging.DEBUG
+    radicale_log = logging.getLogger("radicale")
+    radicale_log.setLevel(logging.DEBUG if debug else logging.WARNING)
+    return DavWSGI(Application(radicale_configuration(service, debug=debug)), service)
+
+
+class DavWSGI:
+    """Per-request context around Radicale (see module docstring)."""
+
+    def __init__(self, radicale: Any, service: DavService) -> None:
+        self.radicale = radicale
+        self.service = service
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        length = environ.get("CONTENT_LENGTH") or "0"
+        size = int(length) if length.isdigit() else 0
+        if size > MAX_BODY:
+            return _answer(start_response, 413, "request body too large\n")
+        body = environ["wsgi.input"].read(size) if size else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        ctx = context.RequestContext(method, environ.get("PATH_INFO", ""), body)
+        context.begin(ctx)
+        try:
+            captured: dict[str, Any] = {}
+
+            def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                captured["status"] = status
+                captured["headers"] = headers
+                return lambda data: None
+
+            chunks = list(self.radicale(environ, capture))
+            if ctx.abort is not None:
+                a = ctx.abort
+                log.info("%s %s: %d %s", method, ctx.path, a.status, a.message)
+                headers = {"Retry-After": str(a.retry_after)} if a.retry_after else {}
+                return _answer(start_response, a.status, a.message + "\n", headers)
+            start_response(captured["status"], captured["headers"])
+            return chunks
+        finally:
+            context.end()
+
+
+_REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    412: "Precondition Failed",
+    413: "Content Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def _answer(
+    start_response: Any, status: int, text: str, headers: dict[str, str] | None = None
+) -> list[bytes]:
+    body = text.encode("utf-8")
+    start_response(
+        f"{status} {_REASONS.get(status, 'Error')}",
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            *(headers or {}).items(),
+        ],
+    )
+    return [body]
