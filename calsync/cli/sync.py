@@ -162,6 +162,5 @@ def _through_daemon(
         client.close()
     details = answer.get("details", {})
     return {
-        name: result_from_json(name, answer["pairs"][name], details.get(name, {}))
-        for name in names
+        name: result_from_json(name, answer["pairs"][name], details.get(name, {})) for name in names
     }

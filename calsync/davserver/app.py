@@ -32,7 +32,9 @@ from radicale.auth import BaseAuth
 from radicale.rights import BaseRights
 
 from calsync.davserver import context
+from calsync.davserver.context import DavAbort
 from calsync.davserver.service import DavService
+from calsync.davserver.state import InvalidToken
 from calsync.davserver.storage import Storage
 
 log = logging.getLogger("calsync.davserver")
@@ -56,7 +58,8 @@ class CalsyncAuth(BaseAuth):
 
 
 class CalsyncRights(BaseRights):
-    """R on the root and one's principal; rw on one's configured calendars."""
+    """R on the root and one's principal; rw on one's calendars (the storage has only
+    the configured ones, and refuses to create or delete any)."""
 
     def __init__(self, configuration: Any, service: DavService) -> None:
         super().__init__(configuration)
@@ -72,7 +75,7 @@ class CalsyncRights(BaseRights):
             return ""
         if len(parts) == 1:
             return "R"
-        if len(parts) == 2 and parts[1] in self.service.settings.stores_of(user):
+        if len(parts) == 2:  # what exists is the storage's answer (404 for the unknown)
             return "rw"
         return ""
 
@@ -96,6 +99,7 @@ def radicale_configuration(service: DavService, *, debug: bool = False) -> Any:
             "hook": {"type": "none"},
             "server": {
                 "max_content_length": str(MAX_BODY),
+                "delay_on_error": "0",  # 412 and 404 are normal answers; failed logins wait (auth)
                 "max_resource_size": str(service.settings.max_size),
             },
             "logging": {"mask_passwords": "True", "level": "debug" if debug else "warning"},
@@ -106,10 +110,23 @@ def radicale_configuration(service: DavService, *, debug: bool = False) -> Any:
     return configuration
 
 
+class _Expected(logging.Filter):
+    """Radicale logs the refusals we raise (412, 403, an old sync token) with a
+    traceback; they are answers, not failures: keep the line, drop the trace."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], (DavAbort, InvalidToken)):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def build(service: DavService) -> DavWSGI:
     debug = logging.getLogger("calsync").getEffectiveLevel() <= logging.DEBUG
     radicale_log = logging.getLogger("radicale")
     radicale_log.setLevel(logging.DEBUG if debug else logging.WARNING)
+    if not any(isinstance(f, _Expected) for f in radicale_log.filters):
+        radicale_log.addFilter(_Expected())
     return DavWSGI(Application(radicale_configuration(service, debug=debug)), service)
 
 
@@ -122,13 +139,20 @@ class DavWSGI:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
-        length = environ.get("CONTENT_LENGTH") or "0"
-        size = int(length) if length.isdigit() else 0
-        if size > MAX_BODY:
-            return _answer(start_response, 413, "request body too large\n")
-        body = environ["wsgi.input"].read(size) if size else b""
+        length = environ.get("CONTENT_LENGTH") or ""
+        if length.isdigit():
+            size = int(length)
+            if size > MAX_BODY:
+                return _answer(start_response, 413, "request body too large\n")
+            body = environ["wsgi.input"].read(size) if size else b""
+        else:  # chunked: read to the end, bounded
+            body = environ["wsgi.input"].read(MAX_BODY + 1)
+            if len(body) > MAX_BODY:
+                return _answer(start_response, 413, "request body too large\n")
         environ["wsgi.input"] = io.BytesIO(body)
-        ctx = context.RequestContext(method, environ.get("PATH_INFO", ""), body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        ctx = context.RequestContext(method, path, body)
         context.begin(ctx)
         try:
             captured: dict[str, Any] = {}

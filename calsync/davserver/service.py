@@ -133,7 +133,7 @@ class DavService:
         store = self.open_store(name)
         try:
             listing = store.list()
-        except StoreError as e:
+        except (StoreError, OSError) as e:
             log.warning("calendar %s cannot be listed: %s", name, e)
             raise context.fail(DavAbort(503, f"calendar {name}: {e}", retry_after=30)) from None
         live = set(listing.versions) | set(listing.errors)
@@ -170,7 +170,7 @@ class DavService:
             return
         try:
             got = list(view.store.get_many(list(by_id)))
-        except StoreError as e:
+        except (StoreError, OSError) as e:
             raise context.fail(
                 DavAbort(503, f"calendar {view.name}: {e}", retry_after=30)
             ) from None

@@ -5,7 +5,8 @@ Routes:
 * ``/dav/...``: Radicale's WSGI application (``calsync.davserver.app``) run
   through a2wsgi's WSGI-to-ASGI adapter (each request in a worker thread);
 * ``/.well-known/caldav``: 301 to ``/dav/`` (RFC 6764 discovery: iOS, macOS,
-  DAVx5 and GNOME start there with only the host name).
+  DAVx5 and GNOME start there with only the host name), and a PROPFIND of
+  ``/`` likewise (clients given ``http://host:port/``).
 
 In front of Radicale, ``DavGuard`` refuses what must never reach it:
 
@@ -88,9 +89,19 @@ class DavGuard:
 
 
 class WellKnown:
-    """``/.well-known/caldav`` -> ``/dav/`` (any method: clients PROPFIND it)."""
+    """``/.well-known/caldav`` -> ``/dav/`` (any method: clients PROPFIND it).
+
+    With ``propfind_only`` (the server's root ``/``): clients given only
+    ``http://host:port/`` PROPFIND it; anything else there is not ours.
+    """
+
+    def __init__(self, *, propfind_only: bool = False) -> None:
+        self.propfind_only = propfind_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.propfind_only and scope.get("method") != "PROPFIND":
+            await _plain(send, 404, "not found\n", [])
+            return
         root = scope.get("root_path", "")
         await _plain(send, 301, "see /dav/\n", [(b"location", f"{root}{PREFIX}/".encode())])
 
@@ -104,6 +115,7 @@ class CalDAVFeature:
         self.routes: list[BaseRoute] = [
             Mount(PREFIX, app=DavGuard(WSGIMiddleware(wsgi, workers=WORKERS))),  # type: ignore[arg-type]
             Route("/.well-known/caldav", WellKnown()),
+            Route("/", WellKnown(propfind_only=True)),
         ]
 
     @classmethod
