@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "export": "calsync.cli.exchange:export_store",
     "serve": "calsync.cli.serve:serve",
     "service": "calsync.cli.service:service",
+    "thunderbird": "calsync.cli.thunderbird:thunderbird",
 }
 
 # what plain `calsync` runs: the gateway (on the embedded default without a config)

@@ -89,9 +89,7 @@ def test_plain_http_from_another_machine_is_refused(tmp_path: Path) -> None:
         listen_options(remote)
 
 
-def test_passwords_are_never_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_passwords_are_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     logging.getLogger("calsync").setLevel(logging.DEBUG)  # Radicale logs at debug too, then
     try:
@@ -132,9 +130,7 @@ def test_the_daemon_log_holds_no_password(tmp_path: Path) -> None:
         try:
             wait_for(lambda: "daemon.start" in log.read_text(), 30, "the daemon")
             base = f"http://127.0.0.1:{port}"
-            r = httpx.put(
-                f"{base}/dav/{USER}/hub/a.ics", content=ics("a@x"), auth=(USER, PASSWORD)
-            )
+            r = httpx.put(f"{base}/dav/{USER}/hub/a.ics", content=ics("a@x"), auth=(USER, PASSWORD))
             assert r.status_code == 201
             r = httpx.request("PROPFIND", f"{base}/dav/", auth=(USER, "bad-guess-123"))
             assert r.status_code == 401
