@@ -5,10 +5,13 @@ What it sets up (once; later starts reuse it):
 * a hub calendar, a vdir in the platform data dir (``<data>/hub``), which
   every device and calendar syncs with;
 * a SyncML account for phones: user ``phone`` and a generated password, kept
-  in ``syncml-account.toml`` in the config dir (mode 0600);
+  in ``syncml-account.toml`` in the config dir (mode 0600); the same user and
+  password log in to the CalDAV endpoint (``/dav/``), whose calendar is the hub;
 * Thunderbird: the default profile's own calendar (its first writable local
   calendar, "Home" when it exists), paired with the hub.  Only one: pairing
-  two calendars with one hub would merge them into each other;
+  two calendars with one hub would merge them into each other.  None when
+  the profile was connected to the gateway (``calsync thunderbird connect``):
+  Thunderbird then syncs the hub itself, and a pair would show it twice;
 
 and the configuration text for it is written to ``<data>/embedded-config.toml``
 so the user can see it, copy it to ``config.toml`` and grow it.  Nothing here
@@ -92,6 +95,12 @@ def _thunderbird() -> tuple[dict[str, str] | None, list[str]]:
     except (prof.ProfileNotFound, OSError) as e:
         log.info("no Thunderbird calendar to pair: %s", e)
         return None, []
+    from calsync.davserver.thunderbird import connected
+
+    if connected(profile.path):  # Thunderbird syncs with the hub itself, over CalDAV
+        return None, [
+            f"{c.name} ({profile.path}; this profile syncs with calsync over CalDAV)" for c in cals
+        ]
     usable = [c for c in cals if not c.disabled]
     disabled = [f"{c.name} (disabled in Thunderbird; {profile.path})" for c in cals if c.disabled]
     if not usable:
@@ -145,6 +154,11 @@ def embedded(*, discover_thunderbird: bool = True) -> Embedded:
         "PASSWORD",
         'calendar = "hub"',
         'tasks = "hub"',
+        "",
+        "# the same account for CalDAV (iPhone, DAVx5, `calsync thunderbird connect`)",
+        f"[caldav.users.{user}]",
+        "PASSWORD",
+        'calendars = ["hub"]',
         "",
     ]
     text = "\n".join(lines)
