@@ -98,7 +98,9 @@ def test_plain_calsync_phone_to_thunderbird_hands_off(tmp_path: Path) -> None:
             assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
         hub = tmp_path / "data" / "hub"
         assert hub.is_dir()
-        wait_for(lambda: d.runs("thunderbird") >= 1, 15, "the startup sync")
+        wait_for(
+            lambda: d.runs("thunderbird") >= 1 and d.idle("thunderbird"), 15, "the startup sync"
+        )
         # Thunderbird's events reached the hub
         assert len(list(hub.glob("*.ics"))) == len(everything)
         # the phone adds an appointment and syncs; nothing else is run
