@@ -1,0 +1,108 @@
+"""The endpoint's parts on their own: [caldav] validation, sync-token state, hrefs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from calsync.config import ConfigError, parse
+from calsync.davserver import state as state_mod
+from calsync.davserver.config import load
+from calsync.davserver.service import default_href, derived_href, etag_of
+from calsync.davserver.state import DavState, InvalidToken
+
+BASE = """
+[stores.hub]
+type = "vdir"
+path = "{tmp}/hub"
+"""
+
+
+def problems(tmp: Path, text: str) -> list[str]:
+    _, errors = parse(BASE.format(tmp=tmp) + text, tmp / "config.toml")
+    return [str(e) for e in errors]
+
+
+def test_caldav_section_is_validated_with_file_line_and_key(tmp_path: Path) -> None:
+    assert problems(tmp_path, '[caldav.users.alice]\npassword = "x"\ncalendars = ["hub"]\n') == []
+    errs = problems(tmp_path, '[caldav.users.alice]\ncalendars = ["hub"]\n')
+    assert len(errs) == 1 and "caldav.users.alice.password" in errs[0] and ":5:" in errs[0]
+    errs = problems(tmp_path, '[caldav.users.alice]\npassword = "x"\n')
+    assert "calendars" in errs[0]
+    errs = problems(tmp_path, '[caldav.users."a/b"]\npassword = "x"\ncalendars = ["hub"]\n')
+    assert "user name" in errs[0]
+    errs = problems(tmp_path, '[caldav.users.alice]\npassword = "x"\ncalendars = ["a b"]\n')
+    assert "usable in a URL" in errs[0]
+    errs = problems(
+        tmp_path, '[caldav.users.alice]\npassword = "x"\ncalendars = ["hub"]\nfoo = 1\n'
+    )
+    assert "foo" in errs[0]
+    # a store that does not exist is named when the endpoint loads
+    cfg, errors = parse(
+        BASE.format(tmp=tmp_path) + '[caldav.users.alice]\npassword = "x"\ncalendars = ["nope"]\n'
+    )
+    assert not errors
+    with pytest.raises(ConfigError, match="no store named 'nope'"):
+        load(cfg)
+    cfg, _ = parse(
+        BASE.format(tmp=tmp_path)
+        + '[caldav.users.alice]\npassword_command = ["echo", "from-cmd"]\ncalendars = ["hub"]\n'
+    )
+    assert load(cfg).users["alice"].password == "from-cmd"
+    assert "from-cmd" not in repr(load(cfg).users["alice"])
+
+
+def test_sync_tokens_record_changes_and_refuse_what_they_cannot_answer(tmp_path: Path) -> None:
+    st = DavState(tmp_path / "dav.sqlite")
+    s1 = st.refresh("hub", "vdir:/a", {"a.ics": "1", "b.ics": "1"})
+    assert st.changed_since("hub", s1.token) == []
+    assert st.refresh("hub", "vdir:/a", {"a.ics": "1", "b.ics": "1"}).token == s1.token
+    s2 = st.refresh("hub", "vdir:/a", {"a.ics": "2", "c.ics": "1"})
+    assert s2.seq == s1.seq + 1
+    assert st.changed_since("hub", s1.token) == ["a.ics", "b.ics", "c.ics"]
+    assert st.changed_since("hub", s2.token) == []
+    # an href that cannot be listed right now is not taken for gone
+    s3 = st.refresh("hub", "vdir:/a", {"a.ics": "2"}, keep={"c.ics"})
+    assert s3.token == s2.token
+    # tokens survive a restart (the state is on disk)
+    st.close()
+    st = DavState(tmp_path / "dav.sqlite")
+    assert st.changed_since("hub", s1.token) == ["a.ics", "b.ics", "c.ics"]
+    for bad in ("", "http://radicale.org/ns/sync/abc", s2.token + "x", s2.token[:-1] + "99"):
+        with pytest.raises(InvalidToken):
+            st.changed_since("hub", bad)
+    # the store now points elsewhere: every token of before is refused
+    s4 = st.refresh("hub", "vdir:/b", {"z.ics": "1"})
+    assert s4.epoch != s1.epoch
+    with pytest.raises(InvalidToken):
+        st.changed_since("hub", s2.token)
+    st.close()
+
+
+def test_forgotten_tombstones_invalidate_old_tokens_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state_mod, "MAX_TOMBSTONES", 4)
+    st = DavState(tmp_path / "dav.sqlite")
+    items = {f"{n}.ics": "1" for n in range(10)}
+    old = st.refresh("hub", "id", dict(items)).token
+    tokens = []
+    for n in range(10):  # one deletion per step
+        items.pop(f"{n}.ics")
+        tokens.append(st.refresh("hub", "id", dict(items)).token)
+    with pytest.raises(InvalidToken, match="too old"):
+        st.changed_since("hub", old)
+    assert st.changed_since("hub", tokens[-2]) == ["9.ics"]
+    assert st.changed_since("hub", tokens[-1]) == []
+    st.close()
+
+
+def test_hrefs_are_plain_names_and_stable() -> None:
+    assert default_href("abc@x.ics") == "abc@x.ics"
+    assert default_href("/cal/user/ev%201.ics").startswith("calsync-")  # not a plain name
+    assert default_href("/cal/user/ev1.ics") == "ev1.ics"  # a URL path's last segment
+    assert default_href("a/b c") == derived_href("a/b c") == derived_href("a/b c")
+    assert default_href(".hidden") != ".hidden"
+    assert etag_of("hub", "a", "1") != etag_of("hub", "a", "2") != etag_of("laptop", "a", "2")
+    assert etag_of("hub", "a", "1").startswith('"') and etag_of("hub", "a", "1").endswith('"')
