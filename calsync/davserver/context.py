@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from calsync.stores import Store
 
@@ -40,6 +41,7 @@ class RequestContext:
     body: bytes = b""
     user: str = ""
     stores: list[Store] = field(default_factory=list)
+    views: dict[str, Any] = field(default_factory=dict)  # store -> its View, once per request
     abort: DavAbort | None = None
 
     def close(self) -> None:
@@ -49,6 +51,7 @@ class RequestContext:
             except Exception:  # closing must not hide the answer
                 log.exception("closing store %s failed", store.name)
         self.stores.clear()
+        self.views.clear()
 
 
 _local = threading.local()

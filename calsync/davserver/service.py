@@ -130,6 +130,17 @@ class DavService:
         return store
 
     def view(self, name: str) -> View:
+        """The store's listing, once per request (a PUT asks for it twice)."""
+        ctx = context.current()
+        if ctx is not None and name in ctx.views:
+            found: View = ctx.views[name]
+            return found
+        made = self._view(name)
+        if ctx is not None:
+            ctx.views[name] = made
+        return made
+
+    def _view(self, name: str) -> View:
         store = self.open_store(name)
         try:
             listing = store.list()

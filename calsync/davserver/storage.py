@@ -252,19 +252,24 @@ class Calendar(_Base):
     ) -> Iterable[tuple[radicale_item.Item, bool]]:
         """Time-range and component prefilters from cached facts (no parsing)."""
         tag, start, end, simple = radicale_filter.simplify_prefilters(filters, "VCALENDAR")
-        for item in self.get_all():
+        chosen: list[tuple[LazyItem, bool]] = []
+        for item in self._items(sorted(self.view.ids)):
             if tag is not None and tag != item.component_name:
                 continue
             istart, iend = item.time_range
             if istart >= end or iend <= start:
                 continue
-            yield item, simple and (start <= istart or iend <= end)
+            chosen.append((item, simple and (start <= istart or iend <= end)))
+        if chosen:  # read only the chosen items' text, not the whole calendar's
+            batch = chosen[0][0]._batch
+            batch.pending &= {item.href for item, _ in chosen}
+        return chosen
 
     def has_uid(self, uid: str) -> bool:
         view = self.view
         if view.uids and len(view.uids) >= len(view.versions):
             return uid in view.uids.values()
-        return any(item.uid == uid for item in self.get_all())
+        return any(f[0] == uid for f in self._facts(view, list(view.ids)).values())
 
     # -- collection properties ---------------------------------------------------------------
 
