@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 START_TIMEOUT = 90.0
+PORT_PREF = "marionette.port"
 
 
 class MarionetteError(RuntimeError):
@@ -91,8 +92,11 @@ def thunderbird_binary() -> str:
 def run_script(profile: Path, script: str, args: list[Any], *, timeout: float = 120.0) -> Any:
     """Start Thunderbird headless on ``profile``, run chrome ``script`` (an async function
     body; ``arguments`` holds ``args``), quit; returns the script's value."""
+    from calsync.davserver.thunderbird import drop_pref, has_pref
+
     port_file = profile / "MarionetteActivePort"
     port_file.unlink(missing_ok=True)
+    had_port = has_pref(profile, PORT_PREF)
     env = {
         **os.environ,
         "MOZ_HEADLESS": "1",
@@ -144,6 +148,8 @@ def run_script(profile: Path, script: str, args: list[Any], *, timeout: float = 
             if proc.poll() is None:
                 _stop(proc)
             port_file.unlink(missing_ok=True)
+    if not had_port:  # Thunderbird saved our random port into prefs.js: not the user's
+        drop_pref(profile, PORT_PREF)
     if isinstance(value, dict) and "error" in value:
         raise MarionetteError(f"Thunderbird refused: {value['error']}")
     return value.get("ok") if isinstance(value, dict) else value

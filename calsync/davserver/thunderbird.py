@@ -74,7 +74,14 @@ def _key_of(line: str) -> str | None:
         return m.group(1)
 
 
-def _rewrite(profile: Path, drop: set[str], drop_prefixes: tuple[str, ...], add: list[str]) -> None:
+def _rewrite(
+    profile: Path,
+    drop: set[str],
+    drop_prefixes: tuple[str, ...],
+    add: list[str],
+    *,
+    backup: bool = True,
+) -> None:
     prefs = profile / "prefs.js"
     try:
         text = prefs.read_text(encoding="utf-8")
@@ -86,13 +93,25 @@ def _rewrite(profile: Path, drop: set[str], drop_prefixes: tuple[str, ...], add:
         if (key := _key_of(line)) is None or (key not in drop and not key.startswith(drop_prefixes))
     ]
     new = "\n".join([*lines, *add]) + "\n"
-    if text:
+    if text and backup:
         (profile / BACKUP).write_text(text, encoding="utf-8")
     tmp = profile / f".prefs.js.calsync-{os.getpid()}"
     tmp.write_text(new, encoding="utf-8")
     if prefs.exists():
         os.chmod(tmp, prefs.stat().st_mode & 0o777)
     os.replace(tmp, prefs)
+
+
+def has_pref(profile: Path, key: str) -> bool:
+    from calsync.stores.thunderbird.prefs import read_prefs
+
+    return key in read_prefs(profile / "prefs.js")
+
+
+def drop_pref(profile: Path, key: str) -> None:
+    """Remove one pref Thunderbird wrote on its own (the Marionette port of our run)."""
+    if has_pref(profile, key):
+        _rewrite(profile, {key}, (), [], backup=False)
 
 
 def _sort_order(profile: Path) -> list[str]:
