@@ -330,3 +330,25 @@ def test_store_unreachable_is_503_not_empty(tmp_path: Path) -> None:
 def test_raw_status_of_plain_http_errors(gw: Gateway) -> None:
     r = httpx.request("PROPFIND", gw.url(f"/dav/{USER}/hub/"), timeout=30)
     assert r.status_code == 401
+
+
+def test_a_single_file_store_is_a_calendar_too(gw: Gateway, tmp_path: Path) -> None:
+    """The .ics store (one file, written once per change) behind a collection."""
+    laptop = tmp_path / "laptop.ics"
+    path = f"/dav/{USER}/laptop/ev.ics"
+    assert gw.request("PUT", path, content=ics("file-1@x", "In the file")).status_code == 201
+    assert "In the file" in laptop.read_text()
+    etag = gw.request("GET", path).headers["etag"]
+    r = gw.request("PUT", path, content=ics("file-1@x", "Changed"), headers={"If-Match": etag})
+    assert r.status_code == 204
+    assert "Changed" in laptop.read_text() and "In the file" not in laptop.read_text()
+    mine = [v for v in gw.history("file-1@x") if v.pair == f"caldav/{USER}"]
+    assert mine[0].store == "laptop" and b"In the file" in mine[0].content
+    # the pair carried it to the hub; deleting it in the file's calendar travels too
+    hub = tmp_path / "hub"
+    wait_for(lambda: any("Changed" in f.read_text() for f in hub.iterdir()), 10, "the pair")
+    wait_for(gw.idle, 10, "the daemon to settle")
+    gw.request("PUT", f"/dav/{USER}/laptop/other.ics", content=ics("file-2@x", "Stays"))
+    assert gw.request("DELETE", path).status_code in (200, 204)
+    assert "file-1@x" not in laptop.read_text() and "file-2@x" in laptop.read_text()
+    wait_for(lambda: not (hub / "file-1@x.ics").exists(), 10, "the delete in the hub")
