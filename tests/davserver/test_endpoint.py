@@ -7,6 +7,7 @@ triggered), incremental sync, ctag/etags, multiget and time-range queries.
 from __future__ import annotations
 
 import datetime
+import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -352,3 +353,50 @@ def test_a_single_file_store_is_a_calendar_too(gw: Gateway, tmp_path: Path) -> N
     assert gw.request("DELETE", path).status_code in (200, 204)
     assert "file-1@x" not in laptop.read_text() and "file-2@x" in laptop.read_text()
     wait_for(lambda: not (hub / "file-1@x.ics").exists(), 10, "the delete in the hub")
+
+
+@pytest.mark.peer
+def test_a_remote_caldav_store_is_served_too(tmp_path: Path, shared_dir: Path) -> None:
+    """A calendar on another CalDAV server (Radicale here), behind calsync's endpoint."""
+    from tests.davserver.helpers import config_text
+    from tests.stores.caldav.peers import PASSWORD as UP_PASSWORD
+    from tests.stores.caldav.peers import USER as UP_USER
+    from tests.stores.caldav.peers import peer_root
+    from tests.stores.caldav.peers import start as start_peer
+
+    root = peer_root()
+    upstream = start_peer("radicale", shared_dir / "peers" / "caldav", root)
+    try:
+        url = upstream.mkcalendar()
+        extra = (
+            f'[stores.remote]\ntype = "caldav"\nurl = "{url}"\n'
+            f'username = "{UP_USER}"\npassword = "{UP_PASSWORD}"\n'
+        )
+        text = config_text(tmp_path).replace(
+            'calendars = ["hub", "laptop"]', 'calendars = ["hub", "laptop", "remote"]'
+        )
+        g = start(tmp_path, text + extra)
+        try:
+            path = f"/dav/{USER}/remote/"
+            r = g.request("PUT", path + "mine.ics", content=ics("via-gw@x", "Through calsync"))
+            assert r.status_code == 201, r.text
+            up = httpx.get(url, auth=(UP_USER, UP_PASSWORD))  # the upstream has it
+            assert "Through calsync" in up.text
+            put = httpx.put(
+                url + "direct.ics",
+                content=ics("direct@x", "Put upstream"),
+                auth=(UP_USER, UP_PASSWORD),
+            )
+            assert put.status_code == 201
+            listing = g.request("PROPFIND", path, headers={"Depth": "1"})
+            assert "direct.ics" in listing.text and "mine.ics" in listing.text
+            got = g.request("GET", path + "direct.ics")
+            assert got.status_code == 200 and "Put upstream" in got.text
+            assert g.request("DELETE", path + "mine.ics").status_code in (200, 204)
+            assert "Through calsync" not in httpx.get(url, auth=(UP_USER, UP_PASSWORD)).text
+        finally:
+            g.stop()
+        upstream.rmcalendar(url)
+    finally:
+        upstream.stop()
+        shutil.rmtree(root, ignore_errors=True)
