@@ -141,3 +141,53 @@ def test_the_daemon_log_holds_no_password(tmp_path: Path) -> None:
     assert "CalDAV" in text and "a@x" in text
     assert PASSWORD not in text and "bad-guess-123" not in text
     assert base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode() not in text
+
+
+def test_a_client_over_tls_end_to_end(tmp_path: Path) -> None:
+    """``[server] cert/key``: the real client logs in and syncs over https only."""
+    import caldav
+
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    (pki / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem",
+         "-out", "cert.pem", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        cwd=pki, check=True, capture_output=True,
+    )  # fmt: skip
+    (tmp_path / "hub").mkdir()
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        config_text(tmp_path)
+        + f'\n[server]\nlisten = "127.0.0.1:{port}"\ncert = "{pki}/cert.pem"\n'
+        f'key = "{pki}/key.pem"\n'
+    )
+    config.chmod(0o600)
+    log = tmp_path / "serve.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "calsync", "serve"],
+            env=env_for(tmp_path, config),
+            stdout=err,
+            stderr=err,
+            cwd=tmp_path,
+        )
+        try:
+            wait_for(lambda: "daemon.start" in log.read_text(), 30, "the daemon")
+            url = f"https://127.0.0.1:{port}/dav/"
+            with pytest.raises(httpx.HTTPError):  # plain HTTP is not spoken there
+                httpx.request(
+                    "PROPFIND", url.replace("https", "http"), auth=(USER, PASSWORD), timeout=2
+                )
+            client = caldav.DAVClient(
+                url=url, username=USER, password=PASSWORD, ssl_verify_cert=str(pki / "cert.pem")
+            )
+            cals = client.principal().calendars()
+            hub = next(c for c in cals if str(c.url).endswith("/hub/"))
+            hub.save_event(ics("tls@x", "Over TLS"))
+            assert "Over TLS" in (tmp_path / "hub" / "tls@x.ics").read_text()
+        finally:
+            proc.terminate()
+            proc.wait(30)
