@@ -187,6 +187,7 @@ def test_a_client_over_tls_end_to_end(tmp_path: Path) -> None:
             cals = client.principal().calendars()
             hub = next(c for c in cals if str(c.url).endswith("/hub/"))
             hub.save_event(ics("tls@x", "Over TLS"))
+            client.close()  # a kept-alive connection would hold the server's shutdown
             assert "Over TLS" in (tmp_path / "hub" / "tls@x.ics").read_text()
         finally:
             proc.terminate()
