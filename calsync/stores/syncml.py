@@ -61,6 +61,7 @@ from calsync.syncml.client import MODE_NAMES, ClientConfig, Report, SessionFaile
 from calsync.syncml.client_http import (
     AuthFailed,
     HttpTransport,
+    Transport,
     TransportError,
     redact,
     run_session,
@@ -167,7 +168,7 @@ class SyncMLStore(Store):
         self.dry_run = False
         self._stack = contextlib.ExitStack()
         self._mirror: ServerMirror | None = None
-        self._transport: HttpTransport | None = None
+        self._transport: Transport | None = None
         self._config: ClientConfig | None = None
         self._pulled = False
         self._in_tx = False
@@ -228,7 +229,7 @@ class SyncMLStore(Store):
         self._mirror = ServerMirror(db, self.identity(), where=self.describe())
         return self._mirror
 
-    def _client(self) -> tuple[ClientConfig, HttpTransport]:
+    def _client(self) -> tuple[ClientConfig, Transport]:
         if self._config is None:
             from calsync.config import ConfigError
 
@@ -249,9 +250,13 @@ class SyncMLStore(Store):
                 auth=self.auth,
             )
         if self._transport is None:
-            self._transport = HttpTransport()
+            self._transport = self.new_transport()
             self._stack.callback(self._transport.close)
         return self._config, self._transport
+
+    def new_transport(self) -> Transport:
+        """How messages travel (tests put a server core in-process here)."""
+        return HttpTransport()
 
     def _session(self, mode: int, *, push: bool) -> Report:
         mirror = self._open()

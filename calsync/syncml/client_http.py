@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -56,6 +57,16 @@ def redact(url: str) -> str:
     if parts.port:
         host += f":{parts.port}"
     return parts._replace(netloc=host, query="", fragment="").geturl()
+
+
+class Transport(Protocol):
+    """Carries one message to the server and its answer back."""
+
+    def post(
+        self, url: str, body: bytes, content_type: str, *, first: bool
+    ) -> tuple[bytes, str]: ...
+
+    def close(self) -> None: ...
 
 
 class HttpTransport:
@@ -138,7 +149,7 @@ def utc_anchor() -> str:
 def run_session(
     config: ClientConfig,
     mirror: ServerMirror,
-    transport: HttpTransport,
+    transport: Transport,
     *,
     mode: int,
     push: bool = True,
@@ -181,7 +192,7 @@ def run_session(
                 mirror.save_nonce(session.next_nonce)
 
 
-def _converse(session: ClientSession, transport: HttpTransport) -> None:
+def _converse(session: ClientSession, transport: Transport) -> None:
     base = session.config.url
     body: bytes | None = session.first()
     url = base

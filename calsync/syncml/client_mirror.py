@@ -207,11 +207,14 @@ class ServerMirror:
         return last, result
 
     def _new_luid(self) -> str:
-        found = self.db.execute(
-            "UPDATE datastores SET next_luid = next_luid + 1 WHERE ds = ? RETURNING next_luid",
-            (self.ds,),
-        ).fetchone()
-        return str(found[0] - 1)
+        while True:
+            found = self.db.execute(
+                "UPDATE datastores SET next_luid = next_luid + 1 WHERE ds = ? RETURNING next_luid",
+                (self.ds,),
+            ).fetchone()
+            luid = str(found[0] - 1)
+            if self.row(luid) is None:  # (a server may have named one itself)
+                return luid
 
     # -- rows ------------------------------------------------------------------------------
 
@@ -331,6 +334,9 @@ class MirrorBackend:
         self.mode = mode
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
+            if mode in (SLOW_SYNC, REFRESH_FROM_CLIENT, REFRESH_FROM_SERVER):
+                # the server rebuilds its map of our items: its old ids mean nothing now
+                self.db.execute("UPDATE items SET guid = NULL WHERE ds = ?", (self.m.ds,))
             if mode in (SLOW_SYNC, REFRESH_FROM_CLIENT):
                 self.m._set(needs_slow=1)
             elif mode == REFRESH_FROM_SERVER:
@@ -449,16 +455,20 @@ class MirrorBackend:
         item = content.decode(_crlf(ch.data), ch.content_type, source=source)
         if ch.op == "Add":
             row = None
-            if ch.guid:
-                found = self.m.rows("guid = ?", (ch.guid,))
+            if ch.guid:  # sent again (our Map was lost), unless the server reused the id
+                found = self.m.rows("guid = ? AND uid = ?", (ch.guid, item.uid))
                 row = found[0] if found else None
             if row is None:
                 found = self.m.rows("uid = ?", (item.uid,))
                 row = found[0] if found else None
+            if ch.guid:  # one row per server id
+                self.db.execute(
+                    "UPDATE items SET guid = NULL WHERE ds = ? AND guid = ?", (self.m.ds, ch.guid)
+                )
             if row is None:
                 luid = self.m.insert(item, guid=ch.guid)
                 return Applied(ITEM_ADDED, luid)
-            if ch.guid and row.guid != ch.guid:
+            if ch.guid:
                 self.m._update(row.luid, guid=ch.guid)
             self._server_content(row, item)
             return Applied(ITEM_ADDED, row.luid)
