@@ -26,10 +26,14 @@ holds (``calsync.syncml.client_mirror``) and is *buffered*:
 Which SyncML sync type each session uses follows the engine's mode and this
 store's side of the pair (``begin_sync``): two-way 200 + 200; slow 201 then
 200; refresh from the server 205 (nothing sent); refresh to it 203 (every
-item sent, the server drops the rest); one-way from it 204; one-way to it
-202.  A first sync, lost anchors or Adds left unanswered make any incremental
-request a slow sync (201); a server may force one (508) too: the server's
-items are matched to ours by its id and UID, so nothing is duplicated.
+item sent, the server drops the rest); one-way from it 204 (our changes
+wait in the mirror); one-way to it 200 + 200, the engine holding the
+server's changes back in the mirror (a server answering a one-way sync from
+the client, 202, may count its own changes as delivered for good:
+SyncEvolution's does).  A first sync, lost anchors or Adds left unanswered
+make any incremental request a slow sync (201); a server may force one (508)
+too.  In a slow sync we send nothing and match what the server sends by its
+id and UID, so nothing is duplicated (``calsync.syncml.client_mirror``).
 
 Failures: the server unreachable, refusing the credentials or breaking off
 during ``list`` -> ``StoreUnavailable`` (the pair is skipped, nothing is
@@ -68,7 +72,6 @@ from calsync.syncml.client_http import (
 )
 from calsync.syncml.client_mirror import MAX_ATTEMPTS, Row, ServerMirror, connect
 from calsync.syncml.model import (
-    ONE_WAY_FROM_CLIENT,
     ONE_WAY_FROM_SERVER,
     REFRESH_FROM_CLIENT,
     REFRESH_FROM_SERVER,
@@ -94,7 +97,10 @@ def sessions_for(mode: str, side: str) -> tuple[int | None, int | None]:
         return SLOW_SYNC, TWO_WAY
     if mode.startswith("one-way-"):
         to = mode[-1]
-        return (None, ONE_WAY_FROM_CLIENT) if to == side else (ONE_WAY_FROM_SERVER, None)
+        # towards the server: two-way sessions, the server's changes wait in the mirror
+        # (a server answering a one-way sync from us, 202, may count its own changes
+        # as delivered: SyncEvolution's does, and they would never come)
+        return (TWO_WAY, TWO_WAY) if to == side else (ONE_WAY_FROM_SERVER, None)
     if mode.startswith("refresh-from-"):
         source = mode[-1]
         return (REFRESH_FROM_SERVER, None) if source == side else (None, REFRESH_FROM_CLIENT)

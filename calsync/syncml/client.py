@@ -33,11 +33,11 @@ local side it asks a ``ClientBackend`` (the mirror of what the server has,
 - ``begin(mode)`` once the server's Alert fixed the sync type (a server may
   turn our two-way into a slow sync: status 508 + Alert 201);
 - ``outgoing(mode, push)`` the changes for package 3: pending changes in a
-  two-way or one-way-from-client sync, everything in a slow sync (Add for
-  what the server never confirmed, Replace for the rest, no Deletes: a slow
-  sync cannot carry them; they wait for the next two-way session), every item
-  as Add in a refresh from the client, nothing when the server is the only
-  source (204/205) or ``push`` is off (a dry run);
+  two-way or one-way-from-client sync, every item as Add in a refresh from
+  the client, nothing in a slow sync (the server then sends all it has and
+  the backend matches it by UID; what the server lacks waits for the next
+  two-way session), nothing when the server is the only source (204/205) or
+  ``push`` is off (a dry run);
 - ``sent(changes)`` just before a message carrying them leaves, so Adds are
   known to be in flight if the session dies;
 - ``results(...)`` the server's statuses for our changes, as they arrive;
@@ -668,6 +668,11 @@ class ClientSession:
             if self.in_chunk is not None:
                 log.warning("the server never completed the large object %s", self.in_chunk.key)
                 self.in_chunk = None
+            if not self.maps and all(isinstance(c, Status) for c in msg.commands):
+                # nothing to confirm (a one-way sync from us): the server is done, and
+                # so are we; a package 5 would reach a session that is over
+                self._finish()
+                return None
             self.phase = "mapping"
             if self.maps:
                 assert self.mode is not None

@@ -27,11 +27,15 @@ Rules (why a mirror and not a pass-through):
   (never taken for a deletion), is retried in ``MAX_ATTEMPTS`` sessions, then
   parked until the item changes again.
 - Adds sent without an answer are *in flight*: the next session is a slow
-  sync, in which the server matches our items instead of adding them twice.
-  A slow or refresh session also flags the datastore until it finishes well.
-- A slow sync cannot carry Deletes: they stay pending (the server's copy,
-  when it sends one back, is mapped to the deleted row) and go out in the
-  next two-way session.
+  sync.  So is a first sync, one after lost anchors, one a server forces.
+  A slow or refresh session flags the datastore until it finishes well.
+- In a slow sync we send nothing and the server sends all it holds: its
+  items are matched to our rows by its id, then UID (so an Add of ours that
+  did arrive is not stored twice), and what it did not send, it lacks: those
+  rows go to it as Adds in the next two-way session, and a pending Delete of
+  an item it no longer has is dropped.  (Sending our copies instead lets the
+  server match them by its own rules: SyncEvolution's keeps both an item
+  changed on its side and our older copy of it, a duplicate.)
 - A server change to an item whose local edit has not reached it yet is
   merged three-way (base = what the server last had); a server Delete of such
   an item loses to the edit (it is sent again as an Add).
@@ -337,7 +341,12 @@ class MirrorBackend:
             if mode in (SLOW_SYNC, REFRESH_FROM_CLIENT, REFRESH_FROM_SERVER):
                 # the server rebuilds its map of our items: its old ids mean nothing now
                 self.db.execute("UPDATE items SET guid = NULL WHERE ds = ?", (self.m.ds,))
-            if mode in (SLOW_SYNC, REFRESH_FROM_CLIENT):
+            if mode == SLOW_SYNC:
+                # we send nothing, the server sends all it has; what it does not send,
+                # it lacks (see finish)
+                self.db.execute("UPDATE items SET seen = 0 WHERE ds = ?", (self.m.ds,))
+                self.m._set(needs_slow=1)
+            elif mode == REFRESH_FROM_CLIENT:
                 self.m._set(needs_slow=1)
             elif mode == REFRESH_FROM_SERVER:
                 # the server's content replaces ours: local changes not yet sent are
@@ -351,10 +360,11 @@ class MirrorBackend:
                 self.m._set(needs_slow=1)
 
     def outgoing(self, mode: int, push: bool) -> list[LocalChange]:
-        if not push or mode in (ONE_WAY_FROM_SERVER, REFRESH_FROM_SERVER):
+        """Our changes for package 3 (see the module docstring for slow syncs)."""
+        if not push or mode in (ONE_WAY_FROM_SERVER, REFRESH_FROM_SERVER, SLOW_SYNC):
             return []
         out: list[LocalChange] = []
-        if mode in (SLOW_SYNC, REFRESH_FROM_CLIENT):
+        if mode == REFRESH_FROM_CLIENT:
             rows = self.m.rows("state = 'live'")
         else:
             rows = self.m.rows("pending IS NOT NULL AND attempts < ?", (MAX_ATTEMPTS,))
@@ -366,8 +376,6 @@ class MirrorBackend:
                 continue
             if mode == REFRESH_FROM_CLIENT:
                 op = "Add"
-            elif mode == SLOW_SYNC:
-                op = "Add" if row.base is None and row.guid is None else "Replace"
             else:
                 op = "Add" if row.pending == "add" or row.base is None else "Replace"
             try:
@@ -544,6 +552,18 @@ class MirrorBackend:
                 if mode == REFRESH_FROM_SERVER:
                     # what the server did not send, it does not have
                     self.db.execute("DELETE FROM items WHERE ds = ? AND seen = 0", (self.m.ds,))
+                elif mode == SLOW_SYNC:
+                    # what the server did not send, it lacks: ours go to it as new,
+                    # and a Delete is moot
+                    self.db.execute(
+                        "DELETE FROM items WHERE ds = ? AND seen = 0 AND state = 'gone'",
+                        (self.m.ds,),
+                    )
+                    self.db.execute(
+                        "UPDATE items SET pending = 'add', base = NULL, guid = NULL, inflight = 0, "
+                        "attempts = 0, error = NULL WHERE ds = ? AND seen = 0",
+                        (self.m.ds,),
+                    )
                 values.update(our_anchor=our_next, server_anchor=server_next)
                 values["needs_slow"] = 1 if inflight else 0
             elif inflight:

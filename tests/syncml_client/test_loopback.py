@@ -17,7 +17,6 @@ import pytest
 
 from calsync.sync.runner import run_pair
 from calsync.syncml.model import (
-    ONE_WAY_FROM_CLIENT,
     ONE_WAY_FROM_SERVER,
     REFRESH_FROM_CLIENT,
     REFRESH_FROM_SERVER,
@@ -94,7 +93,7 @@ def test_every_mode_uses_its_sync_type_and_does_what_it_says(
     loopback.alerts.clear()
     r = run_pair(cfg, "p", mode=f"one-way-{them}-to-{me}")  # type: ignore[arg-type]
     assert not r.stopped and not r.errors, r
-    assert loopback.alerts == [ONE_WAY_FROM_CLIENT]
+    assert loopback.alerts == [TWO_WAY, TWO_WAY]  # the server's change waits in the mirror
     assert items_in(loopback.store) == {"s1": "S1 v2", "l1": "L1 v2"}
     assert items_in(local) == {"s1": "S1", "l1": "L1 v2"}
 
@@ -155,9 +154,7 @@ def test_dry_run_fetches_but_sends_nothing(tmp_path: Path, loopback: Loopback) -
     assert items_in(loopback.store) == items_in(local) == {"s1": "S1 v2", "l1": "L1"}
 
 
-def test_md5_first_contact_gets_a_nonce_and_basic_works(
-    tmp_path: Path, loopback: Loopback
-) -> None:
+def test_md5_first_contact_gets_a_nonce_and_basic_works(tmp_path: Path, loopback: Loopback) -> None:
     cfg = cfg_for(tmp_path)
     put(loopback.store, "s1.ics", "s1", "S1")
     assert not run_pair(cfg, "p").errors  # type: ignore[arg-type]
