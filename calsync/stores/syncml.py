@@ -45,9 +45,11 @@ where it was, so the next sync converges.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from calsync.items import Item, ItemError
 from calsync.stores import (
@@ -245,6 +247,7 @@ class SyncMLStore(Store):
                 raise self.error(StoreUnavailable, e.message) from None
             if password is None:
                 raise self.error(StoreUnavailable, "no password (set password or password_command)")
+            _warn_plain_http(self.url, self.auth, self.describe())
             self._config = ClientConfig(
                 url=self.url,
                 username=self.username,
@@ -431,6 +434,23 @@ class SyncMLStore(Store):
             "reason": reason,
             "calendars": [{"items": [{"op": r[0], "uid": r[1]} for r in rows]}],
         }
+
+
+def _warn_plain_http(url: str, auth: str, where: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or _loopback(parts.hostname or ""):
+        return
+    what = "the calendar and the password" if auth == "basic" else "the calendar"
+    log.warning("%s: plain http: %s travel unencrypted (use https)", where, what)
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _summary(report: Report) -> str:

@@ -248,3 +248,74 @@ def test_large_objects_go_in_chunks(tmp_path: Path, make_loopback) -> None:  # t
 
     assert big in unfold(file_of(loopback.store, "big").read_bytes())
     assert items_in(loopback.store) == {"big": "Big"}
+
+
+def test_the_servers_large_objects_and_split_packages_reach_us(
+    tmp_path: Path, loopback: Loopback, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """We announce a small MaxMsgSize: the server splits its package 4 and sends a
+    big item in chunks; we put them together."""
+    import functools
+
+    import calsync.stores.syncml as store_module
+    from calsync.syncml.client import ClientConfig
+
+    small = functools.partial(ClientConfig, max_msg_size=6000)
+    monkeypatch.setattr(store_module, "ClientConfig", small)
+    cfg = cfg_for(tmp_path)
+    big = "Ω" + "a long description " * 1500  # ~28 kB
+    put(loopback.store, "big.ics", "big", "Big", extra=f"DESCRIPTION:{big}")
+    for n in range(40):
+        put(loopback.store, f"s{n}.ics", f"s{n}", f"S{n}")
+    before = loopback.requests
+    r = run_pair(cfg, "p")  # type: ignore[arg-type]
+    assert not r.stopped and not r.errors, r
+    assert loopback.requests - before > 8
+    from tests.syncml_client.harness import file_of, unfold
+
+    assert big in unfold(file_of(tmp_path / "local", "big").read_bytes())
+    assert items_in(tmp_path / "local") == items_in(loopback.store)
+    assert r.changes == 41
+
+
+def test_status_shows_what_waits_for_the_server(tmp_path: Path, loopback: Loopback) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from calsync.cli import cli
+
+    cfg = cfg_for(tmp_path)
+    local = tmp_path / "local"
+    put(loopback.store, "s1.ics", "s1", "S1")
+    assert not run_pair(cfg, "p").errors  # type: ignore[arg-type]
+    put(local, "l1.ics", "l1", "L1")
+    loopback.faults[loopback.requests + 4] = "before"  # the session of our change breaks
+    r = run_pair(cfg, "p")  # type: ignore[arg-type]
+    assert [e.uid for e in r.errors] == ["l1"]
+    assert "kept and sent with the next sync" in r.errors[0].message
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[general]
+state_dir = "{tmp_path / "state"}"
+[stores.local]
+type = "vdir"
+path = "{local}"
+[stores.server]
+{client_section(LOOP_URL)}
+[pairs.p]
+a = "local"
+b = "server"
+"""
+    )
+    config.chmod(0o600)
+    out = CliRunner().invoke(cli, ["status", "--json", "--config", str(config)])
+    queued = json.loads(out.stdout)["pairs"]["p"]["queued"]["server"]
+    assert queued["count"] == 1
+    assert queued["calendars"][0]["items"] == [{"op": "add", "uid": "l1"}]
+    assert items_in(loopback.store) == {"s1": "S1"}
+    r = run_pair(cfg, "p")  # type: ignore[arg-type]
+    assert not r.errors and items_in(loopback.store) == {"s1": "S1", "l1": "L1"}
+    out = CliRunner().invoke(cli, ["status", "--json", "--config", str(config)])
+    assert json.loads(out.stdout)["pairs"]["p"]["queued"] == {}
