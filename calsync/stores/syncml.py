@@ -220,6 +220,10 @@ class SyncMLStore(Store):
     def begin_sync(self, *, mode: str, side: str, dry_run: bool) -> None:
         self.pull, self.push = sessions_for(mode, side)
         self.dry_run = dry_run
+        if dry_run and self.pull is not None:
+            # a dry run only fetches: a refresh or slow session would reshape the
+            # mirror (drop queued changes, re-queue what the server lacks)
+            self.pull = TWO_WAY
 
     def _open(self) -> ServerMirror:
         if self._mirror is not None:

@@ -150,6 +150,11 @@ def test_dry_run_fetches_but_sends_nothing(tmp_path: Path, loopback: Loopback) -
     assert (r.added_b, r.updated_a) == (1, 1)
     assert items_in(loopback.store) == {"s1": "S1 v2"}
     assert items_in(local) == {"s1": "S1", "l1": "L1"}
+    loopback.alerts.clear()
+    r = run_pair(cfg, "p", mode="refresh-from-b", dry_run=True)  # type: ignore[arg-type]
+    assert r.deleted_a == 1  # l1 would go: the server lacks it
+    assert loopback.alerts == [TWO_WAY]  # a dry run only fetches
+    assert items_in(local) == {"s1": "S1", "l1": "L1"}
     r = run_pair(cfg, "p")  # type: ignore[arg-type]
     assert items_in(loopback.store) == items_in(local) == {"s1": "S1 v2", "l1": "L1"}
 
