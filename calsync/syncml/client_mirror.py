@@ -39,6 +39,9 @@ Rules (why a mirror and not a pass-through):
 - A server change to an item whose local edit has not reached it yet is
   merged three-way (base = what the server last had); a server Delete of such
   an item loses to the edit (it is sent again as an Add).
+- With ``format = "vcal10"`` the server's copy of an item we hold is
+  reconciled with it (``content.reconcile``): what vCalendar cannot carry is
+  not taken for the server's deletion of it.
 """
 
 from __future__ import annotations
@@ -330,6 +333,7 @@ class MirrorBackend:
         self.db = mirror.db
         self.content_type = content_type
         self.mode: int | None = None
+        self._vcal = False  # the server change being applied came as vCalendar
 
     # -- a session begins ---------------------------------------------------------------------
 
@@ -460,7 +464,9 @@ class MirrorBackend:
             return Applied(self._server_delete(row))
         assert ch.data is not None
         source = f"{self.m.where}, item {ch.guid or ch.luid}"
-        item = content.decode(_crlf(ch.data), ch.content_type, source=source)
+        data = _crlf(ch.data)
+        item = content.decode(data, ch.content_type, source=source)
+        self._vcal = content.is_vcal(data, ch.content_type)
         if ch.op == "Add":
             row = None
             if ch.guid:  # sent again (our Map was lost), unless the server reused the id
@@ -493,6 +499,11 @@ class MirrorBackend:
         """The server holds ``item`` for ``row`` now."""
         if item.uid != row.uid:
             item = item.with_uid(row.uid)  # the row's UID is the item's identity here
+        if self._vcal:
+            # a vCalendar copy lacks what vCalendar cannot carry: take that from what
+            # the server had (or we hold), unless the server changed it
+            written = Item(row.base, row.uid, row.kind) if row.base is not None else row.item
+            item = content.reconcile(written, item)
         values: dict[str, Any] = {"seen": 1, "inflight": 0, "base": item.raw}
         mine = row.item
         base = Item(row.base, row.uid, row.kind) if row.base is not None else None

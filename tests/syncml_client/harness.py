@@ -44,7 +44,8 @@ def items_in(folder: Path) -> dict[str, str]:
         summary = re.search(r"(?m)^SUMMARY[^:\n]*:(.*?)\r?$", text)
         key = uid.group(1) if uid else f"<no uid: {p.name}>"
         assert key not in out, f"duplicate UID {key} in {folder}"
-        out[key] = summary.group(1) if summary else ""
+        text = summary.group(1) if summary else ""
+        out[key] = re.sub(r"\\([,;\\])", r"\1", text)  # escaped or not: the same text
     return out
 
 

@@ -324,3 +324,21 @@ b = "server"
     assert not r.errors and items_in(loopback.store) == {"s1": "S1", "l1": "L1"}
     out = CliRunner().invoke(cli, ["status", "--json", "--config", str(config)])
     assert json.loads(out.stdout)["pairs"]["p"]["queued"] == {}
+
+
+def test_vcalendar_on_the_wire_loses_nothing_it_cannot_carry(
+    tmp_path: Path, loopback: Loopback
+) -> None:
+    """vCalendar has no COMMENT: the server's copy lacks it, and its edit of the
+    SUMMARY must not take the COMMENT away from us."""
+    cfg = cfg_for(tmp_path, fmt="vcal10", encoding="xml")
+    local = tmp_path / "local"
+    put(local, "l1.ics", "l1", "L1", extra="COMMENT:only iCalendar says this")
+    assert not run_pair(cfg, "p").errors  # type: ignore[arg-type]
+    edit(loopback.store, "l1", "L1 edited on the server")
+    r = run_pair(cfg, "p")  # type: ignore[arg-type]
+    assert not r.errors and r.updated_a == 1
+    assert items_in(local) == {"l1": "L1 edited on the server"}
+    from tests.syncml_client.harness import file_of, unfold
+
+    assert "COMMENT:only iCalendar says this" in unfold(file_of(local, "l1").read_bytes())
