@@ -92,7 +92,6 @@ from urllib.parse import urljoin
 from calsync.syncml import auth, codec
 from calsync.syncml import devinf as di
 from calsync.syncml.model import (
-    AUTH_ACCEPTED,
     CHUNK_ACCEPTED,
     COMMAND_NOT_ALLOWED,
     INCOMPLETE_COMMAND,
@@ -347,7 +346,6 @@ class ClientSession:
         self.in_chunk: _InChunk | None = None
         self.maps: list[MapItem] = []
         self.awaiting: dict[tuple[int, int], tuple[LocalChange, bool]] = {}
-        self.authenticated = False
         self._sent_final = False
 
     # -- public -------------------------------------------------------------------------
@@ -461,8 +459,6 @@ class ClientSession:
                 raise SessionFailed(
                     f"the server refused the session (status {st.code})", status=st.code
                 )
-            if st.code == AUTH_ACCEPTED or self.phase == "init":
-                self.authenticated = True
             return
         sent = self.awaiting.pop((st.msg_ref, st.cmd_ref), None)
         if sent is not None:
