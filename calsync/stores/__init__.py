@@ -38,6 +38,7 @@ STORE_TYPES: dict[str, str] = {
     "thunderbird": "calsync.stores.thunderbird.store:ThunderbirdStore",
     "caldav": "calsync.stores.caldav.store:CalDAVStore",
     "vcs": "calsync.stores.vcs:VcsStore",
+    "syncml": "calsync.stores.syncml:SyncMLStore",
 }
 
 
@@ -76,6 +77,18 @@ class StoreUnavailable(StoreError):
 
     The engine skips the pair for this run; nothing is treated as deleted.
     """
+
+
+class FlushFailed(StoreError):
+    """``flush`` wrote only part of the buffered writes: those of ``uids`` failed.
+
+    The engine then keeps its status as it was for just these items (a plain
+    StoreError from ``flush`` means all of them).
+    """
+
+    def __init__(self, message: str, *, store: str | None = None, uids: set[str]) -> None:
+        self.uids = set(uids)
+        super().__init__(message, store=store)
 
 
 @dataclass
@@ -177,6 +190,15 @@ class Store(ABC):
     def delete(self, id: str, version: str) -> None:
         """Delete the item if it is still at ``version``."""
 
+    def begin_sync(self, *, mode: str, side: str, dry_run: bool) -> None:
+        """The engine is about to sync this store as side ``side`` ("a"/"b") in ``mode``.
+
+        Called before ``list``.  Most stores ignore it; a store that exchanges
+        changes rather than state (a SyncML server) picks its protocol's sync
+        type from it.
+        """
+        return None
+
     def flush(self) -> None:
         """Make buffered writes durable.  May raise StoreError for all of them."""
         return None
@@ -208,6 +230,7 @@ def store_class(type_name: str) -> type[Store]:
 
 __all__ = [
     "STORE_TYPES",
+    "FlushFailed",
     "ItemRejected",
     "Listing",
     "NotFound",

@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from calsync.items import Item, ItemError
-from calsync.stores import Listing, NotFound, PreconditionFailed, Store, StoreError
+from calsync.stores import (
+    FlushFailed,
+    Listing,
+    NotFound,
+    PreconditionFailed,
+    Store,
+    StoreError,
+)
 from calsync.sync import history as hist
 from calsync.sync.history import History
 from calsync.sync.plan import (
@@ -217,6 +224,8 @@ class Engine:
 
     def _run(self) -> None:
         self._check_identity()
+        for side in ("a", "b"):
+            self.stores[side].begin_sync(mode=self.mode, side=side, dry_run=self.dry_run)
         if self.mode in ("slow", "refresh-from-a", "refresh-from-b") and not self.dry_run:
             # compare everything afresh: items are matched by UID and content,
             # and nothing is taken for deleted because the status remembered it
@@ -605,6 +614,8 @@ class Engine:
                 store.flush()
             except StoreError as e:
                 lost = {uid for uid, sides in self._written.items() if side in sides}
+                if isinstance(e, FlushFailed):
+                    lost &= e.uids
                 self.status.discard(lost)
                 for uid in sorted(lost):
                     for counter, s in self._counted.get(uid, []):
