@@ -109,6 +109,9 @@ def _uvicorn_config(app: Starlette, opts: Listen) -> uvicorn.Config:
         lifespan="on",
         ssl_certfile=str(opts.tls_cert) if opts.tls_cert else None,
         ssl_keyfile=str(opts.tls_key) if opts.tls_key else None,
+        # idle keep-alive connections (a phone, a CalDAV client over TLS) must not hold
+        # up a shutdown: after this, the remaining connections are closed
+        timeout_graceful_shutdown=3,
         timeout_keep_alive=30,
     )
 
