@@ -80,7 +80,31 @@ def calsync_exe() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "calsync"]
 
 
+def io_pressure() -> float:
+    """The share of time tasks waited for I/O over the last 10 s (Linux PSI), or 0."""
+    try:
+        line = Path("/proc/pressure/io").read_text().splitlines()[0]
+        return float(line.split("avg10=")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def settle(limit: float = 2.0, max_wait: float = 30.0) -> None:
+    """Let the file system finish the previous step's writes and deletions.
+
+    Resetting a run deletes and copies tens of thousands of files; on a disk
+    mounted with online discard that work goes on for seconds and would be
+    billed to whichever tool runs next.  Flush, then wait until I/O is quiet.
+    """
+    os.sync()
+    deadline = time.monotonic() + max_wait
+    while io_pressure() > limit and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def timed(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    settle()
+    pressure_before = io_pressure()
     tfile = str(log) + ".time"
     t0 = time.perf_counter()
     with open(log, "w") as out:
@@ -99,6 +123,7 @@ def timed(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[
 
     return {
         "rc": rc,
+        "io_pressure_before": pressure_before,
         "wall_s": round(wall, 4),
         "cpu_s": round(grab("User time (seconds)") + grab("System time (seconds)"), 3),
         "rss_mib": round(grab("Maximum resident set size (kbytes)") / 1024, 1),
@@ -430,6 +455,7 @@ def main() -> None:
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "load_avg_at_start": os.getloadavg(),
+        "io_pressure_at_start": io_pressure(),
     }
     rows: list[dict[str, Any]] = []
     for n in args.sizes:
