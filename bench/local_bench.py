@@ -213,14 +213,20 @@ class Single:
 class Setup:
     def __init__(self, tool: str, root: Path, pairing: str, exe: list[str]) -> None:
         self.tool = tool
+        self.base = root
         self.root = root
         self.pairing = pairing
         self.exe = exe
         self.a: Vdir | Single = Single(root / "a.ics") if pairing == "iv" else Vdir(root / "a")
         self.b = Vdir(root / "b")
 
-    def reset(self, template: Path) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+    def reset(self, template: Path, rep: int) -> None:
+        """A fresh copy of the data in a new directory (nothing is deleted here:
+        ext4 makes creating files slow for a long while after a mass deletion,
+        which would bill one tool for the previous run's clean-up)."""
+        self.root = self.base / f"rep{rep}"
+        self.a = Single(self.root / "a.ics") if self.pairing == "iv" else Vdir(self.root / "a")
+        self.b = Vdir(self.root / "b")
         self.root.mkdir(parents=True)
         if self.pairing == "iv":
             shutil.copy(template / "a.ics", self.root / "a.ics")
@@ -280,6 +286,26 @@ def calsync_counts(run: dict[str, Any]) -> dict[str, Any]:
 # -- driver ---------------------------------------------------------------------------
 
 
+def runs_dir(work: Path) -> Path:
+    """A fresh directory for this benchmark's runs; the benchmark deletes nothing.
+
+    What is timed includes creating N files in a new directory, and the file
+    system's state must not decide it: ext4 skips inodes freed in the last
+    minutes when it allocates new ones, so files written after a mass deletion
+    (a previous run's clean-up) cost seconds of system time, for either tool.
+    So runs accumulate under ``<workdir>/runs`` (remove it yourself, a few
+    minutes before benchmarking again), which is marked as a "top directory"
+    (``chattr +T``, where supported) so that ext4 spreads runs over block groups.
+    """
+    parent = work / "runs"
+    if not parent.exists():
+        parent.mkdir()
+        subprocess.run(["chattr", "+T", str(parent)], capture_output=True, check=False)
+    runs = parent / time.strftime("%Y%m%d-%H%M%S")
+    runs.mkdir()
+    return runs
+
+
 def make_template(work: Path, n: int, pairing: str) -> tuple[Path, list[str]]:
     tpl = work / f"template-{pairing}-{n}"
     items = list(gen_calendar.generate(n, seed=42))
@@ -303,10 +329,10 @@ def make_template(work: Path, n: int, pairing: str) -> tuple[Path, list[str]]:
 
 
 def run_pairing(
-    work: Path, n: int, pairing: str, reps: int, tools: dict[str, list[str]]
+    work: Path, runs: Path, n: int, pairing: str, reps: int, tools: dict[str, list[str]]
 ) -> list[dict[str, Any]]:
     template, uids = make_template(work, n, pairing)
-    setups = {t: Setup(t, work / f"{pairing}-{n}" / t, pairing, exe) for t, exe in tools.items()}
+    setups = {t: Setup(t, runs / f"{pairing}-{n}" / t, pairing, exe) for t, exe in tools.items()}
     rows: list[dict[str, Any]] = []
 
     def record(scenario: str, tool: str, run: dict[str, Any], ok: bool, **extra: Any) -> None:
@@ -323,7 +349,7 @@ def run_pairing(
     for rep in range(reps):
         for tool in order if rep % 2 == 0 else order[::-1]:
             s = setups[tool]
-            s.reset(template)
+            s.reset(template, rep)
             run = s.sync(f"initial{rep}")
             ok = s.b.count() == n
             if tool == "calsync":
@@ -447,6 +473,7 @@ def main() -> None:
     ap.add_argument("--no-vdirsyncer", action="store_true", help="calsync only")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    runs = runs_dir(args.workdir)
     tools = {"calsync": calsync_exe()}
     if not args.no_vdirsyncer:
         tools["vdirsyncer"] = [str(ensure_vdirsyncer(args.workdir))]
@@ -461,7 +488,7 @@ def main() -> None:
     for n in args.sizes:
         for pairing in args.pairings:
             print(f"== {pairing} n={n}", flush=True)
-            rows += run_pairing(args.workdir, n, pairing, args.reps, tools)
+            rows += run_pairing(args.workdir, runs, n, pairing, args.reps, tools)
     scaling: dict[str, Any] = {}
     if args.scale:
         for pairing in args.pairings:

@@ -71,6 +71,7 @@ class VdirStore(Store):
         self._written: list[Path] = []
         self._dir = str(path)  # plain strings on the hot path: no Path objects per item
         self._dir_ok = False
+        self._listed: dict[str, str] = {}  # the last listing, for get()
 
     @classmethod
     def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
@@ -108,7 +109,8 @@ class VdirStore(Store):
                     versions[name] = _version(entry.stat())
                 except FileNotFoundError:
                     continue
-        return Listing(versions)
+        self._listed = versions
+        return Listing(dict(versions))
 
     def _file(self, id: str) -> str:
         if "/" in id or "\\" in id or id.startswith(".") or not id:
@@ -118,12 +120,23 @@ class VdirStore(Store):
     def get(self, id: str) -> tuple[Item, str]:
         path = self._file(id)
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-                version = _version(os.fstat(f.fileno()))
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         except FileNotFoundError:
             raise self.error(NotFound, "no such file", id) from None
-        return Item.from_bytes(data, source=path), version
+        try:
+            listed = self._listed.get(id)
+            if listed is None:  # not from this listing: the version of what we read
+                listed = _version(os.fstat(fd))
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+                if len(chunk) < 1 << 20:
+                    break  # a short read of a regular file is its end
+        finally:
+            os.close(fd)
+        # The version is the listed one: if the file changed since, the next sync
+        # sees a new version, reads it again and compares content (nothing missed).
+        return Item.from_bytes(b"".join(chunks), source=path), listed
 
     def _current(self, id: str) -> str:
         try:
@@ -135,7 +148,9 @@ class VdirStore(Store):
         st = write_atomic(path, item.raw, fsync=self.fsync == "always", exclusive=exclusive)
         if self.fsync == "batch":
             self._written.append(Path(path))
-        return _version(st)
+        version = _version(st)
+        self._listed[os.path.basename(path)] = version
+        return version
 
     def add(self, item: Item) -> tuple[str, str]:
         self._ensure_dir()
@@ -166,6 +181,8 @@ class VdirStore(Store):
             os.unlink(self._file(id))
         except FileNotFoundError:
             raise self.error(NotFound, "no such file", id) from None
+        finally:
+            self._listed.pop(id, None)
         if self.fsync != "never":
             self._written.append(self.path)
 
