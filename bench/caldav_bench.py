@@ -36,6 +36,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -225,18 +226,35 @@ def vdirsyncer_run(run: Path, url: str, exe: Path) -> list[str]:
     return [str(exe), "-c", str(cfg), "sync"]
 
 
-def timed(cmd: list[str], proxy: Proxy) -> dict[str, Any]:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(cmd: list[str], proxy: Proxy, server_pid: int) -> dict[str, Any]:
+    """Run one sync: wall time, the tool's CPU time and peak RSS (wait4), the server's
+    CPU time, and the requests the proxy saw."""
     proxy.stats.reset()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
-    wall = time.perf_counter() - started
+    server_before = process_cpu(server_pid)
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=env, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        tail = out.read().decode(errors="replace")[-400:] if proc.returncode else ""
     return {
         "wall": round(wall, 3),
+        "cpu": round(usage.ru_utime + usage.ru_stime, 3),
+        "server_cpu": round(process_cpu(server_pid) - server_before, 3),
+        "rss_mib": round(usage.ru_maxrss / 1024, 1),
         "requests": proxy.stats.count(),
         "by_method": dict(proxy.stats.by_method()),
         "exit": proc.returncode,
-        "tail": (proc.stdout + proc.stderr)[-400:] if proc.returncode else "",
+        "tail": tail,
     }
 
 
@@ -255,7 +273,8 @@ def bench_size(
         proxy = Proxy(f"http://127.0.0.1:{rad.port}").start()
         run = work / f"runs-{n}" / "vdirsyncer-default-limit"
         shutil.rmtree(run, ignore_errors=True)
-        got = timed(vdirsyncer_run(run, f"{proxy.url}/test/calendar/", exe), proxy)
+        assert rad.proc is not None
+        got = timed(vdirsyncer_run(run, f"{proxy.url}/test/calendar/", exe), proxy, rad.proc.pid)
         notes[f"vdirsyncer_default_limit_{n}"] = {
             **got,
             "downloaded": local_count(run),
@@ -276,13 +295,16 @@ def bench_size(
                 shutil.rmtree(run, ignore_errors=True)
                 cmd = calsync_run(run, url) if tool == "calsync" else vdirsyncer_run(run, url, exe)
                 for scenario in ("initial", "nochange"):
-                    got = timed(cmd, proxy)
+                    assert rad.proc is not None
+                    got = timed(cmd, proxy, rad.proc.pid)
                     got.update(size=n, tool=tool, scenario=scenario, rep=rep)
                     got["items"] = local_count(run)
                     results.append(got)
                     log(
-                        f"{n:>6} {scenario:<9} {tool:<10} {got['wall']:7.2f} s "
-                        f"{got['requests']:>5} requests  exit {got['exit']} items {got['items']}"
+                        f"{n:>6} {scenario:<9} {tool:<10} {got['wall']:7.2f} s  cpu "
+                        f"{got['cpu']:5.2f} s  server {got['server_cpu']:5.2f} s  "
+                        f"{got['rss_mib']:6.1f} MiB {got['requests']:>5} requests  "
+                        f"exit {got['exit']} items {got['items']}  load {os.getloadavg()[0]:.2f}"
                     )
                     if got["exit"] != 0 or got["items"] != n:
                         raise SystemExit(f"{tool} failed: {got['tail']}")
@@ -292,25 +314,37 @@ def bench_size(
 
 
 def table(results: list[dict[str, Any]]) -> str:
+    """Medians per size, scenario and tool; the ratio is on wall time, and on CPU time
+    (tool + server), which a busy machine disturbs less."""
     rows = [
-        "| events | scenario | tool | wall (median) | wall (min) | HTTP requests "
-        "| vdirsyncer / calsync |",
-        "|---:|---|---|---:|---:|---:|---:|",
+        "| events | scenario | tool | wall (median) | wall (min) | CPU tool + server "
+        "| peak RSS | HTTP requests | vdirsyncer / calsync (wall, CPU) |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     keys = sorted({(r["size"], r["scenario"]) for r in results}, key=lambda k: (k[0], k[1]))
     for size, scenario in keys:
-        medians = {}
+        walls: dict[str, float] = {}
+        cpus: dict[str, float] = {}
         for tool in TOOLS:
             runs = [r for r in results if (r["size"], r["scenario"], r["tool"]) == (size, scenario, tool)]  # fmt: skip  # noqa: E501
-            walls = [r["wall"] for r in runs]
-            medians[tool] = statistics.median(walls)
+            if not runs:
+                continue
+            walls[tool] = statistics.median(r["wall"] for r in runs)
+            cpus[tool] = statistics.median(r.get("cpu", 0) + r.get("server_cpu", 0) for r in runs)
+            tool_cpu = statistics.median(r.get("cpu", 0) for r in runs)
+            server_cpu = statistics.median(r.get("server_cpu", 0) for r in runs)
+            rss = max(r.get("rss_mib", 0) for r in runs)
             reqs = sorted({r["requests"] for r in runs})
             ratio = ""
-            if tool == "vdirsyncer":
-                ratio = f"{medians['vdirsyncer'] / medians['calsync']:.2f}x"
+            if tool == "vdirsyncer" and "calsync" in walls:
+                ratio = (
+                    f"{walls['vdirsyncer'] / walls['calsync']:.2f}x, "
+                    f"{cpus['vdirsyncer'] / max(cpus['calsync'], 1e-9):.2f}x"
+                )
             rows.append(
-                f"| {size} | {scenario} | {tool} | {medians[tool]:.2f} s | {min(walls):.2f} s | "
-                f"{'/'.join(map(str, reqs))} | {ratio} |"
+                f"| {size} | {scenario} | {tool} | {walls[tool]:.2f} s "
+                f"| {min(r['wall'] for r in runs):.2f} s | {tool_cpu:.2f} + {server_cpu:.2f} s "
+                f"| {rss:.0f} MiB | {'/'.join(map(str, reqs))} | {ratio} |"
             )
     return "\n".join(rows)
 
