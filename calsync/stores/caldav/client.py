@@ -25,8 +25,10 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -38,6 +40,8 @@ log = logging.getLogger("calsync.caldav")
 MAX_BODY = 256 * 1024 * 1024  # bytes of a response body, after decompression
 READ_METHODS = frozenset({"PROPFIND", "REPORT", "GET", "OPTIONS"})
 USER_AGENT = "calsync/0.1"
+
+T = TypeVar("T")
 
 
 class DavError(Exception):
@@ -198,25 +202,41 @@ class DavClient:
         headers: dict[str, str] | None,
         follow: bool,
     ) -> Response:
+        with self._send(method, url, body, headers, follow) as (r, chunks):
+            return Response(r.status_code, r.headers, b"".join(chunks), str(r.url))
+
+    @contextmanager
+    def _send(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str] | None,
+        follow: bool = False,
+    ) -> Generator[tuple[httpx.Response, Iterator[bytes]], None, None]:
+        """One request; yields the response and its body as capped chunks.  Network
+        and TLS errors (also while the body is read) become DavNetworkError."""
         hdrs = dict(headers or {})
         if body is not None and "Content-Type" not in hdrs:
             hdrs["Content-Type"] = "application/xml; charset=utf-8"
         where = f"{method} {redact(url)}"
+
+        def capped(r: httpx.Response) -> Iterator[bytes]:
+            size = 0
+            for chunk in r.iter_bytes():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise DavError(f"{where}: response larger than {MAX_BODY >> 20} MiB")
+                yield chunk
+
         try:
             with self._http.stream(
                 method, url, content=body, headers=hdrs, follow_redirects=follow
             ) as r:
                 with self._count_lock:  # get_many sends from worker threads
                     self.requests += 1 + len(r.history)  # redirects and auth challenges
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in r.iter_bytes():
-                    size += len(chunk)
-                    if size > MAX_BODY:
-                        raise DavError(f"{where}: response larger than {MAX_BODY >> 20} MiB")
-                    chunks.append(chunk)
                 log.debug("%s -> %s", where, r.status_code)
-                return Response(r.status_code, r.headers, b"".join(chunks), str(r.url))
+                yield r, capped(r)
         except httpx.TimeoutException:
             raise DavNetworkError(f"{where}: timed out") from None
         except httpx.HTTPError as e:
@@ -225,6 +245,25 @@ class DavClient:
             raise DavNetworkError(f"{where}: TLS error: {e.reason or e}") from None
         except OSError as e:
             raise DavNetworkError(f"{where}: {e.strerror or e}") from None
+
+    def stream_report(
+        self, url: str, body: bytes, depth: str, consume: Callable[[Iterator[bytes]], T]
+    ) -> tuple[Response, T | None]:
+        """A REPORT whose 207 body is handed to ``consume`` chunk by chunk, as it
+        arrives, instead of being kept (a calendar's every item can be large).
+
+        Returns the response (without its body when it was streamed) and what
+        ``consume`` returned; for any other status, the (capped) body and None.
+        Never retried: the caller decides what a failure means.
+        """
+        headers = {"Depth": depth}
+        with self._send("REPORT", url, body, headers) as (r, chunks):
+            if r.status_code != 207:
+                return Response(r.status_code, r.headers, b"".join(chunks), str(r.url)), None
+            got = consume(chunks)
+            for _ in chunks:  # whatever follows the document must still be read
+                pass
+            return Response(r.status_code, r.headers, b"", str(r.url)), got
 
     # -- the few requests CalDAV needs -------------------------------------------------
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
+from defusedxml.ElementTree import DefusedXMLParser, fromstring
 
 DAV = "DAV:"
 CALDAV = "urn:ietf:params:xml:ns:caldav"
@@ -94,19 +95,137 @@ def parse_multistatus(body: bytes) -> Multistatus:
     if token is not None and token.text:
         out.sync_token = token.text.strip()
     for resp in root.findall("D:response", NS):
-        href = resp.findtext("D:href", default="", namespaces=NS).strip()
-        item = DavResponse(href, parse_status(resp.findtext("D:status", namespaces=NS)))
-        for propstat in resp.findall("D:propstat", NS):
-            code = parse_status(propstat.findtext("D:status", namespaces=NS))
-            if code is None or not 200 <= code < 300:
-                continue
-            prop = propstat.find("D:prop", NS)
-            if prop is None:
-                continue
-            for child in prop:
-                item.props.setdefault(child.tag, child)
-        out.responses.append(item)
+        out.responses.append(_response(resp))
     return out
+
+
+def _response(resp: ET.Element) -> DavResponse:
+    """One ``DAV:response`` element: href, response-level status, 2xx properties."""
+    href = resp.findtext("D:href", default="", namespaces=NS).strip()
+    item = DavResponse(href, parse_status(resp.findtext("D:status", namespaces=NS)))
+    for propstat in resp.findall("D:propstat", NS):
+        code = parse_status(propstat.findtext("D:status", namespaces=NS))
+        if code is None or not 200 <= code < 300:
+            continue
+        prop = propstat.find("D:prop", NS)
+        if prop is None:
+            continue
+        for child in prop:
+            item.props.setdefault(child.tag, child)
+    return item
+
+
+_MULTISTATUS = tag(DAV, "multistatus")
+_RESPONSE = tag(DAV, "response")
+_HREF = tag(DAV, "href")
+_STATUS_TAG = tag(DAV, "status")
+_PROPSTAT = tag(DAV, "propstat")
+_PROP = tag(DAV, "prop")
+
+
+class _Responses:
+    """Parser target turning a multistatus into DavResponses as elements end.
+
+    No tree is built: only the texts that matter are collected (href, statuses,
+    and each property's text -- a property's child elements are not kept, so this
+    suits text properties such as getetag and calendar-data).
+    """
+
+    def __init__(self) -> None:
+        self.done: list[DavResponse] = []
+        self._path: list[str] = []
+        self._text: list[str] | None = None  # character data being collected
+        self._resp: DavResponse | None = None
+        self._props: dict[str, ET.Element] = {}  # of the current propstat
+        self._code: int | None = None  # of the current propstat
+
+    def start(self, name: str, attrib: dict[str, str]) -> None:
+        path = self._path
+        path.append(name)
+        depth = len(path)
+        if depth == 1:
+            if name != _MULTISTATUS:
+                raise XmlError(f"expected a DAV:multistatus, got {name}")
+        elif depth == 2:
+            if name == _RESPONSE:
+                self._resp = DavResponse("")
+        elif self._resp is None or path[1] != _RESPONSE:
+            return
+        elif depth == 3:
+            if name in (_HREF, _STATUS_TAG):
+                self._text = []
+            elif name == _PROPSTAT:
+                self._props, self._code = {}, None
+        elif path[2] != _PROPSTAT:
+            return
+        elif depth == 4:
+            if name == _STATUS_TAG:
+                self._text = []
+        elif depth == 5 and path[3] == _PROP:
+            self._text = []
+
+    def data(self, text: str) -> None:
+        if self._text is not None:
+            self._text.append(text)
+
+    def end(self, name: str) -> None:
+        path = self._path
+        depth = len(path)
+        path.pop()
+        resp = self._resp
+        if resp is None or depth < 2:
+            return
+        if depth == 2:
+            if name == _RESPONSE:
+                self.done.append(resp)
+                self._resp = None
+            return
+        if self._text is not None and depth in (3, 4, 5):
+            text = "".join(self._text)
+            self._text = None
+            if depth == 3:
+                if name == _HREF:
+                    resp.href = text.strip()
+                else:
+                    resp.status = parse_status(text)
+            elif depth == 4:
+                self._code = parse_status(text)
+            else:
+                elem = ET.Element(name)
+                elem.text = text
+                self._props.setdefault(name, elem)
+        elif depth == 3 and name == _PROPSTAT:
+            if self._code is not None and 200 <= self._code < 300:
+                for key, elem in self._props.items():
+                    resp.props.setdefault(key, elem)
+            self._props = {}
+
+    def close(self) -> None:
+        return None
+
+
+def iter_multistatus(chunks: Iterable[bytes]) -> Iterator[DavResponse]:
+    """The ``DAV:response`` elements of a multistatus body, parsed as it arrives.
+
+    Same safety as ``parse`` (defusedxml: no DTD, no entities, no external
+    references); no tree is kept, so memory stays at the responses of one chunk
+    plus what the caller keeps, whatever the body's size.  Only the text of each
+    property is kept (see ``_Responses``).  XmlError on anything malformed --
+    including a body cut short, which never parses as a complete document, so a
+    caller that consumed every response knows it saw them all.
+    """
+    target = _Responses()
+    parser = DefusedXMLParser(target=target, forbid_dtd=True)
+    try:
+        for chunk in chunks:
+            parser.feed(chunk)
+            if target.done:
+                yield from target.done
+                target.done = []
+        parser.close()
+    except (ET.ParseError, DefusedXmlException) as e:
+        raise XmlError(f"invalid XML from the server ({type(e).__name__}: {e})") from None
+    yield from target.done
 
 
 def error_conditions(body: bytes) -> tuple[set[str], list[str], str]:
@@ -127,6 +246,18 @@ def error_conditions(body: bytes) -> tuple[set[str], list[str], str]:
         "".join(d.itertext()).strip() for d in root.iter(tag(DAV, "responsedescription"))
     ).strip()
     return names, hrefs, text[:300]
+
+
+def calendar_data(resp: DavResponse) -> bytes | None:
+    """The resource's calendar-data as bytes, CRLF line ends restored (XML parsing
+    normalises them to LF), or None when the response has none."""
+    text = resp.text(CALENDAR_DATA)
+    if text is None:
+        return None
+    data = text.encode("utf-8")
+    if b"\r\n" in data:
+        return data
+    return data.replace(b"\n", b"\r\n")
 
 
 def is_collection(resp: DavResponse) -> bool:
@@ -200,6 +331,15 @@ def multiget(hrefs: list[str]) -> bytes:
     return (
         _HEAD + f"<C:calendar-multiget {_XMLNS}>{_prop(['D:getetag', 'C:calendar-data'])}"
         f"{body}</C:calendar-multiget>"
+    ).encode()
+
+
+def query_all() -> bytes:
+    """calendar-query for every calendar object resource, with its ETag and data
+    (the filter every server must accept: VCALENDAR, nothing else)."""
+    return (
+        _HEAD + f"<C:calendar-query {_XMLNS}>{_prop(['D:getetag', 'C:calendar-data'])}"
+        '<C:filter><C:comp-filter name="VCALENDAR"/></C:filter></C:calendar-query>'
     ).encode()
 
 
