@@ -1,7 +1,8 @@
 """CalDAV store: a calendar collection on a server (Radicale, Cyrus, Nextcloud...).
 
 Ids are hrefs (percent-decoded paths, see ``hrefs``), versions are ETags.
-``list`` is incremental (``listing``), ``get_many`` reads in calendar-multiget
+``list`` is incremental (``listing``; a first listing reads every item's data
+along, which ``get_many`` then serves), ``get_many`` reads in calendar-multiget
 batches of 50, writes are conditional: ``If-None-Match: *`` to create,
 ``If-Match: <etag>`` to replace or delete, so a change made on the server
 since we listed is never overwritten -- it fails with ``PreconditionFailed``
@@ -52,7 +53,13 @@ from calsync.stores.caldav.client import (
 )
 from calsync.stores.caldav.discovery import find_calendar
 from calsync.stores.caldav.hrefs import normalize, quote_path, to_url
-from calsync.stores.caldav.listing import ListingError, State, norm_etag, refresh
+from calsync.stores.caldav.listing import (
+    PREFETCH_BYTES,
+    ListingError,
+    State,
+    norm_etag,
+    refresh,
+)
 from calsync.stores.caldav.text import escape_free_text
 from calsync.stores.vdir import file_name
 
@@ -67,14 +74,6 @@ DEFAULT_FULL_EVERY = 86400.0
 UID_CONFLICT = {"no-uid-conflict", "unique-scheduling-object-resource"}
 COMPONENT_REFUSED = {"supported-calendar-component", "supported-component"}
 INVALID = {"valid-calendar-data", "valid-calendar-object-resource", "calendar-data-valid"}
-
-
-def _crlf(text: str) -> bytes:
-    """calendar-data from XML has lost its CRs (XML normalises line ends): restore them."""
-    data = text.encode("utf-8")
-    if b"\r\n" in data:
-        return data
-    return data.replace(b"\n", b"\r\n")
 
 
 class CalDAVStore(Store):
@@ -148,6 +147,9 @@ class CalDAVStore(Store):
         self._dirty = False
         self._failures = 0
         self.last_listing = ""  # how the last list() went: unchanged | delta | full
+        # href -> (ETag, data) read along with a first listing, served by get_many
+        self._prefetch: dict[str, tuple[str, bytes]] = {}
+        self.prefetch_bytes = PREFETCH_BYTES
 
     @classmethod
     def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
@@ -266,7 +268,12 @@ class CalDAVStore(Store):
             try:
                 url = self._resolve(client)
                 result = refresh(
-                    client, url, self._state, full_every=self.full_every, now=time.time()
+                    client,
+                    url,
+                    self._state,
+                    full_every=self.full_every,
+                    now=time.time(),
+                    prefetch=self.prefetch_bytes,
                 )
             except ListingError as e:
                 if e.status == 404 and self.calendar and attempt == 1:
@@ -281,6 +288,7 @@ class CalDAVStore(Store):
             log.info("%s: %s", self.name, note)
         self.last_listing = result.how
         self._state = result.state
+        self._prefetch = result.bodies
         self._components = result.info.components
         self._save()
         assert self._state.etags is not None
@@ -331,13 +339,23 @@ class CalDAVStore(Store):
                 raise self._unavailable(e) from None
 
     def get_many(self, ids: Iterable[str]) -> Iterator[tuple[str, Item | ItemError, str]]:
-        """calendar-multiget in batches of 50, up to ``IN_FLIGHT`` requests at once, so
-        the server works on the next batch while we parse the last one."""
+        """Items read along with the listing (a first sync) come from memory; the
+        rest by calendar-multiget in batches of 50, up to ``IN_FLIGHT`` requests at
+        once, so the server works on the next batch while we parse the last one."""
         client = self._connect()
         self._resolve_quietly(client)
-        paths = [self._path(i) for i in ids]
+        hits: list[tuple[str, tuple[str, bytes]]] = []
+        paths = []
+        for id in ids:
+            path = self._path(id)
+            got = self._prefetch.pop(path, None)
+            if got is not None and got[0] == self._etags.get(path):
+                hits.append((path, got))
+            else:
+                paths.append(path)
         batches = [paths[i : i + BATCH] for i in range(0, len(paths), BATCH)]
         if len(batches) <= 1:
+            yield from (self._found(path, data, etag) for path, (etag, data) in hits)
             for batch in batches:
                 yield from self._multiget(client, batch, self._report(client, batch))
             return
@@ -345,6 +363,8 @@ class CalDAVStore(Store):
         try:
             pending = deque(pool.submit(self._report, client, b) for b in batches[:IN_FLIGHT])
             queued = len(pending)
+            yield from (self._found(path, data, etag) for path, (etag, data) in hits)
+            hits = []
             for batch in batches:
                 ms = pending.popleft().result()
                 if queued < len(batches):
@@ -373,12 +393,12 @@ class CalDAVStore(Store):
                 path = normalize(r.href, url)
                 if path not in wanted or path in seen:
                     continue  # unsolicited or repeated (Zimbra, DavMail)
-                data = r.text(xml.CALENDAR_DATA)
+                data = xml.calendar_data(r)
                 if r.status in (404, 410) or data is None:
                     continue  # confirmed below, one by one
                 seen.add(path)
                 etag = norm_etag(r.text(xml.GETETAG)) or self._etags.get(path, "")
-                yield self._found(path, _crlf(data), etag)
+                yield self._found(path, data, etag)
         for path in batch:
             if path not in seen:
                 yield from self._get_one(client, path)
@@ -542,6 +562,7 @@ class CalDAVStore(Store):
     def _learn(self, path: str, etag: str) -> None:
         """Record an ETag seen after the last listing (see ``listing.State.fresh``)."""
         self._etags[path] = etag
+        self._prefetch.pop(path, None)
         self._state.fresh.add(path)
         self._dirty = True
 
@@ -612,6 +633,7 @@ class CalDAVStore(Store):
 
     def close(self) -> None:
         self.flush()
+        self._prefetch = {}
         if self._client is not None:
             self._client.close()
             self._client = None

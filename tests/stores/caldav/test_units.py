@@ -7,7 +7,7 @@ import pytest
 from calsync.items import Item
 from calsync.stores.caldav import xml
 from calsync.stores.caldav.hrefs import normalize, quote_path
-from calsync.stores.caldav.listing import State, norm_etag
+from calsync.stores.caldav.listing import State, collect, norm_etag
 from calsync.stores.caldav.text import escape_free_text
 from tests.conftest import event
 
@@ -113,3 +113,81 @@ def test_dav_limit_is_never_sent() -> None:
     for body in (xml.sync_collection("tok"), xml.sync_collection(None), xml.multiget(["/a"])):
         assert b"limit" not in body
         xml.parse(body)  # well-formed
+
+
+QUERY_REPLY = b"""<?xml version="1.0"?><D:multistatus xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
+<D:response><D:href>/c/a%20b.ics</D:href>
+  <D:propstat><D:prop><D:getetag>"1"</D:getetag><C:calendar-data>BEGIN:VCALENDAR\r
+SUMMARY:a &amp; b &lt;c&gt;\r
+END:VCALENDAR\r
+</C:calendar-data></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+  <D:propstat><D:prop><D:getetag>"bogus"</D:getetag><D:displayname/></D:prop>
+    <D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>
+</D:response>
+<D:response><D:href>/c/gone.ics</D:href><D:status>HTTP/1.1 404 Not Found</D:status></D:response>
+<D:response><D:href>/c/b.ics</D:href>
+  <D:propstat><D:prop><D:getetag>"2"</D:getetag><C:calendar-data>BEGIN:VCALENDAR
+END:VCALENDAR
+</C:calendar-data></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>
+</D:multistatus>"""  # noqa: E501
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 100_000])
+def test_streamed_multistatus_matches_the_tree_parser(size: int) -> None:
+    chunks = [QUERY_REPLY[i : i + size] for i in range(0, len(QUERY_REPLY), size)]
+    streamed = list(xml.iter_multistatus(iter(chunks)))
+    tree = xml.parse_multistatus(QUERY_REPLY).responses
+    assert [(r.href, r.status) for r in streamed] == [(r.href, r.status) for r in tree]
+    for got, want in zip(streamed, tree, strict=True):
+        assert {k: got.text(k) for k in got.props} == {k: want.text(k) for k in want.props}
+    first = b"BEGIN:VCALENDAR\r\nSUMMARY:a & b <c>\r\nEND:VCALENDAR\r\n"
+    assert xml.calendar_data(streamed[0]) == first
+    assert xml.calendar_data(streamed[2]) == b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"
+    assert streamed[0].text(xml.GETETAG) == '"1"'  # not the 404 propstat's
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        QUERY_REPLY[: len(QUERY_REPLY) // 2],  # cut short
+        QUERY_REPLY[:-5],
+        b"",
+        b'<?xml version="1.0"?><!DOCTYPE m [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
+        b'<D:multistatus xmlns:D="DAV:"><D:response><D:href>&b;</D:href></D:response>'
+        b"</D:multistatus>",
+        b'<!DOCTYPE m SYSTEM "http://example.org/evil.dtd"><D:multistatus xmlns:D="DAV:"/>',
+        b'<D:multistatus xmlns:D="DAV:"><D:response><D:href>&xxe;</D:href></D:response>'
+        b"</D:multistatus>",
+        b'<D:error xmlns:D="DAV:"><D:valid-sync-token/></D:error>',
+        b"<html><body>Bad Request</body></html>",
+    ],
+)
+def test_streamed_multistatus_refuses_what_is_cut_unsafe_or_not_one(body: bytes) -> None:
+    with pytest.raises(xml.XmlError):
+        list(xml.iter_multistatus([body[i : i + 10] for i in range(0, len(body), 10)] or [b""]))
+
+
+def test_query_reply_collected_within_budget() -> None:
+    responses = list(xml.iter_multistatus([QUERY_REPLY]))
+    got = collect(responses, "http://dav.example/c/", budget=10_000)
+    assert got.complete is False  # /c/gone.ics: a member without an ETag
+    assert got.etags == {"/c/a b.ics": '"1"', "/c/b.ics": '"2"'}
+    assert set(got.bodies) == {"/c/a b.ics", "/c/b.ics"}
+    ok = [r for r in responses if r.href != "/c/gone.ics"]
+    assert collect(ok, "http://dav.example/c/", budget=10_000).complete is True
+    small = collect(ok, "http://dav.example/c/", budget=40)  # room for the second only
+    assert small.complete and set(small.etags) == {"/c/a b.ics", "/c/b.ics"}
+    assert set(small.bodies) == {"/c/b.ics"}
+    assert collect(ok, "http://dav.example/c/", budget=0).bodies == {}
+
+
+def test_query_reply_cut_by_the_server_is_incomplete() -> None:
+    """RFC 5323/6578 style: a 507 for the request-URI says the answer was truncated."""
+    cut = QUERY_REPLY.replace(
+        b"</D:multistatus>",
+        b"<D:response><D:href>/c/</D:href><D:status>HTTP/1.1 507 Insufficient Storage"
+        b"</D:status></D:response></D:multistatus>",
+    ).replace(b"<D:response><D:href>/c/gone.ics</D:href>", b"<D:response><D:href>/c/x.ics</D:href>")
+    responses = [r for r in xml.iter_multistatus([cut]) if r.href != "/c/x.ics"]
+    got = collect(responses, "http://dav.example/c/", budget=10_000)
+    assert got.complete is False and len(got.etags) == 2
