@@ -3,7 +3,7 @@
 Ids are hrefs (percent-decoded paths, see ``hrefs``), versions are ETags.
 ``list`` is incremental (``listing``; a first listing reads every item's data
 along, which ``get_many`` then serves), ``get_many`` reads in calendar-multiget
-batches of 50, writes are conditional: ``If-None-Match: *`` to create,
+batches of 50 (500 when many are wanted), writes are conditional: ``If-None-Match: *`` to create,
 ``If-Match: <etag>`` to replace or delete, so a change made on the server
 since we listed is never overwritten -- it fails with ``PreconditionFailed``
 and the engine picks the server's version up through its conflict path on the
@@ -66,6 +66,10 @@ from calsync.stores.vdir import file_name
 log = logging.getLogger("calsync.caldav")
 
 BATCH = 50  # hrefs per calendar-multiget (what Apple's clients use)
+# ...unless many items are wanted: a server's fixed cost per request (Radicale lists
+# the collection's directory for each) then dominates; 500 per request halves
+# Radicale's work, and a server refusing so big a REPORT gets batches of 50 instead
+MANY, LARGE_BATCH = 1000, 500
 IN_FLIGHT = 2  # multigets sent ahead of the one being parsed
 BREAKER = 3  # consecutive network failures after which writes fail fast
 STATE_FORMAT = 1
@@ -340,8 +344,9 @@ class CalDAVStore(Store):
 
     def get_many(self, ids: Iterable[str]) -> Iterator[tuple[str, Item | ItemError, str]]:
         """Items read along with the listing (a first sync) come from memory; the
-        rest by calendar-multiget in batches of 50, up to ``IN_FLIGHT`` requests at
-        once, so the server works on the next batch while we parse the last one."""
+        rest by calendar-multiget in batches of 50 (500 when more than 1000 are
+        wanted), up to ``IN_FLIGHT`` requests at once, so the server works on the next
+        batch while we parse the last one."""
         client = self._connect()
         self._resolve_quietly(client)
         hits: list[tuple[str, tuple[str, bytes]]] = []
@@ -353,7 +358,8 @@ class CalDAVStore(Store):
                 hits.append((path, got))
             else:
                 paths.append(path)
-        batches = [paths[i : i + BATCH] for i in range(0, len(paths), BATCH)]
+        size = LARGE_BATCH if len(paths) > MANY else BATCH
+        batches = [paths[i : i + size] for i in range(0, len(paths), size)]
         if len(batches) <= 1:
             yield from (self._found(path, data, etag) for path, (etag, data) in hits)
             for batch in batches:
@@ -364,7 +370,6 @@ class CalDAVStore(Store):
             pending = deque(pool.submit(self._report, client, b) for b in batches[:IN_FLIGHT])
             queued = len(pending)
             yield from (self._found(path, data, etag) for path, (etag, data) in hits)
-            hits = []
             for batch in batches:
                 ms = pending.popleft().result()
                 if queued < len(batches):
@@ -375,12 +380,29 @@ class CalDAVStore(Store):
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _report(self, client: DavClient, batch: Sequence[str]) -> xml.Multistatus | None:
-        """One calendar-multiget (thread-safe: no store state touched)."""
+        """One calendar-multiget (thread-safe: no store state touched); None when
+        refused (its items are then read one by one).  A large batch refused is sent
+        again in batches of 50."""
         try:
             resp = client.report(self.collection, xml.multiget([quote_path(p) for p in batch]), "1")
-            return resp.multistatus() if resp.status == 207 else None
+            if resp.status == 207:
+                return resp.multistatus()
         except (DavError, xml.XmlError) as e:
             raise self._unavailable(e) from None
+        if len(batch) <= BATCH:
+            return None
+        log.info(
+            "%s: a multiget of %d answered HTTP %d; 50 at a time",
+            self.name,
+            len(batch),
+            resp.status,
+        )
+        out = xml.Multistatus([])
+        for i in range(0, len(batch), BATCH):
+            ms = self._report(client, batch[i : i + BATCH])
+            if ms is not None:
+                out.responses += ms.responses
+        return out
 
     def _multiget(
         self, client: DavClient, batch: Sequence[str], ms: xml.Multistatus | None

@@ -6,7 +6,8 @@ request asks ``fault(n, method, path)`` what to do:
 
 - ``None``: forward faithfully;
 - ``"500"``: answer 500 without forwarding; ``"500-after"``: forward, then
-  answer 500 (the server did the work, the client never learns it);
+  answer 500 (the server did the work, the client never learns it); ``"400"``:
+  answer 400 without forwarding (a server refusing a request it finds too big);
 - ``"reset"`` / ``"reset-after"``: drop the connection with a TCP RST, before
   or after forwarding;
 - ``"truncate"``: forward, then send the headers and only half of the body;
@@ -128,6 +129,10 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "500":
             rec.status = 500
             self._send(500, "Internal Server Error", [], b"injected fault\n")
+            return
+        if fault == "400":
+            rec.status = 400
+            self._send(400, "Bad Request", [], b"injected refusal\n")
             return
         if fault == "reset":
             return self._reset()

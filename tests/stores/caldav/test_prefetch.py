@@ -1,5 +1,6 @@
 """A first listing reads every item along (one calendar-query), get_many serves them
-from memory; bounded; and when the query fails in any way, nothing is lost."""
+from memory; bounded; and when the query fails in any way, nothing is lost.  Many
+wanted items come in large multigets, 50 at a time where those are refused."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from urllib.parse import quote
 import pytest
 
 from calsync.items import Item
+from calsync.stores.caldav import store as store_module
 from calsync.stores.caldav.store import CalDAVStore
 from tests.conftest import event
 from tests.stores.caldav.conftest import make_store
@@ -124,7 +126,9 @@ class FirstReport:
         return self.kind
 
 
-@pytest.mark.parametrize("kind", ["500", "500-after", "reset", "reset-after", "truncate", "stall"])
+@pytest.mark.parametrize(
+    "kind", ["400", "500", "500-after", "reset", "reset-after", "truncate", "stall"]
+)
 def test_failed_query_falls_back_without_losing_anything(
     radicale: Peer, tmp_path: Path, kind: str
 ) -> None:
@@ -146,6 +150,41 @@ def test_failed_query_falls_back_without_losing_anything(
         # what was stored is a complete listing with its token: the next sync is quiet
         store = make_store(radicale, f"{proxy.url}/{path}", tmp_path / "cache")
         assert store.list().versions == versions and store.last_listing == "unchanged"
+        store.close()
+    finally:
+        proxy.stop()
+        radicale.rmcalendar(url)
+
+
+def test_many_items_come_in_large_multigets_and_50_where_refused(
+    radicale: Peer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "MANY", 30)  # as if 1000
+    monkeypatch.setattr(store_module, "LARGE_BATCH", 25)  # as if 500
+    url = radicale.mkcalendar()
+    refuse = FirstReport("400")
+    refuse.done = True  # not yet
+    proxy = Proxy(radicale.base, fault=refuse).start()
+    try:
+        expected = _fill(radicale, url, 60)
+        path = url.split("/", 3)[3]
+        store = make_store(radicale, f"{proxy.url}/{path}", tmp_path / "cache")
+        store.prefetch_bytes = 0  # a listing without the items, as after a delta
+        versions = store.list().versions
+        ids = list(versions)
+        before = _requests(store)
+        got = _read_all(store, ids)
+        assert _requests(store) - before == 3  # 25 + 25 + 10
+        assert _summaries(got) == expected
+        # a server refusing the large REPORT: the same items 50 at a time
+        monkeypatch.setattr(store_module, "LARGE_BATCH", 60)
+        refuse.done = False
+        before = _requests(store)
+        got = _read_all(store, ids)
+        assert refuse.done
+        assert _requests(store) - before == 3  # 60 refused, then 50 + 10
+        assert _summaries(got) == expected
+        assert all(version == versions[id] for id, (_, version) in got.items())
         store.close()
     finally:
         proxy.stop()
