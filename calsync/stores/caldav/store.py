@@ -48,6 +48,7 @@ from calsync.stores.caldav.client import (
     DavError,
     DavNetworkError,
     Response,
+    is_loopback,
     redact,
     tls_verify,
 )
@@ -220,6 +221,7 @@ class CalDAVStore(Store):
             auth_scheme=scheme,
             verify=verify,
             timeout=self.timeout,
+            compress=not is_loopback(self.url),
         )
         return self._client
 

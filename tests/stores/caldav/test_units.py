@@ -6,6 +6,7 @@ import pytest
 
 from calsync.items import Item
 from calsync.stores.caldav import xml
+from calsync.stores.caldav.client import DavClient, is_loopback
 from calsync.stores.caldav.hrefs import normalize, quote_path
 from calsync.stores.caldav.listing import State, collect, norm_etag
 from calsync.stores.caldav.text import escape_free_text
@@ -191,3 +192,27 @@ def test_query_reply_cut_by_the_server_is_incomplete() -> None:
     responses = [r for r in xml.iter_multistatus([cut]) if r.href != "/c/x.ics"]
     got = collect(responses, "http://dav.example/c/", budget=10_000)
     assert got.complete is False and len(got.etags) == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("http://127.0.0.1:5232/test/", True),
+        ("http://127.1.2.3/", True),
+        ("https://localhost/dav/", True),
+        ("http://[::1]:8080/", True),
+        ("https://dav.example.org/", False),
+        ("http://192.168.1.2/", False),
+        ("http://[2001:db8::1]/", False),
+    ],
+)
+def test_compression_only_off_the_loopback(url: str, loopback: bool) -> None:
+    """Bodies are asked for gzip-compressed, except from a server on this machine."""
+    assert is_loopback(url) is loopback
+    client = DavClient(username=None, password=lambda: "", compress=not loopback)
+    try:
+        encoding = client._http.headers["Accept-Encoding"]
+    finally:
+        client.close()
+    assert (encoding == "identity") is loopback
+    assert loopback or "gzip" in encoding
