@@ -20,7 +20,10 @@
    collection, a member without an ETag) -> PROPFIND Depth 1 lists every href
    with its ETag (the plainest listing there is; on Radicale cheaper than an
    initial sync-collection, and free of its tombstones), and whatever data did
-   arrive is still served where its ETag matches that listing.
+   arrive is still served where its ETag matches that listing.  An empty answer
+   is double-checked the same way.  RFC 4791 has the server return every
+   matching resource; a server that silently left some out would be corrected
+   by the periodic full listing (5).
 4. Token rejected: sync-collection with an empty token -- every member with
    its ETag *and* a new token in one reply (404 tombstones dropped; an empty
    reply is double-checked with a PROPFIND, as some servers answer an initial
@@ -240,8 +243,10 @@ def _first_listing(
     except (DavError, xml.XmlError) as e:
         notes.append(f"calendar-query for everything failed ({e}); listing with PROPFIND")
         return full_listing(client, url), {}
-    if got.complete:
+    if got.complete and got.etags:
         return got.etags, got.bodies
+    if got.complete:  # nothing at all: cheap to make sure (an empty calendar, usually)
+        return full_listing(client, url), {}
     notes.append("calendar-query for everything came back incomplete; listing with PROPFIND")
     return full_listing(client, url), got.bodies
 
