@@ -12,7 +12,7 @@ sync``) against one Radicale behind a counting proxy (every HTTP request is
 counted there), alternating which tool goes first in each repetition.  Wall
 time is the whole process; CPU time is the tool's (user + system, from wait4)
 and Radicale's (from /proc), which a busy machine disturbs less than wall time;
-peak RSS is the tool's.  The table gives medians; the JSON has every run and
+peak RSS is the tool's (GNU time).  The table gives medians; the JSON has every run and
 the load average at each.
 
 Radicale's anti-DoS limit (``[reporting] max_expand_occurrence``, 10000
@@ -238,24 +238,29 @@ def process_cpu(pid: int) -> float:
 
 
 def timed(cmd: list[str], proxy: Proxy, server_pid: int) -> dict[str, Any]:
-    """Run one sync: wall time, the tool's CPU time and peak RSS (wait4), the server's
+    """Run one sync: wall time, the tool's CPU time (wait4) and peak RSS (GNU time: a
+    child forked from this process would inherit its high-water mark), the server's
     CPU time, and the requests the proxy saw."""
     proxy.stats.reset()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server_before = process_cpu(server_pid)
-    with tempfile.TemporaryFile() as out:
+    with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss:
+        timer = ["/usr/bin/time", "-f", "%M", "-o", rss.name]
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=out, env=env, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            timer + cmd, stdout=out, stderr=out, env=env, stdin=subprocess.DEVNULL
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         tail = out.read().decode(errors="replace")[-400:] if proc.returncode else ""
+        peak_kib = int(rss.read().split()[-1])
     return {
         "wall": round(wall, 3),
         "cpu": round(usage.ru_utime + usage.ru_stime, 3),
         "server_cpu": round(process_cpu(server_pid) - server_before, 3),
-        "rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "rss_mib": round(peak_kib / 1024, 1),
         "requests": proxy.stats.count(),
         "by_method": dict(proxy.stats.by_method()),
         "exit": proc.returncode,
