@@ -28,6 +28,9 @@ Usage:
 
 First run: creates a venv with vdirsyncer==0.21.0 under the work dir and fills
 Radicale (about 2 minutes per 10k items: Radicale parses every item once).
+Every run writes into a directory of its own under ``<workdir>/runs/`` (about
+250 MB per benchmark at the default sizes), which the benchmark never deletes:
+see ``runs_dir`` for why, and delete it yourself a few minutes before the next.
 """
 
 from __future__ import annotations
@@ -268,12 +271,44 @@ def timed(cmd: list[str], proxy: Proxy, server_pid: int) -> dict[str, Any]:
     }
 
 
+def runs_dir(work: Path) -> Path:
+    """A fresh directory for this benchmark's runs; nothing is deleted.
+
+    What is timed includes creating N files in a new directory, as a user's first
+    sync does, and the file system's state must not decide it.  It did: ext4 skips
+    inodes freed in the last five minutes when it allocates new ones (while their
+    inode table block is dirty), so 10k files written after a mass deletion --
+    a previous run's -- cost seconds of system time, for either tool.  So the
+    benchmark deletes nothing (remove ``<workdir>/runs`` yourself, a few minutes
+    before benchmarking again), and ``runs`` is marked as a "top directory"
+    (``chattr +T``, where supported) so that ext4 spreads the runs over block
+    groups instead of packing them next to each other.
+    """
+    parent = work / "runs"
+    fresh = not parent.exists()
+    parent.mkdir(exist_ok=True)
+    if fresh:
+        try:
+            subprocess.run(["chattr", "+T", str(parent)], capture_output=True, check=False)
+        except OSError:
+            pass  # no chattr: the runs are packed together; timings get noisier
+    runs = parent / time.strftime("%Y%m%d-%H%M%S")
+    runs.mkdir()
+    return runs
+
+
 def local_count(run: Path) -> int:
     return len(list((run / "local").glob("*.ics")))
 
 
 def bench_size(
-    work: Path, n: int, reps: int, exe: Path, results: list[dict[str, Any]], notes: dict[str, Any]
+    work: Path,
+    runs: Path,
+    n: int,
+    reps: int,
+    exe: Path,
+    results: list[dict[str, Any]],
+    notes: dict[str, Any],
 ) -> None:
     events = generate(work, n)
     rad = Radicale(work, events, n)
@@ -284,8 +319,7 @@ def bench_size(
         assert rad.proc is not None
         try:
             for tool in TOOLS:
-                run = work / f"runs-{n}" / f"{tool}-default-limit"
-                shutil.rmtree(run, ignore_errors=True)
+                run = runs / f"{n}-{tool}-default-limit"
                 url = f"{proxy.url}/test/calendar/"
                 cmd = calsync_run(run, url) if tool == "calsync" else vdirsyncer_run(run, url, exe)
                 got = timed(cmd, proxy, rad.proc.pid)
@@ -307,8 +341,7 @@ def bench_size(
         for rep in range(reps):
             order = TOOLS if rep % 2 == 0 else TOOLS[::-1]
             for tool in order:
-                run = work / f"runs-{n}" / tool
-                shutil.rmtree(run, ignore_errors=True)
+                run = runs / f"{n}-{tool}-{rep}"
                 cmd = calsync_run(run, url) if tool == "calsync" else vdirsyncer_run(run, url, exe)
                 for scenario in ("initial", "nochange"):
                     assert rad.proc is not None
@@ -343,15 +376,15 @@ def table(results: list[dict[str, Any]]) -> str:
         walls: dict[str, float] = {}
         cpus: dict[str, float] = {}
         for tool in TOOLS:
-            runs = [r for r in results if (r["size"], r["scenario"], r["tool"]) == (size, scenario, tool)]  # fmt: skip  # noqa: E501
-            if not runs:
+            got = [r for r in results if (r["size"], r["scenario"], r["tool"]) == (size, scenario, tool)]  # fmt: skip  # noqa: E501
+            if not got:
                 continue
-            walls[tool] = statistics.median(r["wall"] for r in runs)
-            cpus[tool] = statistics.median(r.get("cpu", 0) + r.get("server_cpu", 0) for r in runs)
-            tool_cpu = statistics.median(r.get("cpu", 0) for r in runs)
-            server_cpu = statistics.median(r.get("server_cpu", 0) for r in runs)
-            rss = max(r.get("rss_mib", 0) for r in runs)
-            reqs = sorted({r["requests"] for r in runs})
+            walls[tool] = statistics.median(r["wall"] for r in got)
+            cpus[tool] = statistics.median(r.get("cpu", 0) + r.get("server_cpu", 0) for r in got)
+            tool_cpu = statistics.median(r.get("cpu", 0) for r in got)
+            server_cpu = statistics.median(r.get("server_cpu", 0) for r in got)
+            rss = max(r.get("rss_mib", 0) for r in got)
+            reqs = sorted({r["requests"] for r in got})
             ratio = ""
             if tool == "vdirsyncer" and "calsync" in walls:
                 ratio = (
@@ -360,7 +393,7 @@ def table(results: list[dict[str, Any]]) -> str:
                 )
             rows.append(
                 f"| {size} | {scenario} | {tool} | {walls[tool]:.2f} s "
-                f"| {min(r['wall'] for r in runs):.2f} s | {tool_cpu:.2f} + {server_cpu:.2f} s "
+                f"| {min(r['wall'] for r in got):.2f} s | {tool_cpu:.2f} + {server_cpu:.2f} s "
                 f"| {rss:.0f} MiB | {'/'.join(map(str, reqs))} | {ratio} |"
             )
     return "\n".join(rows)
@@ -376,12 +409,13 @@ def main() -> None:
     args = ap.parse_args()
     work: Path = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    runs = runs_dir(work)
     exe = vdirsyncer_bin(work, args.vdirsyncer)
     version = subprocess.run([str(exe), "--version"], capture_output=True, text=True).stdout
     results: list[dict[str, Any]] = []
     notes: dict[str, Any] = {"load_before": os.getloadavg()}
     for n in args.sizes:
-        bench_size(work, n, args.reps, exe, results, notes)
+        bench_size(work, runs, n, args.reps, exe, results, notes)
     notes["load_after"] = os.getloadavg()
     out = args.out or work / "results" / f"caldav-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
