@@ -75,9 +75,24 @@ def ensure_vdirsyncer(work: Path) -> Path:
     return exe
 
 
-def calsync_exe() -> list[str]:
-    exe = shutil.which("calsync", path=os.path.dirname(sys.executable)) or shutil.which("calsync")
-    return [exe] if exe else [sys.executable, "-m", "calsync"]
+def ensure_calsync(work: Path) -> Path:
+    """This checkout of calsync, installed (not editable) into its own venv.
+
+    Both tools then start the way a user's install does: from a virtual
+    environment of their own, byte-code compiled at install time, without
+    whatever .pth files the system Python carries.
+    """
+    venv = work / "calsync-venv"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    print(f"installing this checkout of calsync into {venv} ...", flush=True)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--force-reinstall", "--no-deps",
+         str(ROOT)],
+        check=True,
+    )
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(ROOT)], check=True)
+    return venv / "bin" / "calsync"
 
 
 def io_pressure() -> float:
@@ -489,7 +504,7 @@ def main() -> None:
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     runs = runs_dir(args.workdir)
-    tools = {"calsync": calsync_exe()}
+    tools = {"calsync": [str(ensure_calsync(args.workdir))]}
     if not args.no_vdirsyncer:
         tools["vdirsyncer"] = [str(ensure_vdirsyncer(args.workdir))]
     warm_up(tools)
