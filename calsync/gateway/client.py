@@ -12,15 +12,16 @@ import ipaddress
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
-
-import httpx
 
 from calsync.config import Config
 from calsync.gateway import runtime
 from calsync.gateway.auth import read_token
 from calsync.sync.engine import ItemFailure, SyncResult
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("calsync.gateway.client")
 
@@ -40,15 +41,19 @@ class DaemonClient:
             loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
         except ValueError:
             loopback = False
+        import httpx  # only when a daemon runs: a standalone sync never pays for it
+
         # a TLS daemon's certificate names its public address, not 127.0.0.1; on
         # loopback the peer is the daemon we found by its pid file, so skip the check
-        self.http = httpx.Client(
+        self.http: httpx.Client = httpx.Client(
             headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT},
             verify=not loopback,
             timeout=httpx.Timeout(30.0, read=None),
         )
 
     def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        import httpx
+
         try:
             r = self.http.request(method, self.url + path, **kw)
         except httpx.HTTPError as e:

@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, ClassVar
 
 from calsync.items import Item
@@ -98,17 +99,25 @@ class VdirStore(Store):
         self._ensure_dir()
         versions: dict[str, str] = {}
         ext = self.fileext
-        with os.scandir(self.path) as it:
-            for entry in it:
-                name = entry.name
-                if not name.endswith(ext) or name.startswith("."):
-                    continue
+        names = [n for n in os.listdir(self._dir) if n.endswith(ext) and n[:1] != "."]
+        # one stat per file, relative to the open directory (no path walk per file)
+        use_fd = os.stat in os.supports_dir_fd
+        dir_fd = os.open(self._dir, os.O_RDONLY) if use_fd else None
+        try:
+            for name in names:
                 try:
-                    if not entry.is_file():
-                        continue
-                    versions[name] = _version(entry.stat())
+                    st = (
+                        os.stat(name, dir_fd=dir_fd)
+                        if dir_fd is not None
+                        else os.stat(os.path.join(self._dir, name))
+                    )
                 except FileNotFoundError:
-                    continue
+                    continue  # deleted while we listed
+                if S_ISREG(st.st_mode):
+                    versions[name] = f"{st.st_mtime_ns}.{st.st_ino}.{st.st_size}"
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
         self._listed = versions
         return Listing(dict(versions))
 

@@ -48,7 +48,9 @@ from calsync.sync.plan import (
     Plan,
     Record,
     Report,
+    SideIndex,
     Update,
+    index_side,
     one_way,
     other,
     plan,
@@ -233,13 +235,16 @@ class Engine:
         rows = self.status.rows() if not self.mode.startswith(("slow", "refresh")) else {}
         listings = {side: self.stores[side].list() for side in ("a", "b")}
         self._check_empty(rows, listings)
-        fetched = {side: self._fetch(rows, listings[side], side) for side in ("a", "b")}
-        self._fill_hashes(rows, listings)
+        indexes = {side: index_side(rows, side) for side in ("a", "b")}
+        fetched = {
+            side: self._fetch(rows, listings[side], side, indexes[side]) for side in ("a", "b")
+        }
+        self._fill_hashes(rows, listings, indexes)
         if self.mode.startswith("refresh-from-"):
             the_plan = refresh(listings, fetched, self.mode[-1])
             self._check_refresh_deletes(listings, the_plan)
         else:
-            the_plan = plan(rows, listings, fetched)
+            the_plan = plan(rows, listings, fetched, indexes)
             if self.mode.startswith("one-way-"):
                 the_plan.actions = one_way(the_plan.actions, self.mode[-1])
         self._check_deletes(rows, the_plan)
@@ -322,18 +327,22 @@ class Engine:
                     f"changed. If intended, run it again with --force."
                 )
 
-    def _fill_hashes(self, rows: dict[str, Row], listings: dict[str, Listing]) -> None:
+    def _fill_hashes(
+        self, rows: dict[str, Row], listings: dict[str, Listing], indexes: dict[str, SideIndex]
+    ) -> None:
         """Compute hashes left empty at copy time, for rows that will be compared now.
 
         Copies record no hash (hashing every item of a first sync is the costliest
         part of it); an empty hash means "the hash of the base", computed here
         only for the few rows whose version moved on some side.
         """
-        va, vb = listings["a"].versions, listings["b"].versions
-        for row in rows.values():
+        moved = set()
+        for side in ("a", "b"):
+            uid_of = indexes[side].uid_of
+            moved |= {uid_of[id] for id in indexes[side].moved(listings[side])}
+        for uid in moved:
+            row = rows[uid]
             if row.a_hash and row.b_hash:
-                continue
-            if va.get(row.a_id) == row.a_ver and vb.get(row.b_id) == row.b_ver:
                 continue
             base = self.status.base(row.uid)
             try:
@@ -346,9 +355,9 @@ class Engine:
     # -- reading -----------------------------------------------------------------
 
     def _fetch(
-        self, rows: dict[str, Row], listing: Listing, side: str
+        self, rows: dict[str, Row], listing: Listing, side: str, index: SideIndex
     ) -> dict[str, Item | ItemError]:
-        ids = to_fetch(rows, listing, side)
+        ids = to_fetch(rows, listing, side, index)
         out: dict[str, Item | ItemError] = {}
         if not ids:
             return out

@@ -164,19 +164,37 @@ class Plan:
 # -- step 1 -------------------------------------------------------------------
 
 
-def to_fetch(rows: dict[str, Row], listing: Listing, side: str) -> list[str]:
-    """Ids on ``side`` whose content must be read: new or with a changed version."""
-    known: dict[str, str] = {}
-    for row in rows.values():
-        id, ver, _ = row.side(side)
-        known[id] = ver
-    out = []
-    for id, ver in listing.versions.items():
-        if id in listing.errors:
-            continue
-        if known.get(id) != ver:
-            out.append(id)
-    return out
+@dataclass(slots=True)
+class SideIndex:
+    """The status seen from one side: id -> UID and id -> version."""
+
+    uid_of: dict[str, str]
+    version_of: dict[str, str]
+
+    def moved(self, listing: Listing) -> set[str]:
+        """Status ids whose listed version differs (changed, or gone)."""
+        return {id for id, _ in self.version_of.items() - listing.versions.items()}
+
+
+def index_side(rows: dict[str, Row], side: str) -> SideIndex:
+    if side == "a":
+        return SideIndex(
+            {r.a_id: u for u, r in rows.items()}, {r.a_id: r.a_ver for r in rows.values()}
+        )
+    return SideIndex({r.b_id: u for u, r in rows.items()}, {r.b_id: r.b_ver for r in rows.values()})
+
+
+def to_fetch(
+    rows: dict[str, Row], listing: Listing, side: str, index: SideIndex | None = None
+) -> list[str]:
+    """Ids on ``side`` whose content must be read: new or with a changed version.
+
+    Set operations on (id, version) pairs: a quiet sync of a big store costs
+    a few hash lookups per item and no Python-level loop over them.
+    """
+    index = index or index_side(rows, side)
+    errors = listing.errors
+    return [id for id, _ in listing.versions.items() - index.version_of.items() if id not in errors]
 
 
 # -- step 2 -------------------------------------------------------------------
@@ -187,6 +205,7 @@ def _side_states(
     listing: Listing,
     fetched: dict[str, Item | ItemError],
     side: str,
+    index: SideIndex | None = None,
 ) -> tuple[dict[str, State], set[str], list[Report]]:
     """Classify every UID seen on ``side``.
 
@@ -195,22 +214,19 @@ def _side_states(
     object is built for them), and reports of unusable new items.
     """
     states: dict[str, State] = {}
-    unchanged: set[str] = set()
     reports: list[Report] = []
-    by_id: dict[str, str] = {}
+    index = index or index_side(rows, side)
+    by_id = index.uid_of
     versions = listing.versions
     errors = listing.errors
-    col = 1 if side == "a" else 4  # index of the side's id in a Row's fields
-    for uid, row in rows.items():
-        id = row.a_id if col == 1 else row.b_id
-        ver = row.a_ver if col == 1 else row.b_ver
-        by_id[id] = uid
-        listed = versions.get(id)
-        if listed == ver and id not in errors:
-            unchanged.add(uid)
-        elif id in errors:
+    moved = index.moved(listing)
+    unchanged = set(rows)
+    for id in moved | (errors.keys() & by_id.keys()):
+        uid = by_id[id]
+        unchanged.discard(uid)
+        if id in errors:
             states[uid] = Failed(id, errors[id])
-        elif listed is None:
+        elif id not in versions:
             states[uid] = Deleted()
         # else: decided below from the fetched content
     for id, reason in errors.items():
@@ -239,15 +255,9 @@ def _side_states(
             states[known_uid] = Deleted()
         new_ids.setdefault(got.uid, []).append(id)
     # ids whose version moved but that could not be read: decide next time
-    for id in versions:
-        known_uid = by_id.get(id)
-        if (
-            known_uid is not None
-            and known_uid not in unchanged
-            and known_uid not in states
-            and id not in fetched
-            and id not in errors
-        ):
+    for id in moved:
+        known_uid = by_id[id]
+        if id in versions and known_uid not in states and id not in fetched and id not in errors:
             states[known_uid] = Failed(id, "disappeared while being read")
     for uid, ids in new_ids.items():
         current = states.get(uid)
@@ -283,6 +293,7 @@ def plan(
     rows: dict[str, Row],
     listings: dict[str, Listing],
     fetched: dict[str, dict[str, Item | ItemError]],
+    indexes: dict[str, SideIndex] | None = None,
 ) -> Plan:
     """Decide what to do for every UID (see the table in the module docstring)."""
     result = Plan()
@@ -290,7 +301,7 @@ def plan(
     unchanged: dict[str, set[str]] = {}
     for side in SIDES:
         states[side], unchanged[side], reports = _side_states(
-            rows, listings[side], fetched[side], side
+            rows, listings[side], fetched[side], side, (indexes or {}).get(side)
         )
         result.actions.extend(reports)
 
