@@ -87,8 +87,7 @@ def ensure_calsync(work: Path) -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     print(f"installing this checkout of calsync into {venv} ...", flush=True)
     subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--force-reinstall", "--no-deps",
-         str(ROOT)],
+        [str(venv / "bin" / "pip"), "install", "-q", "--force-reinstall", "--no-deps", str(ROOT)],
         check=True,
     )
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(ROOT)], check=True)
