@@ -1,5 +1,11 @@
 """File helpers shared by file-based stores: atomic writes and durability points.
 
+New files (``exclusive``) are written on Linux as an unnamed ``O_TMPFILE``
+inode that ``linkat`` then names: one directory change instead of three
+(create, rename, remove), the name fails with EEXIST if taken, and a crash
+leaves no temporary file behind.  Elsewhere, or on file systems without
+``O_TMPFILE``, a temporary name and a no-replace rename do the same.
+
 Why batch durability: fsync per file costs ~0.3 ms here (3 s for a 10k-item
 first sync).  Files are written to a temporary name and renamed into place
 (atomic against a crash of calsync: a reader sees the old or the new file,
@@ -20,6 +26,9 @@ from typing import Any
 _libc: Any = None
 _renameat2: Any = None
 _probed = False
+# O_TMPFILE + linkat through /proc: None = not tried yet, then True/False
+_tmpfile_ok: bool | None = None
+_tmpfile_refused: set[str] = set()  # directories where linking it failed
 
 
 def _probe_libc() -> None:
@@ -72,24 +81,71 @@ def _rename_noreplace(src: str, dst: str) -> None:
     os.unlink(src)
 
 
+def _fill(fd: int, data: bytes, fsync: bool) -> os.stat_result:
+    """Write all of ``data`` to a new file; its stat (naming it keeps inode, size, mtime)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    if fsync:
+        os.fsync(fd)
+    return os.fstat(fd)
+
+
+def _write_new_unnamed(parent: str, path: str, data: bytes, fsync: bool) -> os.stat_result | None:
+    """Create ``path`` complete or not at all via O_TMPFILE + linkat; None if unsupported."""
+    global _tmpfile_ok
+    if _tmpfile_ok is None:
+        _tmpfile_ok = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+    if not _tmpfile_ok or parent in _tmpfile_refused:
+        return None
+    try:
+        fd = os.open(parent or ".", os.O_WRONLY | os.O_TMPFILE, 0o666)
+    except OSError as e:
+        if e.errno in (errno.EISDIR, errno.EINVAL):
+            _tmpfile_ok = False  # a kernel without O_TMPFILE: the portable way
+            return None
+        if e.errno == errno.EOPNOTSUPP:
+            _tmpfile_refused.add(parent)  # a file system without it
+            return None
+        raise
+    try:
+        st = _fill(fd, data, fsync)
+        try:
+            # a dir fd makes Python call linkat(AT_SYMLINK_FOLLOW) rather than
+            # link(), which would try to link the /proc symlink itself (EXDEV);
+            # the path is absolute, so which fd does not matter
+            os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=fd, follow_symlinks=True)
+        except FileExistsError:
+            raise
+        except OSError:
+            # EXDEV through some bind mounts, EPERM under some policies: the
+            # portable way still works (and reports a real problem itself)
+            _tmpfile_refused.add(parent)
+            return None
+    finally:
+        os.close(fd)
+    return st
+
+
 def write_atomic(
     path: Path | str, data: bytes, *, fsync: bool, exclusive: bool = False
 ) -> os.stat_result:
-    """Write ``data`` to ``path`` through a temporary file and a rename; returns its stat.
+    """Write ``data`` to ``path`` so that readers see all of it or nothing; returns its stat.
 
     ``exclusive``: fail with FileExistsError instead of replacing an existing file.
     """
     parent = os.path.dirname(path)
+    if exclusive and sys.platform.startswith("linux"):
+        st = _write_new_unnamed(parent, os.fspath(path), data, fsync)
+        if st is not None:
+            if fsync:
+                fsync_dir(Path(parent or "."))
+            return st
     tmp = os.path.join(parent, f".calsync-{os.getpid()}-{next(_tmp_counter)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if fsync:
-                os.fsync(fd)
-            st = os.fstat(fd)  # rename keeps inode, size and mtime
+            st = _fill(fd, data, fsync)
         finally:
             os.close(fd)
         if exclusive:
@@ -117,7 +173,7 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def sync_filesystem(directory: Path, written: list[Path]) -> None:
+def sync_filesystem(directory: Path, written: list[Path | str]) -> None:
     """Make every file written so far durable: syncfs on Linux, else fsync each."""
     _probe_libc()
     if _libc is not None:

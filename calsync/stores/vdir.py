@@ -69,7 +69,7 @@ class VdirStore(Store):
         self.path = path
         self.fileext = fileext
         self.fsync = fsync
-        self._written: list[Path] = []
+        self._written: list[Path | str] = []
         self._dir = str(path)  # plain strings on the hot path: no Path objects per item
         self._dir_ok = False
         self._listed: dict[str, str] = {}  # the last listing, for get()
@@ -156,7 +156,7 @@ class VdirStore(Store):
     def _write(self, path: str, item: Item, *, exclusive: bool) -> str:
         st = write_atomic(path, item.raw, fsync=self.fsync == "always", exclusive=exclusive)
         if self.fsync == "batch":
-            self._written.append(Path(path))
+            self._written.append(path)
         version = _version(st)
         self._listed[os.path.basename(path)] = version
         return version

@@ -207,6 +207,7 @@ class Engine:
         self._counted: dict[str, list[tuple[str, str]]] = {}
         self._writes_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
+        self._base_hashes: dict[str, str] = {}  # uid -> hash of its base, where computed
 
     # -- top level --------------------------------------------------------------
 
@@ -349,6 +350,8 @@ class Engine:
                 h = Item(base, row.uid).hash if base is not None else "?"
             except ItemError:
                 h = "?"
+            else:
+                self._base_hashes[row.uid] = h  # history needs it if the base is replaced
             row.a_hash = row.a_hash or h
             row.b_hash = row.b_hash or h
 
@@ -449,14 +452,24 @@ class Engine:
         self._writes_since_checkpoint += 1
 
     def _save_history(
-        self, uid: str, side: str, id: str | None, content: bytes | None, reason: str
+        self,
+        uid: str,
+        side: str,
+        id: str | None,
+        content: bytes | None,
+        reason: str,
+        *,
+        is_base: bool = False,
     ) -> None:
+        """Keep ``content`` before it is replaced; ``is_base``: it is the status's base."""
         if content is None:
             return
-        try:
-            h: str | None = Item(content, uid).hash
-        except ItemError:
-            h = None
+        h: str | None = self._base_hashes.get(uid) if is_base else None
+        if h is None:
+            try:
+                h = Item(content, uid).hash
+            except ItemError:
+                h = None
         self.history.record(
             uid=uid,
             store=self.stores[side].name,
@@ -517,7 +530,9 @@ class Engine:
 
     def _update(self, act: Update) -> None:
         store = self.stores[act.to]
-        self._save_history(act.uid, act.to, act.id, self.status.base(act.uid), hist.UPDATE)
+        self._save_history(
+            act.uid, act.to, act.id, self.status.base(act.uid), hist.UPDATE, is_base=True
+        )
         crash_point()
         version = store.update(act.id, act.item, act.version)
         log.info("pair %s: updated %s on %s", self.opt.name, act.uid, store.name)
@@ -528,7 +543,9 @@ class Engine:
 
     def _delete(self, act: Delete) -> None:
         store = self.stores[act.on]
-        self._save_history(act.uid, act.on, act.id, self.status.base(act.uid), hist.REMOTE_DELETE)
+        self._save_history(
+            act.uid, act.on, act.id, self.status.base(act.uid), hist.REMOTE_DELETE, is_base=True
+        )
         crash_point()
         try:
             store.delete(act.id, act.version)

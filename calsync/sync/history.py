@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from calsync.sync.packing import pack, unpack
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -118,7 +119,7 @@ class History:
         cur = self.db.execute(
             "INSERT INTO versions(uid, store, pair, id, time, reason, hash, content) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (uid, store, pair, id, time.time(), reason, hash, zlib.compress(content)),
+            (uid, store, pair, id, time.time(), reason, hash, pack(content)),
         )
         return int(cur.lastrowid or 0)
 
@@ -133,7 +134,7 @@ class History:
             sql += " LIMIT ?"
             args.append(limit)
         return [
-            Version(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], zlib.decompress(r[8]))
+            Version(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], unpack(r[8]))
             for r in self.db.execute(sql, args)
         ]
 
@@ -148,7 +149,7 @@ class History:
         ).fetchone()
         if r is None:
             return []
-        return [Version(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], zlib.decompress(r[8]))]
+        return [Version(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], unpack(r[8]))]
 
     def record_conflict(
         self, *, pair: str, uid: str, policy: str, outcome: str, details: dict[str, Any]

@@ -1,7 +1,7 @@
 """The status database of a pair: what each side held after the last sync.
 
 One SQLite file per pair.  Per UID: the id, version and content hash seen on
-each side, and the last synced content (zlib) as the common ancestor for the
+each side, and the last synced content (zstd, see ``packing``) as the common ancestor for the
 three-way merge.  ``meta`` holds the stores' identities (to notice a store
 pointed somewhere else) and bookkeeping.
 
@@ -14,9 +14,10 @@ would not.
 from __future__ import annotations
 
 import sqlite3
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from calsync.sync.packing import pack, unpack
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -47,12 +48,8 @@ class Row:
         return self.b_id, self.b_ver, self.b_hash
 
 
-def compress(data: bytes) -> bytes:
-    return zlib.compress(data, 1)
-
-
 def decompress(blob: bytes | None) -> bytes | None:
-    return zlib.decompress(blob) if blob is not None else None
+    return unpack(blob) if blob is not None else None
 
 
 class StatusDB:
@@ -102,7 +99,7 @@ class StatusDB:
     def stage_put(self, row: Row, base: bytes | None) -> None:
         """Stage a row; ``base`` None keeps the base already stored for the UID."""
         self._removes.discard(row.uid)
-        self._puts[row.uid] = (row, compress(base) if base is not None else None)
+        self._puts[row.uid] = (row, pack(base) if base is not None else None)
 
     def stage_remove(self, uid: str) -> None:
         self._puts.pop(uid, None)
