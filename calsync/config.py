@@ -437,13 +437,37 @@ def parse(text: str, path: Path | None = None) -> tuple[Config, list[ConfigError
             max_delete=max_delete,
             interval=float(section.get("interval", 300)),
         )
+    errors += _reference_errors(raw, stores, lines, path)
     if path is not None:
         cfg.warnings += _permission_warnings(raw, path)
     return cfg, errors
 
 
+def _reference_errors(
+    raw: dict[str, Any], stores: dict[str, Any], lines: _Lines, path: Path | None
+) -> list[ConfigError]:
+    """Store names that other sections (SyncML accounts, CalDAV users) refer to."""
+    errors = []
+    for section, references in STORE_REFERENCES.items():
+        if not isinstance(raw.get(section), dict):
+            continue
+        for where, key, name in references(raw[section]):
+            if name not in stores:
+                errors.append(
+                    ConfigError(
+                        f"no store named {name!r} (stores: {', '.join(sorted(stores)) or 'none'})",
+                        path=path,
+                        line=lines.key(where, key) or lines.section(where),
+                        key=f"{where}.{key}",
+                    )
+                )
+    return errors
+
+
 # section name -> validator(values, lines, path) -> errors; features add theirs
 EXTRA_SECTIONS: dict[str, Any] = {}
+# section name -> references(values) -> [(section path, key, store name)]
+STORE_REFERENCES: dict[str, Any] = {}
 
 
 def _syncml_section(values: Any, lines: _Lines, path: Path | None) -> list[ConfigError]:
@@ -455,6 +479,22 @@ def _syncml_section(values: Any, lines: _Lines, path: Path | None) -> list[Confi
 EXTRA_SECTIONS["syncml"] = _syncml_section
 
 
+def _syncml_references(values: dict[str, Any]) -> list[tuple[str, str, str]]:
+    from calsync.syncml.config import DATASTORES
+
+    accounts = values.get("accounts")
+    return [
+        (f"syncml.accounts.{name}", key, account[key])
+        for name, account in (accounts.items() if isinstance(accounts, dict) else ())
+        if isinstance(account, dict)
+        for key in DATASTORES
+        if isinstance(account.get(key), str)
+    ]
+
+
+STORE_REFERENCES["syncml"] = _syncml_references
+
+
 def _caldav_section(values: Any, lines: _Lines, path: Path | None) -> list[ConfigError]:
     from calsync.davserver.config import validate
 
@@ -462,6 +502,20 @@ def _caldav_section(values: Any, lines: _Lines, path: Path | None) -> list[Confi
 
 
 EXTRA_SECTIONS["caldav"] = _caldav_section
+
+
+def _caldav_references(values: dict[str, Any]) -> list[tuple[str, str, str]]:
+    users = values.get("users")
+    return [
+        (f"caldav.users.{name}", "calendars", cal)
+        for name, user in (users.items() if isinstance(users, dict) else ())
+        if isinstance(user, dict) and isinstance(user.get("calendars"), list)
+        for cal in user["calendars"]
+        if isinstance(cal, str)
+    ]
+
+
+STORE_REFERENCES["caldav"] = _caldav_references
 
 
 def _has_secret(value: Any) -> bool:

@@ -129,6 +129,14 @@ def test_item_failure_exit_1_names_item(tmp_path: Path) -> None:
             ":11: pairs.main.b: no store named 'tablet'",
         ),
         (CONFIG + "pathh = 1\n", ":13: pairs.main.pathh: unknown key"),
+        (
+            CONFIG + '[syncml.accounts.alice]\npassword = "x"\ncalendar = "tablet"\n',
+            ":15: syncml.accounts.alice.calendar: no store named 'tablet'",
+        ),
+        (
+            CONFIG + '[caldav.users.bob]\npassword = "x"\ncalendars = ["phone", "tablet"]\n',
+            ":15: caldav.users.bob.calendars: no store named 'tablet'",
+        ),
         ("[stores.x\n", ": not valid TOML"),
         (CONFIG.replace("[pairs.main]", '[pairs.main]\nmax_delete = "lots"'), "max_delete"),
     ],

@@ -38,11 +38,12 @@ def test_caldav_section_is_validated_with_file_line_and_key(tmp_path: Path) -> N
         tmp_path, '[caldav.users.alice]\npassword = "x"\ncalendars = ["hub"]\nfoo = 1\n'
     )
     assert "foo" in errs[0]
-    # a store that does not exist is named when the endpoint loads
+    # a store that does not exist is named by `calsync check`, and when the endpoint loads
     cfg, errors = parse(
         BASE.format(tmp=tmp_path) + '[caldav.users.alice]\npassword = "x"\ncalendars = ["nope"]\n'
     )
-    assert not errors
+    assert [e.key for e in errors] == ["caldav.users.alice.calendars"]
+    assert "no store named 'nope'" in str(errors[0])
     with pytest.raises(ConfigError, match="no store named 'nope'"):
         load(cfg)
     cfg, _ = parse(
