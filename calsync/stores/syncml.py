@@ -63,6 +63,8 @@ from calsync.stores import (
     StoreError,
     StoreUnavailable,
 )
+from calsync.stores._files import expand_path
+from calsync.stores._tls import tls_verify
 from calsync.syncml.client import MODE_NAMES, ClientConfig, Report, SessionFailed
 from calsync.syncml.client_http import (
     AuthFailed,
@@ -142,6 +144,9 @@ class SyncMLStore(Store):
             default="md5",
             choices=("md5", "basic"),
         ),
+        "verify_tls": Option(bool, "check the server's TLS certificate", default=True),
+        "ca_file": Option(str, "CA certificate(s) to trust for this server (PEM)"),
+        "timeout": Option((int, float), "seconds to wait for the server per message", default=120),
     }
 
     def __init__(
@@ -157,6 +162,9 @@ class SyncMLStore(Store):
         format: str = "ical20",
         encoding: str = "wbxml",
         auth: str = "md5",
+        verify_tls: bool = True,
+        ca_file: str | None = None,
+        timeout: float = 120.0,
     ) -> None:
         super().__init__(name, ctx)
         if not url.lower().startswith(("http://", "https://")):
@@ -171,6 +179,9 @@ class SyncMLStore(Store):
         self.format = format
         self.encoding = encoding
         self.auth = auth
+        self.verify_tls = verify_tls
+        self.ca_file = ca_file
+        self.timeout = float(timeout)
         self.pull: int | None = TWO_WAY
         self.push: int | None = TWO_WAY
         self.dry_run = False
@@ -204,6 +215,13 @@ class SyncMLStore(Store):
             format=section.get("format", "ical20"),
             encoding=section.get("encoding", "wbxml"),
             auth=section.get("auth", "md5"),
+            verify_tls=section.get("verify_tls", True),
+            ca_file=(
+                str(expand_path(section["ca_file"], ctx.config_dir))
+                if section.get("ca_file")
+                else None
+            ),
+            timeout=section.get("timeout", 120),
         )
 
     def identity(self) -> str:
@@ -269,7 +287,7 @@ class SyncMLStore(Store):
 
     def new_transport(self) -> Transport:
         """How messages travel (tests put a server core in-process here)."""
-        return HttpTransport()
+        return HttpTransport(timeout=self.timeout, verify=tls_verify(self.verify_tls, self.ca_file))
 
     def _session(self, mode: int, *, push: bool) -> Report:
         mirror = self._open()

@@ -17,6 +17,7 @@ sends is stored, even when the session then fails.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -72,12 +73,19 @@ class Transport(Protocol):
 class HttpTransport:
     """One keep-alive httpx client for the messages of a sync."""
 
-    def __init__(self, *, timeout: float = 120.0, max_body: int = 8 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float = 120.0,
+        max_body: int = 8 * 1024 * 1024,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.max_body = max_body
         self.http = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 30.0)),
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
+            verify=verify,
         )
 
     def close(self) -> None:

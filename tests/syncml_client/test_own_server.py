@@ -11,6 +11,7 @@ that need the server in our hands: a wrong password, the server going away.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -28,6 +29,7 @@ from calsync.config import parse as parse_config
 from calsync.gateway.app import build_app
 from calsync.gateway.server import BackgroundServer
 from tests.conftest import ROOT
+from tests.pki import make_pki
 from tests.syncml_client.conftest import free_port
 from tests.syncml_client.harness import client_section, edit, file_of, items_in, put
 
@@ -59,8 +61,10 @@ class Client:
         self.local = tmp / "local"
         self.local.mkdir(parents=True)
         self.config = tmp / "config.toml"
-        section = client_section(
-            url, user="alice", password=kw.pop("password", "s3cret-Pa55"), **kw
+        extra = kw.pop("extra", "")
+        section = (
+            client_section(url, user="alice", password=kw.pop("password", "s3cret-Pa55"), **kw)
+            + extra
         )
         self.config.write_text(
             f"""
@@ -94,23 +98,18 @@ b = "server"
         return items_in(self.local)
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """``calsync serve`` in a subprocess: (its URL, its store)."""
-    config = server_config(tmp_path / "server")
+@contextlib.contextmanager
+def calsync_serve(tmp: Path, tls: tuple[Path, Path] | None = None) -> Iterator[tuple[str, Path]]:
+    """``calsync serve`` in a subprocess, over TLS with ``tls`` = (cert, key):
+    (its URL, its store)."""
+    config = server_config(tmp / "server")
+    if tls is not None:
+        config.write_text(config.read_text() + f'[server]\ncert = "{tls[0]}"\nkey = "{tls[1]}"\n')
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = ["serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "calsync",
-            "serve",
-            "--config",
-            str(config),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
+        [sys.executable, "-m", "calsync", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=env,
@@ -125,12 +124,19 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
                 assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
                 assert time.monotonic() < deadline, "calsync serve did not start"
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/sync", tmp_path / "server" / "laptop"
+        scheme = "https" if tls else "http"
+        yield f"{scheme}://127.0.0.1:{port}/sync", tmp / "server" / "laptop"
     finally:
         proc.terminate()
         proc.wait(10)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    with calsync_serve(tmp_path) as got:
+        yield got
 
 
 def test_two_calsync_clients_meet_through_calsync_serve(
@@ -205,3 +211,31 @@ def test_wrong_password_and_a_vanished_server(
     code, data, out = client.run()
     assert code == 1 and "cannot reach the SyncML server" in str(data["stopped"]), out
     assert {p.name: p.read_bytes() for p in client.local.iterdir()} == before
+
+
+def test_over_tls_the_servers_certificate_is_checked(tmp_path: Path) -> None:
+    """``calsync serve`` with a certificate, calsync as its client: trusted through
+    ``ca_file``; refused by default (nothing changes on either side); or, asked for,
+    not checked."""
+    ca, cert, key = make_pki(tmp_path / "pki")
+    with calsync_serve(tmp_path, tls=(cert, key)) as (url, store):
+        assert url.startswith("https://")
+        put(store, "s1.ics", "s1", "On the server")
+        trusting = Client(tmp_path / "a", url, device="calsync-one", extra=f'ca_file = "{ca}"\n')
+        put(trusting.local, "a1.ics", "a1", "From a")
+        trusting.sync()
+        assert trusting.items() == items_in(store) == {"s1": "On the server", "a1": "From a"}
+
+        default = Client(tmp_path / "b", url, device="calsync-two")
+        put(default.local, "b1.ics", "b1", "From b")
+        code, data, out = default.run()
+        assert code == 1 and "certificate" in str(data["stopped"]), out
+        assert "s3cret-Pa55" not in out
+        assert default.items() == {"b1": "From b"}
+        assert items_in(store) == {"s1": "On the server", "a1": "From a"}
+
+        unchecked = Client(
+            tmp_path / "c", url, device="calsync-three", extra="verify_tls = false\n"
+        )
+        unchecked.sync()
+        assert unchecked.items() == items_in(store) == {"s1": "On the server", "a1": "From a"}

@@ -146,14 +146,6 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def tls_verify(verify_tls: bool, ca_file: str | None) -> ssl.SSLContext | bool:
-    if not verify_tls:
-        return False
-    if ca_file:
-        return ssl.create_default_context(cafile=ca_file)
-    return True
-
-
 class DavClient:
     """Requests against one server (see module docstring)."""
 

@@ -42,6 +42,7 @@ from calsync.stores import (
     StoreUnavailable,
 )
 from calsync.stores._files import write_atomic
+from calsync.stores._tls import tls_verify
 from calsync.stores.caldav import xml
 from calsync.stores.caldav.client import (
     DavClient,
@@ -50,7 +51,6 @@ from calsync.stores.caldav.client import (
     Response,
     is_loopback,
     redact,
-    tls_verify,
 )
 from calsync.stores.caldav.discovery import find_calendar
 from calsync.stores.caldav.hrefs import normalize, quote_path, to_url

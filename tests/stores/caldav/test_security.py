@@ -20,6 +20,7 @@ from calsync.items import Item
 from calsync.stores import StoreUnavailable
 from calsync.stores.caldav import xml
 from tests.conftest import ROOT, event
+from tests.pki import make_pki
 from tests.stores.caldav.conftest import make_store
 from tests.stores.caldav.helpers import config
 from tests.stores.caldav.peers import PASSWORD, USER, Peer, free_port, peer_root, stop_pid
@@ -48,27 +49,14 @@ def test_tls_is_verified_by_default(xandikos: Peer, tmp_path: Path) -> None:
     store.close()
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture
 def tls_front(radicale: Peer, tmp_path: Path) -> Iterator[tuple[Proxy, Path]]:
     """Radicale behind a TLS proxy whose certificate comes from our own test CA."""
-    d = tmp_path / "pki"
-    d.mkdir()
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-             "ca.crt", "-days", "2", "-subj", "/CN=calsync test CA", cwd=d)  # fmt: skip
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr",
-             "-subj", "/CN=127.0.0.1", cwd=d)  # fmt: skip
-    (d / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-out", "srv.crt", "-days", "2", "-extfile", "ext",
-             cwd=d)  # fmt: skip
+    ca, cert, key = make_pki(tmp_path / "pki")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(d / "srv.crt", d / "srv.key")
+    ctx.load_cert_chain(cert, key)
     proxy = Proxy(radicale.base, tls=ctx).start()
-    yield proxy, d / "ca.crt"
+    yield proxy, ca
     proxy.stop()
 
 
