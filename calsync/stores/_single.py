@@ -21,7 +21,7 @@ import os
 from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, BinaryIO, ClassVar, Generic, TypeVar
 
 from calsync.items import Item
 from calsync.stores import (
@@ -50,6 +50,14 @@ class Pending(Generic[P]):
 
 def digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
+def digest_file(f: BinaryIO) -> str:
+    """``digest`` of a file's content, read in pieces (no second copy of a big file)."""
+    h = hashlib.blake2b(digest_size=20)
+    while chunk := f.read(1 << 20):
+        h.update(chunk)
+    return h.hexdigest()
 
 
 def stat_key(st: os.stat_result) -> list[int]:
@@ -237,11 +245,11 @@ class SingleFileStore(Store, Generic[P]):
         self._index()
         try:
             with open(self.path, "rb") as f:
-                on_disk = f.read()
                 st = os.fstat(f.fileno())
+                same = stat_key(st) == self._stat and digest_file(f) == self._digest
         except OSError as e:
             raise self.error(StoreError, f"cannot re-read {self.path}: {e}") from None
-        if stat_key(st) != self._stat or digest(on_disk) != self._digest:
+        if not same:
             self._pending.clear()
             raise self.error(
                 StoreError,

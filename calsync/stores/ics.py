@@ -85,11 +85,11 @@ class IcsStore(SingleFileStore[Payload]):
 
     def _render(self) -> bytes:
         grouped = self._index_grouped()
-        data = self._data
-        assert data is not None
+        assert self._data is not None
+        data = memoryview(self._data)  # slices without copies: the file is rendered once
         parts = grouped.split
         newline = parts.newline
-        out: list[bytes] = []
+        out: list[bytes | memoryview] = []
         pos = 0
         done: set[str] = set()
         present_tz = set(grouped.timezones)
@@ -131,7 +131,7 @@ class IcsStore(SingleFileStore[Payload]):
             out.append(data[insert_at:])
         else:
             rest = data[pos:]
-            if rest.strip():
+            if bytes(rest).strip():
                 out.append(rest)
             if added or not tz_written:
                 header = to_newline(EMPTY_CALENDAR, newline).rsplit(b"END:VCALENDAR", 1)[0]
