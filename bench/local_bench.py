@@ -218,8 +218,7 @@ class Vdir:
     def summaries_ok(self, uids: list[str], summary: Callable[[str], str]) -> bool:
         idx = self.index()
         return all(
-            f"SUMMARY:{summary(u)}\r\n" in idx[u].read_text(encoding="utf-8", newline="")
-            or f"SUMMARY:{summary(u)}\n" in idx[u].read_text(encoding="utf-8", newline="")
+            f"SUMMARY:{summary(u)}\n" in idx[u].read_bytes().decode().replace("\r\n", "\n")
             for u in uids
         )
 
