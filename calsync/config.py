@@ -5,8 +5,9 @@ in the platform's config dir.  Every error names the file, the line and the
 key.  Store sections are validated against the ``options`` their store class
 declares, so a new store type needs no change here.
 
-Other sections (``[server]``, ``[syncml...]``, ``[caldav...]``) register their
-own keys in ``SECTION_OPTIONS``.
+Other sections have their keys in ``SECTION_OPTIONS`` (``[server]``, ...)
+or name the module that validates them in ``EXTRA_SECTIONS`` (``[syncml...]``,
+``[caldav...]``), which also says which stores they use.
 """
 
 from __future__ import annotations
@@ -353,9 +354,9 @@ def parse(text: str, path: Path | None = None) -> tuple[Config, list[ConfigError
         values = raw.get(name, {})
         if isinstance(values, dict):
             errors += _check_options(options, values, name, lines, path)
-    for section, validator in EXTRA_SECTIONS.items():
+    for section in EXTRA_SECTIONS:
         if section in raw:
-            errors += validator(raw[section], lines, path)
+            errors += _section_module(section).validate(raw[section], lines, path)
     stores = raw.get("stores", {})
     for name, section in stores.items():
         where = f"stores.{name}"
@@ -397,15 +398,7 @@ def parse(text: str, path: Path | None = None) -> tuple[Config, list[ConfigError
             continue
         for side in ("a", "b"):
             if section[side] not in stores:
-                errors.append(
-                    ConfigError(
-                        f"no store named {section[side]!r} (stores: "
-                        f"{', '.join(sorted(stores)) or 'none'})",
-                        path=path,
-                        line=lines.key(where, side),
-                        key=f"{where}.{side}",
-                    )
-                )
+                errors.append(_no_store(section[side], stores, where, side, lines, path))
         if section["a"] == section["b"]:
             errors.append(
                 ConfigError(
@@ -448,74 +441,39 @@ def _reference_errors(
 ) -> list[ConfigError]:
     """Store names that other sections (SyncML accounts, CalDAV users) refer to."""
     errors = []
-    for section, references in STORE_REFERENCES.items():
+    for section in EXTRA_SECTIONS:
         if not isinstance(raw.get(section), dict):
             continue
-        for where, key, name in references(raw[section]):
+        for where, key, name in _section_module(section).store_references(raw[section]):
             if name not in stores:
-                errors.append(
-                    ConfigError(
-                        f"no store named {name!r} (stores: {', '.join(sorted(stores)) or 'none'})",
-                        path=path,
-                        line=lines.key(where, key) or lines.section(where),
-                        key=f"{where}.{key}",
-                    )
-                )
+                errors.append(_no_store(name, stores, where, key, lines, path))
     return errors
 
 
-# section name -> validator(values, lines, path) -> errors; features add theirs
-EXTRA_SECTIONS: dict[str, Any] = {}
-# section name -> references(values) -> [(section path, key, store name)]
-STORE_REFERENCES: dict[str, Any] = {}
+def _no_store(
+    name: str, stores: dict[str, Any], where: str, key: str, lines: _Lines, path: Path | None
+) -> ConfigError:
+    return ConfigError(
+        f"no store named {name!r} (stores: {', '.join(sorted(stores)) or 'none'})",
+        path=path,
+        line=lines.key(where, key) or lines.section(where),
+        key=f"{where}.{key}",
+    )
 
 
-def _syncml_section(values: Any, lines: _Lines, path: Path | None) -> list[ConfigError]:
-    from calsync.syncml.config import validate
-
-    return validate(values, lines, path)
-
-
-EXTRA_SECTIONS["syncml"] = _syncml_section
-
-
-def _syncml_references(values: dict[str, Any]) -> list[tuple[str, str, str]]:
-    from calsync.syncml.config import DATASTORES
-
-    accounts = values.get("accounts")
-    return [
-        (f"syncml.accounts.{name}", key, account[key])
-        for name, account in (accounts.items() if isinstance(accounts, dict) else ())
-        if isinstance(account, dict)
-        for key in DATASTORES
-        if isinstance(account.get(key), str)
-    ]
+# section name -> the module that owns it: its ``validate(values, lines, path)``
+# returns the section's problems, its ``store_references(values)`` the store
+# names it uses as (section path, key, name); imported only when the section is used
+EXTRA_SECTIONS: dict[str, str] = {
+    "syncml": "calsync.syncml.config",
+    "caldav": "calsync.davserver.config",
+}
 
 
-STORE_REFERENCES["syncml"] = _syncml_references
+def _section_module(section: str) -> Any:
+    import importlib
 
-
-def _caldav_section(values: Any, lines: _Lines, path: Path | None) -> list[ConfigError]:
-    from calsync.davserver.config import validate
-
-    return validate(values, lines, path)
-
-
-EXTRA_SECTIONS["caldav"] = _caldav_section
-
-
-def _caldav_references(values: dict[str, Any]) -> list[tuple[str, str, str]]:
-    users = values.get("users")
-    return [
-        (f"caldav.users.{name}", "calendars", cal)
-        for name, user in (users.items() if isinstance(users, dict) else ())
-        if isinstance(user, dict) and isinstance(user.get("calendars"), list)
-        for cal in user["calendars"]
-        if isinstance(cal, str)
-    ]
-
-
-STORE_REFERENCES["caldav"] = _caldav_references
+    return importlib.import_module(EXTRA_SECTIONS[section])
 
 
 def _has_secret(value: Any) -> bool:

@@ -100,6 +100,18 @@ def validate(values: Any, lines: _Lines, path: Path | None) -> list[ConfigError]
     return errors
 
 
+def store_references(values: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The stores the users' calendars are (checked by ``calsync.config``)."""
+    users = values.get("users")
+    return [
+        (f"caldav.users.{name}", "calendars", cal)
+        for name, user in (users.items() if isinstance(users, dict) else ())
+        if isinstance(user, dict) and isinstance(user.get("calendars"), list)
+        for cal in user["calendars"]
+        if isinstance(cal, str)
+    ]
+
+
 @dataclass
 class User:
     name: str

@@ -143,6 +143,18 @@ def validate(values: Any, lines: _Lines, path: Path | None) -> list[ConfigError]
     return errors
 
 
+def store_references(values: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The stores the accounts' datastores sync with (checked by ``calsync.config``)."""
+    accounts = values.get("accounts")
+    return [
+        (f"syncml.accounts.{name}", key, account[key])
+        for name, account in (accounts.items() if isinstance(accounts, dict) else ())
+        if isinstance(account, dict)
+        for key in DATASTORES
+        if isinstance(account.get(key), str)
+    ]
+
+
 @dataclass
 class AccountSettings:
     """An account's pair options and datastores (what the backend needs)."""
