@@ -91,6 +91,7 @@ from urllib.parse import urljoin
 
 from calsync.syncml import auth, codec
 from calsync.syncml import devinf as di
+from calsync.syncml.large import MIN_CHUNK, size_matches, utf8_prefix, wire_data
 from calsync.syncml.model import (
     CHUNK_ACCEPTED,
     COMMAND_NOT_ALLOWED,
@@ -153,7 +154,6 @@ MODE_NAMES = {
 }
 INCREMENTAL = (TWO_WAY, ONE_WAY_FROM_CLIENT, ONE_WAY_FROM_SERVER)
 MIN_MESSAGE = 4096  # smallest message budget we work with, whatever a server says
-MIN_CHUNK = 256
 DEFAULT_SERVER_MSG = 64_000  # when a server names no MaxMsgSize
 
 
@@ -628,7 +628,7 @@ class ClientSession:
             self.in_chunk = None
             data = b"".join(chunk.parts)
             ctype = ctype or chunk.content_type
-            if chunk.declared is not None and not _size_matches(
+            if chunk.declared is not None and not size_matches(
                 len(data), chunk.declared, data, self.enc == "xml"
             ):
                 status.code = SIZE_MISMATCH
@@ -812,7 +812,7 @@ class ClientSession:
                 if size <= capacity:
                     return  # fits in the next message
                 self.changes.popleft()
-                data = self._wire_data(change)
+                data = wire_data(change.data, self.enc)
                 why = None
                 if change.op == "Delete":
                     why = "a Delete larger than a message"
@@ -849,7 +849,7 @@ class ClientSession:
         if room < MIN_CHUNK:
             return used, False
         rest = chunk.data[chunk.offset :]
-        piece = _utf8_prefix(rest, room)
+        piece = utf8_prefix(rest, room)
         last = len(piece) == len(rest)
         cmd = self._change_command(
             chunk.change,
@@ -869,12 +869,6 @@ class ClientSession:
             return used, True
         return used, False
 
-    def _wire_data(self, change: LocalChange) -> bytes:
-        data = change.data or b""
-        if self.enc == "xml":
-            data = data.replace(b"\r\n", b"\n")  # what an XML parser will see anyway
-        return data
-
     def _change_command(
         self,
         change: LocalChange,
@@ -887,7 +881,7 @@ class ClientSession:
         meta = Meta(type=self.config.content_type)
         item = Item(source=change.luid)
         if change.op != "Delete":
-            item.data = self._wire_data(change) if data is None else data
+            item.data = wire_data(change.data, self.enc) if data is None else data
             item.more_data = more
         else:
             meta = Meta()
@@ -969,20 +963,3 @@ class ClientSession:
             meta=Meta(type=self._devinf_type()),
             items=[Item(source=uri, data_node=self._devinf())],
         )
-
-
-def _utf8_prefix(data: bytes, limit: int) -> bytes:
-    """At most ``limit`` bytes of ``data``, not cutting a UTF-8 sequence."""
-    if len(data) <= limit:
-        return data
-    end = limit
-    while end > 0 and (data[end] & 0xC0) == 0x80:
-        end -= 1
-    return data[:end] if end > 0 else data[:limit]
-
-
-def _size_matches(actual: int, declared: int, data: bytes, xml: bool) -> bool:
-    if actual == declared:
-        return True
-    # an XML parser turns CRLF into LF: the sender counted the CRs
-    return xml and actual <= declared <= actual + data.count(b"\n")

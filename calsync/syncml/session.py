@@ -116,6 +116,7 @@ from typing import Any
 
 from calsync.syncml import auth, codec
 from calsync.syncml import devinf as di
+from calsync.syncml.large import MIN_CHUNK, size_matches, utf8_prefix, wire_data
 from calsync.syncml.model import (
     ALREADY_EXISTS,
     AUTH_ACCEPTED,
@@ -181,7 +182,6 @@ ENGINE_MODES = {
 }
 ICAL_TYPE = "text/calendar"
 MIN_MESSAGE = 2048  # smallest message budget we work with, whatever a device says
-MIN_CHUNK = 256
 VCAL_TYPE = "text/x-vcalendar"
 
 
@@ -991,7 +991,7 @@ class ServerSession:
             ds.in_chunk = None
             data = b"".join(chunk.parts)
             ctype = ctype or chunk.content_type
-            if chunk.declared is not None and not _size_matches(
+            if chunk.declared is not None and not size_matches(
                 len(data), chunk.declared, data, self.encoding == "xml"
             ):
                 status.code = SIZE_MISMATCH
@@ -1255,7 +1255,7 @@ class ServerSession:
                 if size <= capacity:
                     return  # fits in the next message
                 ds.outgoing.popleft()
-                data = self._wire_data(change)
+                data = wire_data(change.data, self.encoding)
                 why = None
                 if change.op == "Delete":
                     why = "a Delete larger than a message"
@@ -1285,7 +1285,7 @@ class ServerSession:
         if room < MIN_CHUNK:
             return used, False
         rest = chunk.data[chunk.offset :]
-        piece = _utf8_prefix(rest, room)
+        piece = utf8_prefix(rest, room)
         last = len(piece) == len(rest)
         cmd = self._change_command(
             chunk.change,
@@ -1303,12 +1303,6 @@ class ServerSession:
             return used, True
         return used, False
 
-    def _wire_data(self, change: OutgoingChange) -> bytes:
-        data = change.data or b""
-        if self.encoding == "xml":
-            data = data.replace(b"\r\n", b"\n")  # what an XML parser will see anyway
-        return data
-
     def _change_command(
         self,
         change: OutgoingChange,
@@ -1321,25 +1315,8 @@ class ServerSession:
         meta = Meta(type=change.content_type)
         item = Item(source=change.guid) if change.op == "Add" else Item(target=change.luid)
         if change.op != "Delete":
-            item.data = self._wire_data(change) if data is None else data
+            item.data = wire_data(change.data, self.encoding) if data is None else data
             item.more_data = more
         if size is not None:
             meta.size = size
         return Change(cmd_id=cmd_id, kind=change.op, meta=meta, items=[item])
-
-
-def _utf8_prefix(data: bytes, limit: int) -> bytes:
-    """At most ``limit`` bytes of ``data``, not cutting a UTF-8 sequence."""
-    if len(data) <= limit:
-        return data
-    end = limit
-    while end > 0 and (data[end] & 0xC0) == 0x80:
-        end -= 1
-    return data[:end] if end > 0 else data[:limit]
-
-
-def _size_matches(actual: int, declared: int, data: bytes, xml: bool) -> bool:
-    if actual == declared:
-        return True
-    # an XML parser turns CRLF into LF: the sender counted the CRs
-    return xml and actual <= declared <= actual + data.count(b"\n")
