@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import caldav
@@ -20,15 +19,6 @@ from caldav.lib.url import URL
 
 from calsync.davserver.state import TOKEN_PREFIX
 from tests.davserver.helpers import PASSWORD, USER, Gateway, ics, start, wait_for
-
-
-@pytest.fixture
-def gw(tmp_path: Path) -> Iterator[Gateway]:
-    g = start(tmp_path)
-    try:
-        yield g
-    finally:
-        g.stop()
 
 
 def client(gw: Gateway, url: str | None = None) -> caldav.DAVClient:

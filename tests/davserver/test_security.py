@@ -6,7 +6,6 @@ import base64
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,15 +16,6 @@ from calsync.gateway.app import create_app, features_for
 from calsync.gateway.server import listen_options
 from tests.davserver.helpers import PASSWORD, USER, Gateway, config_text, ics, start
 from tests.gateway.helpers import env_for, free_port, wait_for
-
-
-@pytest.fixture
-def gw(tmp_path: Path) -> Iterator[Gateway]:
-    g = start(tmp_path)
-    try:
-        yield g
-    finally:
-        g.stop()
 
 
 @pytest.mark.parametrize(

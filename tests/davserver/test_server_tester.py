@@ -11,13 +11,12 @@ from __future__ import annotations
 import ast
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.davserver.helpers import PASSWORD, USER, Gateway, start
+from tests.davserver.helpers import PASSWORD, USER, Gateway
 
 MUST_BE_FULL = [
     "get-current-user-principal",
@@ -53,15 +52,6 @@ BY_DESIGN = {
     "scheduling": "unsupported",
     "principal-search": "unsupported",
 }
-
-
-@pytest.fixture
-def gw(tmp_path: Path) -> Iterator[Gateway]:
-    g = start(tmp_path)
-    try:
-        yield g
-    finally:
-        g.stop()
 
 
 @pytest.mark.peer

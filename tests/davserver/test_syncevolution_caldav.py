@@ -10,22 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SHARED, event
-from tests.davserver.helpers import PASSWORD, USER, Gateway, start, wait_for
-
-
-@pytest.fixture
-def gw(tmp_path: Path) -> Iterator[Gateway]:
-    g = start(tmp_path)
-    try:
-        yield g
-    finally:
-        g.stop()
+from tests.davserver.helpers import PASSWORD, USER, Gateway, wait_for
 
 
 def syncevolution(home: Path, *args: str) -> str:

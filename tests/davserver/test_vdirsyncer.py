@@ -12,13 +12,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import event
-from tests.davserver.helpers import PASSWORD, USER, Gateway, start, wait_for
+from tests.davserver.helpers import PASSWORD, USER, Gateway, wait_for
 
 VERSION = "0.21.0"
 
@@ -64,15 +63,6 @@ url = "{url}"
 username = "{user}"
 password = "{password}"
 """
-
-
-@pytest.fixture
-def gw(tmp_path: Path) -> Iterator[Gateway]:
-    g = start(tmp_path)
-    try:
-        yield g
-    finally:
-        g.stop()
 
 
 def run(exe: Path, config: Path, *args: str) -> str:
