@@ -58,21 +58,22 @@ def calsync(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+def connect(
+    config: Path, profile: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``calsync thunderbird connect`` for this profile."""
+    return calsync(
+        "--config", str(config), "thunderbird", "connect", "--profile", str(profile), *args, env=env
+    )
+
+
 def test_connect_writes_the_registry_entry_and_disconnect_removes_it(tmp_path: Path) -> None:
     from tests.stores.thunderbird.helpers import make_profile
 
     profile = make_profile(tmp_path, "fresh")
     before = {c.id for c in calendars(profile)}
     config = write_config(tmp_path, 8765)
-    r = calsync(
-        "--config",
-        str(config),
-        "thunderbird",
-        "connect",
-        "--profile",
-        str(profile),
-        "--no-password",
-    )
+    r = connect(config, profile, "--no-password")
     assert r.returncode == 0, r.stderr
     mine = tb.connected(profile)
     assert len(mine) == 1
@@ -85,28 +86,10 @@ def test_connect_writes_the_registry_entry_and_disconnect_removes_it(tmp_path: P
     assert "tb-Secret-42" not in (profile / "prefs.js").read_text()
     assert "tb-Secret-42" not in r.stdout + r.stderr
     # connecting again updates the same entry
-    r = calsync(
-        "--config",
-        str(config),
-        "thunderbird",
-        "connect",
-        "--profile",
-        str(profile),
-        "--no-password",
-        "--url",
-        "https://calsync.example:8443",
-    )
+    r = connect(config, profile, "--no-password", "--url", "https://calsync.example:8443")
     assert r.returncode == 0 and "updated" not in r.stdout  # another URL: another calendar
     assert len(tb.connected(profile)) == 2
-    r = calsync(
-        "--config",
-        str(config),
-        "thunderbird",
-        "connect",
-        "--profile",
-        str(profile),
-        "--no-password",
-    )
+    r = connect(config, profile, "--no-password")
     assert r.returncode == 0 and "updated" in r.stdout
     assert len(tb.connected(profile)) == 2
     # disconnect removes only ours, and the sort order follows
@@ -129,42 +112,14 @@ def test_connect_refuses_while_thunderbird_runs_and_names_the_choices(tmp_path: 
     )
     holder = Holder(profile)
     try:
-        r = calsync(
-            "--config",
-            str(config),
-            "thunderbird",
-            "connect",
-            "--profile",
-            str(profile),
-            "--user",
-            "alice",
-            "--no-password",
-        )
+        r = connect(config, profile, "--user", "alice", "--no-password")
         assert r.returncode == 1 and "quit Thunderbird first" in r.stderr
         assert tb.connected(profile) == []
     finally:
         holder.stop()
-    r = calsync(
-        "--config",
-        str(config),
-        "thunderbird",
-        "connect",
-        "--profile",
-        str(profile),
-        "--no-password",
-    )
+    r = connect(config, profile, "--no-password")
     assert r.returncode == 2 and "alice: hub" in r.stderr and "bob: hub" in r.stderr
-    r = calsync(
-        "--config",
-        str(config),
-        "thunderbird",
-        "connect",
-        "--profile",
-        str(profile),
-        "--calendar",
-        "nope",
-        "--no-password",
-    )
+    r = connect(config, profile, "--calendar", "nope", "--no-password")
     assert r.returncode == 2 and "--calendar" in r.stderr
 
 
@@ -209,15 +164,11 @@ def test_thunderbird_syncs_over_caldav_with_a_syncml_phone(tmp_path: Path) -> No
     port = free_port()
     config = write_config(tmp_path, port)
     tb_env = {k: v for k, v in peer.env().items() if k.startswith(("HOME", "XDG", "MOZ", "TZ"))}
-    r = calsync(
-        "--config", str(config), "thunderbird", "connect", "--profile", str(profile), env=tb_env
-    )
+    r = connect(config, profile, env=tb_env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "added in Thunderbird's password manager" in r.stdout
     # connecting again updates the entry and the login, adding nothing
-    r = calsync(
-        "--config", str(config), "thunderbird", "connect", "--profile", str(profile), env=tb_env
-    )
+    r = connect(config, profile, env=tb_env)
     assert r.returncode == 0 and "updated in Thunderbird's password manager" in r.stdout
     assert len(tb.connected(profile)) == 1
     logins = json.loads((profile / "logins.json").read_text())["logins"]
