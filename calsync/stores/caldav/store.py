@@ -23,7 +23,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
@@ -58,6 +58,7 @@ from calsync.stores.caldav.listing import (
     PREFETCH_BYTES,
     ListingError,
     State,
+    later_token,
     norm_etag,
     refresh,
 )
@@ -155,6 +156,7 @@ class CalDAVStore(Store):
         # href -> (ETag, data) read along with a first listing, served by get_many
         self._prefetch: dict[str, tuple[str, bytes]] = {}
         self.prefetch_bytes = PREFETCH_BYTES
+        self._token_job: Future[str | None] | None = None  # see _settle_token
 
     @classmethod
     def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
@@ -269,6 +271,7 @@ class CalDAVStore(Store):
     # -- reading ------------------------------------------------------------------
 
     def list(self) -> Listing:
+        self._settle_token()
         client = self._connect()
         for attempt in (1, 2):
             try:
@@ -297,8 +300,33 @@ class CalDAVStore(Store):
         self._prefetch = result.bodies
         self._components = result.info.components
         self._save()
+        if result.token_later:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="caldav-token")
+            self._token_job = pool.submit(later_token, client, url, result.state.ctag)
+            pool.shutdown(wait=False)
         assert self._state.etags is not None
         return Listing(dict(self._state.etags))
+
+    def _settle_token(self) -> None:
+        """Keep the sync-token read after a first listing (``listing.later_token``).
+
+        It is read while the engine works on the listing, and waited for before our
+        first write (which would change the ctag and so void the token) and before
+        the state is saved.
+        """
+        job, self._token_job = self._token_job, None
+        if job is None:
+            return
+        try:
+            token = job.result()
+        except (DavError, xml.XmlError) as e:
+            log.info("%s: cannot read the sync-token (%s); the next change lists all", self.name, e)
+            return
+        if token is None:
+            log.info("%s: the calendar changed while it was listed; no sync-token kept", self.name)
+            return
+        self._state.token = token
+        self._dirty = True
 
     @property
     def _etags(self) -> dict[str, str]:
@@ -460,6 +488,7 @@ class CalDAVStore(Store):
     # -- writing ------------------------------------------------------------------
 
     def _write(self, fn: Callable[[], Response], id: str) -> Response:
+        self._settle_token()
         if self._failures >= BREAKER:
             raise self.error(
                 StoreError,
@@ -652,6 +681,7 @@ class CalDAVStore(Store):
             return ""
 
     def flush(self) -> None:
+        self._settle_token()
         if self._dirty:
             self._save()
 

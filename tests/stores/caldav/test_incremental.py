@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from calsync.items import Item
+from calsync.stores.caldav import store as store_module
 from calsync.stores.caldav.store import CalDAVStore
 from tests.conftest import event
 from tests.stores.caldav.conftest import make_store
@@ -23,6 +25,7 @@ def _requests(store: CalDAVStore) -> int:
 
 
 def _listed(store: CalDAVStore) -> tuple[dict[str, str], str, int]:
+    store.flush()  # the sync-token read after a first listing is in: not counted here
     before = _requests(store) if store._client else 0
     versions = store.list().versions
     return versions, store.last_listing, _requests(store) - before
@@ -69,6 +72,42 @@ def test_no_change_is_one_request_and_deltas_are_exact(
     assert how == "delta" and set(ghost) == set(mine)
     edited = next(p for p in ghost if p.endswith("pre-3.ics"))
     assert ghost[edited] != mine[edited]
+    store.close()
+
+
+def _state(cache: Path) -> dict[str, Any]:
+    state: dict[str, Any] = json.loads((cache / "caldav-state.json").read_text())["state"]
+    return state
+
+
+def test_first_token_is_read_after_the_listing_and_kept_only_if_nothing_changed(
+    peer: Peer, calendar: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token of a first listing is read while the engine works (listing.later_token);
+    a change made between the listing and that read voids it, and the next sync
+    still sees that change."""
+    peer.put(f"{calendar}a.ics", event("a@calsync.test"))
+    store = make_store(peer, calendar, tmp_path / "quiet")
+    assert len(store.list().versions) == 1
+    store.close()
+    assert _state(tmp_path / "quiet")["token"]  # nothing changed: kept
+
+    real = store_module.later_token
+
+    def change_first(*args: Any) -> str | None:
+        peer.put(f"{calendar}between.ics", event("between@calsync.test"))
+        return real(*args)
+
+    monkeypatch.setattr(store_module, "later_token", change_first)
+    store = make_store(peer, calendar, tmp_path / "busy")
+    first = store.list().versions
+    store.flush()
+    assert not any(p.endswith("between.ics") for p in first)
+    assert _state(tmp_path / "busy")["token"] is None  # the change voided it
+    versions, how, _ = _listed(store)
+    assert how == "full"
+    assert any(p.endswith("between.ics") for p in versions)
+    assert _state(tmp_path / "busy")["token"]
     store.close()
 
 

@@ -171,6 +171,7 @@ def test_many_items_come_in_large_multigets_and_50_where_refused(
         store = make_store(radicale, f"{proxy.url}/{path}", tmp_path / "cache")
         store.prefetch_bytes = 0  # a listing without the items, as after a delta
         versions = store.list().versions
+        store.flush()  # the sync-token read after a first listing is in: not counted
         ids = list(versions)
         before = _requests(store)
         got = _read_all(store, ids)
