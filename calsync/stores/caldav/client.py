@@ -13,7 +13,11 @@ object model for the server quirks, and pulls in ~20 dependencies.
   broken server cannot exhaust memory.
 - Reads (PROPFIND, REPORT, GET) are retried once after a network error or a
   5xx; writes never are (their preconditions make a blind retry unsafe to
-  interpret).
+  interpret).  A read that timed out is retried with ``PATIENCE`` times the
+  timeout, and reading a whole calendar gets that from the start: a slow
+  server (a large calendar, caches built on first access -- Radicale spent
+  42 s on its first listing of 10k items) is still working on the request, and
+  one more impatient try would only double its work.
 - Messages never contain credentials: URLs carry none (refused in config),
   headers are never logged.
 """
@@ -40,6 +44,7 @@ log = logging.getLogger("calsync.caldav")
 
 MAX_BODY = 256 * 1024 * 1024  # bytes of a response body, after decompression
 READ_METHODS = frozenset({"PROPFIND", "REPORT", "GET", "OPTIONS"})
+PATIENCE = 4  # timeout multiplier for a read tried again after a timeout
 USER_AGENT = "calsync/0.1"
 
 T = TypeVar("T")
@@ -51,6 +56,11 @@ class DavError(Exception):
 
 class DavNetworkError(DavError):
     """Connection refused/reset, timeout, TLS failure, truncated body: try again later."""
+
+
+class DavTimeout(DavNetworkError):
+    """Connected, but no answer within the timeout: the server may still be working
+    on it."""
 
 
 @dataclass
@@ -164,6 +174,7 @@ class DavClient:
         on a loopback connection it only costs CPU at both ends)."""
         self.auth = AutoAuth(username, password, auth_scheme) if username else None
         self.retry_delay = retry_delay
+        self.timeout = timeout
         self.requests = 0  # sent, for tests and benchmarks
         self._count_lock = threading.Lock()
         self._http = httpx.Client(
@@ -189,12 +200,15 @@ class DavClient:
         follow: bool = False,
     ) -> Response:
         attempts = 2 if method in READ_METHODS else 1
+        timeout = self.timeout
         for attempt in range(attempts):
             try:
-                resp = self._once(method, url, body, headers, follow)
-            except DavNetworkError:
+                resp = self._once(method, url, body, headers, follow, timeout)
+            except DavNetworkError as e:
                 if attempt + 1 == attempts:
                     raise
+                if isinstance(e, DavTimeout):
+                    timeout = self.timeout * PATIENCE
             else:
                 if resp.status < 500 or attempt + 1 == attempts:
                     return resp
@@ -209,8 +223,9 @@ class DavClient:
         body: bytes | None,
         headers: dict[str, str] | None,
         follow: bool,
+        timeout: float,
     ) -> Response:
-        with self._send(method, url, body, headers, follow) as (r, chunks):
+        with self._send(method, url, body, headers, follow, timeout) as (r, chunks):
             return Response(r.status_code, r.headers, b"".join(chunks), str(r.url))
 
     @contextmanager
@@ -220,7 +235,8 @@ class DavClient:
         url: str,
         body: bytes | None,
         headers: dict[str, str] | None,
-        follow: bool = False,
+        follow: bool,
+        timeout: float,
     ) -> Generator[tuple[httpx.Response, Iterator[bytes]], None, None]:
         """One request; yields the response and its body as capped chunks.  Network
         and TLS errors (also while the body is read) become DavNetworkError."""
@@ -239,12 +255,19 @@ class DavClient:
 
         try:
             with self._http.stream(
-                method, url, content=body, headers=hdrs, follow_redirects=follow
+                method,
+                url,
+                content=body,
+                headers=hdrs,
+                follow_redirects=follow,
+                timeout=httpx.Timeout(self.timeout, read=timeout),
             ) as r:
                 with self._count_lock:  # get_many sends from worker threads
                     self.requests += 1 + len(r.history)  # redirects and auth challenges
                 log.debug("%s -> %s", where, r.status_code)
                 yield r, capped(r)
+        except httpx.ReadTimeout:
+            raise DavTimeout(f"{where}: no answer within {timeout:g} s") from None
         except httpx.TimeoutException:
             raise DavNetworkError(f"{where}: timed out") from None
         except httpx.HTTPError as e:
@@ -262,10 +285,12 @@ class DavClient:
 
         Returns the response (without its body when it was streamed) and what
         ``consume`` returned; for any other status, the (capped) body and None.
-        Never retried: the caller decides what a failure means.
+        Never retried: the caller decides what a failure means.  Patient from the
+        start (``PATIENCE``): it reads a whole calendar.
         """
         headers = {"Depth": depth}
-        with self._send("REPORT", url, body, headers) as (r, chunks):
+        patient = self.timeout * PATIENCE
+        with self._send("REPORT", url, body, headers, False, patient) as (r, chunks):
             if r.status_code != 207:
                 return Response(r.status_code, r.headers, b"".join(chunks), str(r.url)), None
             got = consume(chunks)

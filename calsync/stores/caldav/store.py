@@ -45,6 +45,7 @@ from calsync.stores._files import write_atomic
 from calsync.stores._tls import tls_verify
 from calsync.stores.caldav import xml
 from calsync.stores.caldav.client import (
+    PATIENCE,
     DavClient,
     DavError,
     DavNetworkError,
@@ -106,7 +107,13 @@ class CalDAVStore(Store):
         ),
         "verify_tls": Option(bool, "check the server's TLS certificate", default=True),
         "ca_file": Option(str, "CA certificate(s) to trust for this server (PEM)"),
-        "timeout": Option((int, float), "seconds to wait for the server per request", default=30),
+        "timeout": Option(
+            (int, float),
+            "seconds to wait for the server per request; a read that times out is tried "
+            f"once more with {PATIENCE}x as long, and reading a whole calendar gets that "
+            "from the start",
+            default=30,
+        ),
         "full_listing_every": Option(
             (int, float),
             "seconds between full listings of the calendar (a safety net for servers "

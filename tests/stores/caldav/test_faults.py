@@ -29,7 +29,7 @@ from tests.stores.caldav.proxy import Proxy
 pytestmark = pytest.mark.peer
 
 KINDS = ["500", "reset", "truncate", "500-after", "reset-after", "stall-after", "stall"]
-STALLS_PER_PHASE = 2  # each costs the client's 1 s timeout (and a retry for reads)
+STALLS_PER_PHASE = 2  # each costs the client's 1 s timeout (4 s for a retried read)
 
 
 class Faults:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
 import pytest
 
 from calsync.items import Item
 from calsync.stores.caldav import xml
-from calsync.stores.caldav.client import DavClient, is_loopback
+from calsync.stores.caldav.client import DavClient, DavTimeout, is_loopback
 from calsync.stores.caldav.hrefs import normalize, quote_path
 from calsync.stores.caldav.listing import State, collect, norm_etag
 from calsync.stores.caldav.text import escape_free_text
@@ -216,3 +222,64 @@ def test_compression_only_off_the_loopback(url: str, loopback: bool) -> None:
         client.close()
     assert (encoding == "identity") is loopback
     assert loopback or "gzip" in encoding
+
+
+class _Slow(BaseHTTPRequestHandler):
+    """Answers every request after ``delay`` seconds; counts what it got."""
+
+    delay = 0.0
+    seen: ClassVar[list[str]] = []
+    BODY = b'<?xml version="1.0"?><D:multistatus xmlns:D="DAV:"/>'
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _answer(self) -> None:
+        self.seen.append(self.command)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        time.sleep(self.delay)
+        try:
+            self.send_response(207)
+            self.send_header("Content-Length", str(len(self.BODY)))
+            self.end_headers()
+            self.wfile.write(self.BODY)
+        except OSError:
+            pass  # the client gave up on this one
+
+    do_PROPFIND = do_REPORT = do_PUT = _answer
+
+
+@pytest.fixture
+def slow_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Slow.seen = []
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/cal/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_read_that_timed_out_is_tried_again_with_more_patience(slow_server: str) -> None:
+    """A slow server is still working on the request: the retry waits PATIENCE times
+    longer, and reading a whole calendar is patient from the start; writes are never
+    retried."""
+    _Slow.delay = 0.6
+    client = DavClient(username=None, password=lambda: "", timeout=0.3, retry_delay=0)
+    try:
+        assert client.propfind(slow_server, ["D:getetag"], "1").status == 207
+        assert _Slow.seen == ["PROPFIND", "PROPFIND"]  # 0.3 s: too short; 1.2 s: enough
+        _Slow.seen = []
+        resp, got = client.stream_report(slow_server, xml.query_all(), "1", lambda c: b"".join(c))
+        assert resp.status == 207 and got and _Slow.seen == ["REPORT"]
+        _Slow.seen = []
+        with pytest.raises(DavTimeout, match=r"no answer within 0\.3 s"):
+            client.put(slow_server + "x.ics", event("x@calsync.test"))
+        assert _Slow.seen == ["PUT"]
+        _Slow.delay = 2.0  # longer than even the patient retry
+        with pytest.raises(DavTimeout, match=r"no answer within 1\.2 s"):
+            client.propfind(slow_server, ["D:getetag"], "1")
+    finally:
+        client.close()
