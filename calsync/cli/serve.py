@@ -8,6 +8,7 @@ With no configuration file it runs the embedded default (``gateway.embedded``).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -62,6 +63,8 @@ def serve(
     hub calendar, a phone account, and Thunderbird's calendar if there is one.
     Listens on 127.0.0.1 only unless [server] says otherwise (with TLS).
     Ctrl-C (or SIGTERM) stops it after the running sync reaches a safe point.
+    SIGHUP (`systemctl --user reload calsync`) reloads the configuration file:
+    a broken one is refused (the error is logged) and the daemon runs on.
     """
     from calsync.gateway import logs
     from calsync.gateway.app import create_app, features_for
@@ -118,10 +121,14 @@ def serve(
             err=True,
         )
     try:
-        run(create_app(features), opts)
+        run(create_app(features), opts, stoppable=daemon)
     except KeyboardInterrupt:  # Ctrl-C, after the graceful shutdown
         click.echo("calsync: stopped", err=True)
         sys.exit(130)
+    if daemon.reload_requested:  # SIGHUP with a good configuration: start afresh
+        click.echo("calsync: reloading the configuration", err=True)
+        logging.shutdown()
+        os.execv(sys.executable, sys.orig_argv)
 
 
 def _banner(

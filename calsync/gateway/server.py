@@ -14,6 +14,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -116,9 +117,13 @@ def _uvicorn_config(app: Starlette, opts: Listen) -> uvicorn.Config:
     )
 
 
-def run(app: Starlette, opts: Listen) -> None:
-    """Serve until interrupted (SIGINT/SIGTERM)."""
-    uvicorn.Server(_uvicorn_config(app, opts)).run()
+def run(app: Starlette, opts: Listen, *, stoppable: Any = None) -> None:
+    """Serve until interrupted (SIGINT/SIGTERM), or until ``stoppable.stop_serving()``
+    is called (the daemon does, to reload its configuration)."""
+    server = uvicorn.Server(_uvicorn_config(app, opts))
+    if stoppable is not None:
+        stoppable.stop_serving = lambda: setattr(server, "should_exit", True)
+    server.run()
 
 
 class BackgroundServer:

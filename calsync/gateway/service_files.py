@@ -65,6 +65,7 @@ After=network-online.target
 [Service]
 Type=simple
 ExecStart={exec_start}
+ExecReload=/bin/kill -HUP $MAINPID
 Environment=PYTHONUNBUFFERED=1
 Restart=on-failure
 RestartSec=10

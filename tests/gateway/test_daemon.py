@@ -17,6 +17,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.conftest import event
 from tests.gateway.helpers import DaemonProcess, env_for, events, wait_for
 
@@ -189,6 +191,45 @@ def test_sigterm_mid_sync_loses_nothing_and_the_next_run_converges(tmp_path: Pat
         [executable, "-m", "calsync", "sync", "big", "--json"], env=env, capture_output=True
     )
     assert json.loads(again.stdout)["pairs"]["big"]["added_b"] == 0
+
+
+def _pairs(d: DaemonProcess) -> set[str]:
+    try:
+        return set(d.status()["pairs"])
+    except (httpx.HTTPError, AssertionError):
+        return set()  # between the old process image and the new one
+
+
+def test_sighup_reloads_the_configuration_and_refuses_a_broken_one(tmp_path: Path) -> None:
+    """``systemctl reload``: a broken file is refused and the daemon runs on as it was;
+    a good one takes effect in the same process (same PID), new pairs syncing."""
+    vdir, _, config = setup(tmp_path)
+    good = config.read_text()
+    with DaemonProcess(tmp_path, config, "--no-watch") as d:
+        pid = d.proc.pid
+        assert _pairs(d) == {"p"}
+        config.write_text(good + '\n[pairs.q]\na = "dir"\nb = "tablet"\n')
+        d.proc.send_signal(signal.SIGHUP)
+        refused = wait_for(
+            lambda: events(d.logs(), "daemon.reload_refused"), 30, "the reload to be refused"
+        )
+        assert "tablet" in refused[0], refused  # the error names what is wrong
+        assert d.proc.poll() is None and _pairs(d) == {"p"}
+
+        other = tmp_path / "other"
+        config.write_text(
+            good + f'\n[stores.other]\ntype = "vdir"\npath = "{other}"\n'
+            '\n[pairs.q]\na = "dir"\nb = "other"\n'
+        )
+        (vdir / "e1.ics").write_bytes(event("e1", "Before the reload"))
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(events(d.logs(), "daemon.start")) == 2, 60, "the daemon to restart")
+        wait_for(lambda: _pairs(d) == {"p", "q"}, 30, "the new pair to be served")
+        assert d.proc.poll() is None and d.proc.pid == pid
+        assert events(d.logs(), "daemon.reloading")
+        # the new pair syncs (its first run at start)
+        wait_for(lambda: (other / "e1.ics").exists(), 30, "the new pair's first sync")
+        assert summaries((other / "e1.ics").read_bytes()) == ["Before the reload"]
 
 
 TB_CONFIG = """
