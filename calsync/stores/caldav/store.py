@@ -314,16 +314,17 @@ class CalDAVStore(Store):
         assert self._state.etags is not None
         return Listing(dict(self._state.etags))
 
-    def _settle_token(self) -> None:
+    def _settle_token(self, *, wait: bool = True) -> None:
         """Keep the sync-token read after a first listing (``listing.later_token``).
 
         It is read while the engine works on the listing, and waited for before our
-        first write (which would change the ctag and so void the token) and before
-        the state is saved.
+        first write (which would change the ctag and so void the token) and when the
+        store closes.  ``wait=False`` (the engine's checkpoints): only if it is in.
         """
-        job, self._token_job = self._token_job, None
-        if job is None:
+        job = self._token_job
+        if job is None or not (wait or job.done()):
             return
+        self._token_job = None
         try:
             token = job.result()
         except (DavError, xml.XmlError) as e:
@@ -688,11 +689,12 @@ class CalDAVStore(Store):
             return ""
 
     def flush(self) -> None:
-        self._settle_token()
+        self._settle_token(wait=False)
         if self._dirty:
             self._save()
 
     def close(self) -> None:
+        self._settle_token()
         self.flush()
         self._prefetch = {}
         if self._client is not None:
