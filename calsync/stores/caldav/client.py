@@ -198,8 +198,10 @@ class DavClient:
         headers: dict[str, str] | None = None,
         *,
         follow: bool = False,
+        retry: bool = True,
     ) -> Response:
-        attempts = 2 if method in READ_METHODS else 1
+        """``retry=False``: one attempt even for a read (nothing waits on its failure)."""
+        attempts = 2 if method in READ_METHODS and retry else 1
         timeout = self.timeout
         for attempt in range(attempts):
             try:
@@ -300,8 +302,11 @@ class DavClient:
 
     # -- the few requests CalDAV needs -------------------------------------------------
 
-    def propfind(self, url: str, props: list[str], depth: str, *, follow: bool = False) -> Response:
-        return self.request("PROPFIND", url, xml.propfind(props), {"Depth": depth}, follow=follow)
+    def propfind(
+        self, url: str, props: list[str], depth: str, *, follow: bool = False, retry: bool = True
+    ) -> Response:
+        body = xml.propfind(props)
+        return self.request("PROPFIND", url, body, {"Depth": depth}, follow=follow, retry=retry)
 
     def report(self, url: str, body: bytes, depth: str = "1") -> Response:
         return self.request("REPORT", url, body, {"Depth": depth})

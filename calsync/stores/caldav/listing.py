@@ -264,8 +264,9 @@ def _first_listing(
 def later_token(client: DavClient, url: str, ctag: str | None) -> str | None:
     """The sync-token to keep after a first listing whose probe read ``ctag``, or
     None when the collection changed since (see module docstring).  Network errors
-    propagate."""
-    resp = client.propfind(url, ["CS:getctag", "D:sync-token"], "0")
+    propagate; not retried (closing the store waits for it, and a missing token
+    only makes the next changed sync list everything)."""
+    resp = client.propfind(url, ["CS:getctag", "D:sync-token"], "0", retry=False)
     if resp.status != 207:
         return None
     ms = resp.multistatus()
