@@ -225,7 +225,8 @@ def test_sighup_reloads_the_configuration_and_refuses_a_broken_one(tmp_path: Pat
         d.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: len(events(d.logs(), "daemon.start")) == 2, 60, "the daemon to restart")
         wait_for(lambda: _pairs(d) == {"p", "q"}, 30, "the new pair to be served")
-        assert d.proc.poll() is None and d.proc.pid == pid
+        starts = events(d.logs(), "daemon.start")
+        assert d.proc.poll() is None and all(f"pid={pid} " in line for line in starts), starts
         assert events(d.logs(), "daemon.reloading")
         # the new pair syncs (its first run at start)
         wait_for(lambda: (other / "e1.ics").exists(), 30, "the new pair's first sync")
