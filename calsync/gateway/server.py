@@ -12,9 +12,10 @@ import ipaddress
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import uvicorn
 from starlette.applications import Starlette
@@ -117,9 +118,15 @@ def _uvicorn_config(app: Starlette, opts: Listen) -> uvicorn.Config:
     )
 
 
-def run(app: Starlette, opts: Listen, *, stoppable: Any = None) -> None:
+class Stoppable(Protocol):
+    """Something given a way to stop the server (the daemon, to reload its config)."""
+
+    stop_serving: Callable[[], None] | None
+
+
+def run(app: Starlette, opts: Listen, *, stoppable: Stoppable | None = None) -> None:
     """Serve until interrupted (SIGINT/SIGTERM), or until ``stoppable.stop_serving()``
-    is called (the daemon does, to reload its configuration)."""
+    is called."""
     server = uvicorn.Server(_uvicorn_config(app, opts))
     if stoppable is not None:
         stoppable.stop_serving = lambda: setattr(server, "should_exit", True)
