@@ -67,6 +67,11 @@ log = logging.getLogger("calsync.sync")
 # next sync redo (it re-adopts what was written since), so not too rarely.
 CHECKPOINT_EVERY = 5000
 CHECKPOINT_SECONDS = 10.0
+# The versions that a run of this many actions will replace or delete are saved
+# to history in one transaction before the first of them (rule 1 above at one
+# commit per run instead of one per item; a crash may leave a copy too many in
+# history, never one too few).
+HISTORY_BATCH = 500
 
 # Fault injection for the crash tests: SIGKILL this process at the N-th crash
 # point (before and after every store write and status commit).  Read once.
@@ -208,6 +213,7 @@ class Engine:
         self._writes_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._base_hashes: dict[str, str] = {}  # uid -> hash of its base, where computed
+        self._presaved: set[tuple[str, str]] = set()  # (uid, side) already in history
 
     # -- top level --------------------------------------------------------------
 
@@ -376,6 +382,8 @@ class Engine:
     def _execute(self, actions: list[Action]) -> None:
         total = len(actions)
         for n, action in enumerate(actions, 1):
+            if (n - 1) % HISTORY_BATCH == 0:
+                self._presave(actions[n - 1 : n - 1 + HISTORY_BATCH])
             if self.cancel is not None and self.cancel():
                 # a safe point: what was done is flushed and recorded by _finish,
                 # the rest is planned afresh by the next sync
@@ -451,6 +459,25 @@ class Engine:
         self.result.bump(counter, side)
         self._writes_since_checkpoint += 1
 
+    def _history_record(
+        self, uid: str, side: str, id: str | None, content: bytes, reason: str, is_base: bool
+    ) -> dict[str, Any]:
+        h: str | None = self._base_hashes.get(uid) if is_base else None
+        if h is None:
+            try:
+                h = Item(content, uid).hash
+            except ItemError:
+                h = None
+        return {
+            "uid": uid,
+            "store": self.stores[side].name,
+            "pair": self.opt.name,
+            "reason": reason,
+            "content": content,
+            "id": id,
+            "hash": h,
+        }
+
     def _save_history(
         self,
         uid: str,
@@ -464,21 +491,33 @@ class Engine:
         """Keep ``content`` before it is replaced; ``is_base``: it is the status's base."""
         if content is None:
             return
-        h: str | None = self._base_hashes.get(uid) if is_base else None
-        if h is None:
-            try:
-                h = Item(content, uid).hash
-            except ItemError:
-                h = None
-        self.history.record(
-            uid=uid,
-            store=self.stores[side].name,
-            pair=self.opt.name,
-            reason=reason,
-            content=content,
-            id=id,
-            hash=h,
-        )
+        self.history.record(**self._history_record(uid, side, id, content, reason, is_base))
+
+    def _presave(self, window: list[Action]) -> None:
+        """Save the bases that the window's updates and deletes replace, in one go."""
+        records = []
+        for act in window:
+            if isinstance(act, Update):
+                side, reason = act.to, hist.UPDATE
+            elif isinstance(act, Delete):
+                side, reason = act.on, hist.REMOTE_DELETE
+            else:
+                continue
+            base = self.status.base(act.uid)
+            if base is not None:
+                records.append(self._history_record(act.uid, side, act.id, base, reason, True))
+            self._presaved.add((act.uid, side))
+        if records:
+            crash_point()
+            self.history.record_many(records)
+            crash_point()
+
+    def _save_base(self, uid: str, side: str, id: str, reason: str) -> None:
+        """The base an update or delete replaces, to history (unless already there)."""
+        if (uid, side) in self._presaved:
+            self._presaved.discard((uid, side))
+            return
+        self._save_history(uid, side, id, self.status.base(uid), reason, is_base=True)
 
     def _do(self, action: Action) -> None:
         crash_point()
@@ -530,9 +569,7 @@ class Engine:
 
     def _update(self, act: Update) -> None:
         store = self.stores[act.to]
-        self._save_history(
-            act.uid, act.to, act.id, self.status.base(act.uid), hist.UPDATE, is_base=True
-        )
+        self._save_base(act.uid, act.to, act.id, hist.UPDATE)
         crash_point()
         version = store.update(act.id, act.item, act.version)
         log.info("pair %s: updated %s on %s", self.opt.name, act.uid, store.name)
@@ -543,9 +580,7 @@ class Engine:
 
     def _delete(self, act: Delete) -> None:
         store = self.stores[act.on]
-        self._save_history(
-            act.uid, act.on, act.id, self.status.base(act.uid), hist.REMOTE_DELETE, is_base=True
-        )
+        self._save_base(act.uid, act.on, act.id, hist.REMOTE_DELETE)
         crash_point()
         try:
             store.delete(act.id, act.version)

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from calsync.config import parse
+from calsync.sync.engine import HISTORY_BATCH
 from calsync.sync.history import History
 from calsync.sync.restore import restore
 from calsync.sync.runner import history_file, run_pair
@@ -73,3 +74,31 @@ def test_retention_prunes_old_versions(tmp_path: Path) -> None:
     assert h.prune(cfg.retention_days) == 1
     assert [v.uid for v in h.versions()] == ["new"]
     h.close()
+
+
+def test_many_updates_and_deletes_keep_every_replaced_version(tmp_path: Path) -> None:
+    """More updates and deletes than one history batch (engine.HISTORY_BATCH): each
+    replaced or deleted version is in history exactly once."""
+    cfg = config(tmp_path)
+    a = tmp_path / "a"
+    a.mkdir()
+    n = HISTORY_BATCH + 30
+    for i in range(n):
+        (a / f"e{i}.ics").write_bytes(event(f"e{i}", f"Old {i}"))
+    run_pair(cfg, "p")
+    for i in range(n):
+        if i % 3:
+            (a / f"e{i}.ics").write_bytes(event(f"e{i}", f"New {i}"))
+        else:
+            (a / f"e{i}.ics").unlink()
+    result = run_pair(cfg, "p")
+    assert result.updated_b + result.deleted_b == n and not result.errors
+    h = History(history_file(cfg))
+    versions = h.versions()
+    h.close()
+    assert len(versions) == n
+    assert {v.uid for v in versions} == {f"e{i}" for i in range(n)}
+    for v in versions:
+        i = int(v.uid[1:])
+        assert v.reason == ("remote-delete" if i % 3 == 0 else "update")
+        assert f"SUMMARY:Old {i}\r\n".encode() in v.content
