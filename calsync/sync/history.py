@@ -108,29 +108,7 @@ class History:
         id: str | None = None,
         hash: str | None = None,
     ) -> int:
-        """Save one version (committed before returning)."""
-        return self._insert(uid, store, pair, reason, content, id, hash)
-
-    def record_many(self, records: list[dict[str, Any]]) -> None:
-        """Save several versions (``record``'s keyword arguments each) in one
-        transaction, committed before returning: one commit instead of one each."""
-        with self.db:
-            self.db.execute("BEGIN")
-            for r in records:
-                self._insert(
-                    r["uid"], r["store"], r["pair"], r["reason"], r["content"], r["id"], r["hash"]
-                )
-
-    def _insert(
-        self,
-        uid: str,
-        store: str,
-        pair: str,
-        reason: str,
-        content: bytes,
-        id: str | None,
-        hash: str | None,
-    ) -> int:
+        """Save one version (committed before returning, unless in ``record_many``)."""
         last = self.db.execute(
             "SELECT hash, store FROM versions WHERE uid = ? ORDER BY n DESC LIMIT 1", (uid,)
         ).fetchone()
@@ -144,6 +122,14 @@ class History:
             (uid, store, pair, id, time.time(), reason, hash, pack(content)),
         )
         return int(cur.lastrowid or 0)
+
+    def record_many(self, records: list[dict[str, Any]]) -> None:
+        """Save several versions (``record``'s keyword arguments each) in one
+        transaction, committed before returning: one commit instead of one each."""
+        with self.db:
+            self.db.execute("BEGIN")
+            for r in records:
+                self.record(**r)
 
     def versions(self, uid: str | None = None, limit: int | None = None) -> list[Version]:
         sql = "SELECT n, uid, store, pair, id, time, reason, hash, content FROM versions"
