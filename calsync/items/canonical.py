@@ -40,8 +40,12 @@ def _canonical_prop(line: bytes, lineno: int) -> bytes | None:
     name = line[:semi].upper()
     if name in IGNORED_PROPS:
         return None
+    if b'"' not in line[semi:colon]:  # no quoted parameter value: plain splitting
+        params = [_canonical_param(p) for p in line[semi + 1 : colon].split(b";")]
+        params.sort()
+        return name + b";" + b";".join(params) + _value(name, line[colon:])
     # parameters: split on ';' outside quotes, up to the first ':' outside quotes
-    params: list[bytes] = []
+    params = []
     i = semi + 1
     start = i
     in_quotes = False

@@ -41,3 +41,18 @@ def test_edits_are_seen() -> None:
         (b"line one\\nline two", b"line one\\nline 2"),
     ]:
         assert content_hash(BASE.replace(old, new)) != content_hash(BASE), new
+
+
+def test_quoted_parameter_values_may_hold_colons_and_semicolons() -> None:
+    """Parameters end at the first ':' outside quotes, whichever way they are written."""
+    line = b'DESCRIPTION;ALTREP="cid:part1;x@example.org";LANGUAGE=en:Notes: see;there\r\n'
+    reordered = b'DESCRIPTION;LANGUAGE=en;ALTREP="cid:part1;x@example.org":Notes: see;there\r\n'
+    other_ref = b'DESCRIPTION;ALTREP="cid:part2;x@example.org";LANGUAGE=en:Notes: see;there\r\n'
+    other_text = b'DESCRIPTION;ALTREP="cid:part1;x@example.org";LANGUAGE=en:Notes: see\r\n'
+    with_line = BASE.replace(b"SUMMARY:Meeting\r\n", b"SUMMARY:Meeting\r\n" + line)
+    assert content_hash(with_line) == content_hash(
+        BASE.replace(b"SUMMARY:Meeting\r\n", b"SUMMARY:Meeting\r\n" + reordered)
+    )
+    for changed in (other_ref, other_text):
+        edited = BASE.replace(b"SUMMARY:Meeting\r\n", b"SUMMARY:Meeting\r\n" + changed)
+        assert content_hash(edited) != content_hash(with_line)
