@@ -170,10 +170,20 @@ class SideIndex:
 
     uid_of: dict[str, str]
     version_of: dict[str, str]
+    _moved: tuple[Listing, frozenset[str]] | None = None
 
-    def moved(self, listing: Listing) -> set[str]:
-        """Status ids whose listed version differs (changed, or gone)."""
-        return {id for id, _ in self.version_of.items() - listing.versions.items()}
+    def moved(self, listing: Listing) -> frozenset[str]:
+        """Status ids whose listed version differs (changed, or gone).
+
+        Kept for the listing it was computed for: the engine asks twice (base
+        hashes, then the plan), both times after it read the changed items and
+        updated their versions, when the listing no longer changes.
+        """
+        if self._moved is not None and self._moved[0] is listing:
+            return self._moved[1]
+        ids = frozenset(id for id, _ in self.version_of.items() - listing.versions.items())
+        self._moved = (listing, ids)
+        return ids
 
 
 def index_side(rows: dict[str, Row], side: str) -> SideIndex:
