@@ -653,12 +653,13 @@ class Engine:
         for store in self.stores.values():
             if not store.buffered:
                 store.flush()
-        held = {
-            uid
-            for uid, sides in self._written.items()
-            if any(self.stores[s].buffered for s in sides)
-        }
-        ready = {uid for uid in self.status.staged() if uid not in held}
+        buffered = {side for side, store in self.stores.items() if store.buffered}
+        held = (
+            {uid for uid, sides in self._written.items() if not sides.isdisjoint(buffered)}
+            if buffered
+            else set()
+        )
+        ready = self.status.staged() - held
         crash_point()
         self.status.commit(ready)
         crash_point()
