@@ -136,12 +136,15 @@ def run(app: Starlette, opts: Listen, *, stoppable: Stoppable | None = None) -> 
 class BackgroundServer:
     """The app on a free port in a thread (tests and benchmarks)."""
 
-    def __init__(self, app: Starlette, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, app: Starlette, host: str = "127.0.0.1", *, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        """``tls``: (certificate, key) to serve HTTPS."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, 0))
         self.port = self.sock.getsockname()[1]
-        self.opts = Listen(host, self.port)
+        self.opts = Listen(host, self.port, *(tls or (None, None)))
         self.server = uvicorn.Server(_uvicorn_config(app, self.opts))
         self.thread = threading.Thread(target=self._run, name="calsync-gateway", daemon=True)
 

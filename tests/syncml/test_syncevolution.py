@@ -26,6 +26,7 @@ from calsync.config import parse as parse_config
 from calsync.gateway.app import build_app
 from calsync.gateway.server import BackgroundServer
 from tests.conftest import SHARED, event
+from tests.pki import make_pki
 
 pytestmark = pytest.mark.peer
 
@@ -178,7 +179,7 @@ def _todo(uid: str, summary: str, fmt: str) -> bytes:
 
 
 class Server:
-    def __init__(self, tmp: Path, extra: str = "") -> None:
+    def __init__(self, tmp: Path, extra: str = "", tls: tuple[Path, Path] | None = None) -> None:
         self.store = tmp / "store"
         self.store.mkdir()
         text = f"""
@@ -195,7 +196,7 @@ tasks = "laptop"
 """
         cfg, errors = parse_config(text)
         assert not errors, errors
-        self.srv = BackgroundServer(build_app(cfg))
+        self.srv = BackgroundServer(build_app(cfg), tls=tls)
         self.url = self.srv.url
         self.tmp = tmp
 
@@ -513,3 +514,65 @@ def test_a_vcalendar_phone_does_not_erase_what_vcalendar_cannot_carry(server: Se
     peer.sync("slow")  # re-sending everything changes nothing either
     again = _unfold((server.store / "rich.ics").read_bytes())
     assert "COMMENT:bring the slides" in again and "SUMMARY:Planning v2" in again
+
+
+def _trust(peer: Peer, ca: Path) -> None:
+    """Configure the client (in the isolated home client-sync.sh gives it) to trust
+    only ``ca``; client-sync.sh keeps settings it does not set itself."""
+    home = peer.dir / ".syncevo" / "home"
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "LC_ALL": "C.UTF-8",
+    }
+    for d in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        Path(env[d]).mkdir(parents=True, exist_ok=True)
+    for var in ("DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "SYNCEVOLUTION_DEBUG"):
+        env.pop(var, None)
+    se = ["syncevolution", "--daemon=no", "--configure", "--keyring=no"]
+    fmt = "text/x-vcalendar" if peer.fmt == "vcal10" else "text/calendar"
+    for store in peer.stores.split():  # its file datastores first, as client-sync.sh does
+        subprocess.run(
+            [*se, "backend=file", f"databaseFormat={fmt}",
+             f"database=file://{peer.dir / store}", "@client", store],
+            env=env, check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+    subprocess.run(
+        [*se, "--template", "SyncEvolution", f"syncURL={peer.url}",
+         f"SSLServerCertificates={ca}", "SSLVerifyServer=1", "SSLVerifyHost=1",
+         "peer@client", *peer.stores.split()],
+        env=env, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_over_tls_with_a_certificate_the_phone_trusts(tmp_path: Path) -> None:
+    """A phone syncing over HTTPS (``[server] cert/key``): SyncEvolution, checking the
+    certificate against the CA it was given, syncs both ways; one that does not
+    trust that CA refuses to talk, and nothing changes."""
+    ca, cert, key = make_pki(tmp_path / "pki")
+    server = Server(tmp_path, tls=(cert, key))
+    server.srv.start()
+    try:
+        assert server.url.startswith("https://127.0.0.1:")
+        server.write("s", "On the hub")
+        phone = server.peer("phone", stores="calendar")
+        _trust(phone, ca)
+        phone.write("p.ics", "p", "On the phone")
+        phone.sync("slow")
+        assert server.items() == phone.items() == {"s": "On the hub", "p": "On the phone"}
+        server.write("s", "Edited on the hub")
+        phone.sync("two-way")
+        assert phone.items()["s"] == "Edited on the hub"
+
+        stranger = server.peer("stranger", stores="calendar", device="sc-test-client-2")
+        other_ca, _, _ = make_pki(tmp_path / "other-pki")
+        _trust(stranger, other_ca)  # not the CA that signed the server's certificate
+        stranger.write("x.ics", "x", "Should not arrive")
+        run = stranger.sync("slow", expect_ok=False)
+        assert not run.ok and "server certificate verification failed" in run.output
+        assert "x" not in server.items() and "s" not in stranger.items()
+    finally:
+        server.srv.stop()
