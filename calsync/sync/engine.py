@@ -213,7 +213,6 @@ class Engine:
         self._writes_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._base_hashes: dict[str, str] = {}  # uid -> hash of its base, where computed
-        self._presaved: set[tuple[str, str]] = set()  # (uid, side) already in history
 
     # -- top level --------------------------------------------------------------
 
@@ -460,9 +459,9 @@ class Engine:
         self._writes_since_checkpoint += 1
 
     def _history_record(
-        self, uid: str, side: str, id: str | None, content: bytes, reason: str, is_base: bool
+        self, uid: str, side: str, id: str | None, content: bytes, reason: str, h: str | None
     ) -> dict[str, Any]:
-        h: str | None = self._base_hashes.get(uid) if is_base else None
+        """``record``'s arguments for ``content``; ``h`` its hash when already known."""
         if h is None:
             try:
                 h = Item(content, uid).hash
@@ -478,23 +477,17 @@ class Engine:
             "hash": h,
         }
 
-    def _save_history(
-        self,
-        uid: str,
-        side: str,
-        id: str | None,
-        content: bytes | None,
-        reason: str,
-        *,
-        is_base: bool = False,
-    ) -> None:
-        """Keep ``content`` before it is replaced; ``is_base``: it is the status's base."""
-        if content is None:
-            return
-        self.history.record(**self._history_record(uid, side, id, content, reason, is_base))
+    def _save_history(self, uid: str, side: str, id: str, content: bytes, reason: str) -> None:
+        """Keep ``content`` before it is replaced (a conflict's loser)."""
+        self.history.record(**self._history_record(uid, side, id, content, reason, None))
 
     def _presave(self, window: list[Action]) -> None:
-        """Save the bases that the window's updates and deletes replace, in one go."""
+        """Save the bases that the window's updates and deletes replace, in one go.
+
+        Every update and delete runs through ``_execute``, which calls this for
+        the window holding it first: ``_update`` and ``_delete`` find their
+        base in history already.
+        """
         records = []
         for act in window:
             if isinstance(act, Update):
@@ -505,19 +498,12 @@ class Engine:
                 continue
             base = self.status.base(act.uid)
             if base is not None:
-                records.append(self._history_record(act.uid, side, act.id, base, reason, True))
-            self._presaved.add((act.uid, side))
+                h = self._base_hashes.get(act.uid)
+                records.append(self._history_record(act.uid, side, act.id, base, reason, h))
         if records:
             crash_point()
             self.history.record_many(records)
             crash_point()
-
-    def _save_base(self, uid: str, side: str, id: str, reason: str) -> None:
-        """The base an update or delete replaces, to history (unless already there)."""
-        if (uid, side) in self._presaved:
-            self._presaved.discard((uid, side))
-            return
-        self._save_history(uid, side, id, self.status.base(uid), reason, is_base=True)
 
     def _do(self, action: Action) -> None:
         crash_point()
@@ -568,8 +554,7 @@ class Engine:
         self._wrote(act.uid, act.to, "added")
 
     def _update(self, act: Update) -> None:
-        store = self.stores[act.to]
-        self._save_base(act.uid, act.to, act.id, hist.UPDATE)
+        store = self.stores[act.to]  # what it replaces is in history (_presave)
         crash_point()
         version = store.update(act.id, act.item, act.version)
         log.info("pair %s: updated %s on %s", self.opt.name, act.uid, store.name)
@@ -579,8 +564,7 @@ class Engine:
         self._wrote(act.uid, act.to, "updated")
 
     def _delete(self, act: Delete) -> None:
-        store = self.stores[act.on]
-        self._save_base(act.uid, act.on, act.id, hist.REMOTE_DELETE)
+        store = self.stores[act.on]  # what it deletes is in history (_presave)
         crash_point()
         try:
             store.delete(act.id, act.version)
