@@ -205,7 +205,8 @@ class DavClient:
         timeout = self.timeout
         for attempt in range(attempts):
             try:
-                resp = self._once(method, url, body, headers, follow, timeout)
+                with self._send(method, url, body, headers, follow, timeout) as (r, chunks):
+                    resp = Response(r.status_code, r.headers, b"".join(chunks), str(r.url))
             except DavNetworkError as e:
                 if attempt + 1 == attempts:
                     raise
@@ -217,18 +218,6 @@ class DavClient:
             log.debug("%s %s failed, retrying once", method, redact(url))
             time.sleep(self.retry_delay)
         raise AssertionError("unreachable")
-
-    def _once(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        headers: dict[str, str] | None,
-        follow: bool,
-        timeout: float,
-    ) -> Response:
-        with self._send(method, url, body, headers, follow, timeout) as (r, chunks):
-            return Response(r.status_code, r.headers, b"".join(chunks), str(r.url))
 
     @contextmanager
     def _send(

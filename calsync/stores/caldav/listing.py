@@ -266,11 +266,13 @@ def later_token(client: DavClient, url: str, ctag: str | None) -> str | None:
     None when the collection changed since (see module docstring).  Network errors
     propagate; not retried (closing the store waits for it, and a missing token
     only makes the next changed sync list everything)."""
+    if not ctag:
+        return None
     resp = client.propfind(url, ["CS:getctag", "D:sync-token"], "0", retry=False)
     if resp.status != 207:
         return None
     ms = resp.multistatus()
-    if not ms.responses or not ctag:
+    if not ms.responses:
         return None
     r = ms.responses[0]
     if (r.text(xml.GETCTAG) or "").strip() != ctag:

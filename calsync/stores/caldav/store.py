@@ -430,10 +430,11 @@ class CalDAVStore(Store):
         if len(batch) <= BATCH:
             return None
         log.info(
-            "%s: a multiget of %d answered HTTP %d; 50 at a time",
+            "%s: a multiget of %d answered HTTP %d; %d at a time",
             self.name,
             len(batch),
             resp.status,
+            BATCH,
         )
         out = xml.Multistatus([])
         for i in range(0, len(batch), BATCH):
