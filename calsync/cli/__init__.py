@@ -120,7 +120,10 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: no traceback reaches the user unless they ask (-vv / CALSYNC_DEBUG)."""
     try:
-        return cli.main(args=argv, prog_name="calsync", standalone_mode=True)
+        # obj: this process is calsync's own (not a test or an embedding program)
+        return cli.main(
+            args=argv, prog_name="calsync", standalone_mode=True, obj={"own_process": True}
+        )
     except KeyboardInterrupt:
         click.echo("calsync: interrupted", err=True)
         sys.exit(130)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,6 +119,8 @@ def sync(
             for name, result in results.items():
                 _print_result(cfg, name, result, dry_run)
     else:
+        if (ctx.obj or {}).get("own_process"):
+            _collect_less()
         results = {}
         show_bar = not as_json and stderr_is_terminal()
         for name in names:
@@ -134,6 +137,21 @@ def sync(
     if any(r.stopped or r.errors for r in results.values()):
         sys.exit(EXIT_FAILED)
     sys.exit(EXIT_OK)
+
+
+def _collect_less() -> None:
+    """Spare a one-shot sync most of CPython's cyclic garbage collections.
+
+    A sync keeps one object or more per item alive until it ends, and the
+    default thresholds make the collector walk all of them again and again:
+    1 s of a first sync of 100k items, 0.3 s with these settings (peak memory
+    unchanged: a sync makes little cyclic garbage).  What exists now (modules,
+    configuration) lives as long as this process and is frozen out of every
+    collection.  Only when this process is calsync's own and ends with the
+    sync: not in the daemon, nor in a program that calls the CLI in-process.
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def _print_result(cfg: Any, name: str, result: SyncResult, dry_run: bool) -> None:

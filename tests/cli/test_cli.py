@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -230,3 +231,42 @@ def test_conflicts_listed(tmp_path: Path) -> None:
     assert data["pairs"]["main"]["conflicts"] == 1
     rows = json.loads(run(tmp_path, "conflicts", "--json").stdout)["conflicts"]
     assert rows[0]["uid"] == "x" and rows[0]["outcome"] == "newest" and rows[0]["winner"] == "phone"
+
+
+def test_a_one_shot_sync_collects_less_and_an_in_process_caller_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    """calsync's own process freezes and slows the cyclic GC for its sync; a
+    program calling the CLI in-process (here: click's test runner) keeps its
+    own settings."""
+    (tmp_path / "config.toml").write_text(CONFIG)
+    (tmp_path / "phone").mkdir()
+    (tmp_path / "phone" / "p1.ics").write_bytes(event("p1", "From phone"))
+    probe = (
+        "import atexit, gc, json\n"
+        "before = gc.get_threshold()\n"
+        "atexit.register(lambda: print(json.dumps("
+        "[before, gc.get_threshold(), gc.get_freeze_count() > 0])))\n"
+        "from calsync.cli import main\n"
+        "main(['sync', '--json'])\n"
+    )
+    env = {**os.environ, "CALSYNC_CONFIG": str(tmp_path / "config.toml")}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    *report, probed = out.stdout.strip().splitlines()
+    assert json.loads("\n".join(report))["pairs"]["main"]["added_a"] == 1
+    before, after, frozen = json.loads(probed)
+    assert before != after == [10_000, 10, 10] and frozen
+
+    from click.testing import CliRunner
+
+    from calsync.cli import cli
+
+    (tmp_path / "phone" / "p2.ics").write_bytes(event("p2", "From phone"))
+    threshold, freezes = gc.get_threshold(), gc.get_freeze_count()
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "config.toml"), "sync", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["pairs"]["main"]["added_a"] == 1
+    assert gc.get_threshold() == threshold and gc.get_freeze_count() == freezes
