@@ -16,10 +16,12 @@ import os
 import secrets
 import stat
 from pathlib import Path
-
-from starlette.types import ASGIApp, Receive, Scope, Send
+from typing import TYPE_CHECKING
 
 from calsync.config import Config, config_dir
+
+if TYPE_CHECKING:  # the CLI reads tokens without loading the web stack
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 TOKEN_FILE = "api-token"
 

@@ -10,18 +10,26 @@ from __future__ import annotations
 
 import threading
 import zlib
-
-import zstandard
+from typing import Any
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _local = threading.local()  # zstd contexts are not shared between threads
 
 
+def _zstd() -> Any:
+    """The zstandard module, imported on first use: loading it costs ~10 ms,
+    a tenth of a sync with nothing to do, which never packs anything."""
+    import zstandard
+
+    return zstandard
+
+
 def pack(data: bytes) -> bytes:
     c = getattr(_local, "compressor", None)
     if c is None:
-        c = _local.compressor = zstandard.ZstdCompressor(level=1)
-    return c.compress(data)
+        c = _local.compressor = _zstd().ZstdCompressor(level=1)
+    packed: bytes = c.compress(data)
+    return packed
 
 
 def unpack(blob: bytes) -> bytes:
@@ -29,5 +37,6 @@ def unpack(blob: bytes) -> bytes:
         return zlib.decompress(blob)  # written by calsync before zstd
     d = getattr(_local, "decompressor", None)
     if d is None:
-        d = _local.decompressor = zstandard.ZstdDecompressor()
-    return d.decompress(blob)
+        d = _local.decompressor = _zstd().ZstdDecompressor()
+    content: bytes = d.decompress(blob)
+    return content

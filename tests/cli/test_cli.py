@@ -270,3 +270,38 @@ def test_a_one_shot_sync_collects_less_and_an_in_process_caller_is_left_alone(
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["pairs"]["main"]["added_a"] == 1
     assert gc.get_threshold() == threshold and gc.get_freeze_count() == freezes
+
+
+def test_a_sync_with_nothing_to_do_loads_no_heavy_library(tmp_path: Path) -> None:
+    """Start-up is most of a quiet sync: nothing is parsed, packed, served or drawn."""
+    (tmp_path / "config.toml").write_text(CONFIG)
+    (tmp_path / "phone").mkdir()
+    (tmp_path / "phone" / "p1.ics").write_bytes(event("p1", "From phone"))
+    assert run(tmp_path, "sync").returncode == 0
+    heavy = [
+        "zstandard",  # packing: only when content is stored
+        "icalendar",  # parsing beyond the fast path
+        "httpx",  # CalDAV and SyncML clients
+        "starlette",  # the daemon's web stack
+        "uvicorn",
+        "rich",  # progress bars
+        "lxml",
+        "watchdog",
+    ]
+    probe = (
+        "import atexit, json, sys\n"
+        f"heavy = {heavy!r}\n"
+        "atexit.register(lambda: print(json.dumps("
+        "sorted(m for m in sys.modules if m.split('.')[0] in heavy))))\n"
+        "from calsync.cli import main\n"
+        "main(['sync', '--json'])\n"
+    )
+    env = {**os.environ, "CALSYNC_CONFIG": str(tmp_path / "config.toml")}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    *report, loaded = out.stdout.strip().splitlines()
+    counts = json.loads("\n".join(report))["pairs"]["main"]
+    assert counts["added_a"] == counts["added_b"] == 0 and counts["errors"] == []
+    assert json.loads(loaded) == []
