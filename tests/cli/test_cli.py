@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -233,31 +234,44 @@ def test_conflicts_listed(tmp_path: Path) -> None:
     assert rows[0]["uid"] == "x" and rows[0]["outcome"] == "newest" and rows[0]["winner"] == "phone"
 
 
+def one_phone_item(tmp: Path) -> None:
+    (tmp / "config.toml").write_text(CONFIG)
+    (tmp / "phone").mkdir()
+    (tmp / "phone" / "p1.ics").write_bytes(event("p1", "From phone"))
+
+
+def probed_sync(tmp: Path, setup: str, probe: str) -> tuple[dict[str, Any], Any]:
+    """``calsync sync --json`` through ``main()`` in a fresh interpreter: the pair's
+    counts, and the JSON value of ``probe`` evaluated at exit (after ``setup``)."""
+    code = (
+        f"import atexit, gc, json, sys\n{setup}\n"
+        f"atexit.register(lambda: print(json.dumps({probe})))\n"
+        "from calsync.cli import main\n"
+        "main(['sync', '--json'])\n"
+    )
+    env = {**os.environ, "CALSYNC_CONFIG": str(tmp / "config.toml")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    *report, probed = out.stdout.strip().splitlines()
+    return json.loads("\n".join(report))["pairs"]["main"], json.loads(probed)
+
+
 def test_a_one_shot_sync_collects_less_and_an_in_process_caller_is_left_alone(
     tmp_path: Path,
 ) -> None:
     """calsync's own process freezes and slows the cyclic GC for its sync; a
     program calling the CLI in-process (here: click's test runner) keeps its
     own settings."""
-    (tmp_path / "config.toml").write_text(CONFIG)
-    (tmp_path / "phone").mkdir()
-    (tmp_path / "phone" / "p1.ics").write_bytes(event("p1", "From phone"))
-    probe = (
-        "import atexit, gc, json\n"
-        "before = gc.get_threshold()\n"
-        "atexit.register(lambda: print(json.dumps("
-        "[before, gc.get_threshold(), gc.get_freeze_count() > 0])))\n"
-        "from calsync.cli import main\n"
-        "main(['sync', '--json'])\n"
+    one_phone_item(tmp_path)
+    counts, probed = probed_sync(
+        tmp_path,
+        "before = gc.get_threshold()",
+        "[before, gc.get_threshold(), gc.get_freeze_count() > 0]",
     )
-    env = {**os.environ, "CALSYNC_CONFIG": str(tmp_path / "config.toml")}
-    out = subprocess.run(
-        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
-    *report, probed = out.stdout.strip().splitlines()
-    assert json.loads("\n".join(report))["pairs"]["main"]["added_a"] == 1
-    before, after, frozen = json.loads(probed)
+    assert counts["added_a"] == 1
+    before, after, frozen = probed
     assert before != after == [10_000, 10, 10] and frozen
 
     from click.testing import CliRunner
@@ -274,9 +288,7 @@ def test_a_one_shot_sync_collects_less_and_an_in_process_caller_is_left_alone(
 
 def test_a_sync_with_nothing_to_do_loads_no_heavy_library(tmp_path: Path) -> None:
     """Start-up is most of a quiet sync: nothing is parsed, packed, served or drawn."""
-    (tmp_path / "config.toml").write_text(CONFIG)
-    (tmp_path / "phone").mkdir()
-    (tmp_path / "phone" / "p1.ics").write_bytes(event("p1", "From phone"))
+    one_phone_item(tmp_path)
     assert run(tmp_path, "sync").returncode == 0
     heavy = [
         "zstandard",  # packing: only when content is stored
@@ -288,20 +300,10 @@ def test_a_sync_with_nothing_to_do_loads_no_heavy_library(tmp_path: Path) -> Non
         "lxml",
         "watchdog",
     ]
-    probe = (
-        "import atexit, json, sys\n"
-        f"heavy = {heavy!r}\n"
-        "atexit.register(lambda: print(json.dumps("
-        "sorted(m for m in sys.modules if m.split('.')[0] in heavy))))\n"
-        "from calsync.cli import main\n"
-        "main(['sync', '--json'])\n"
+    counts, loaded = probed_sync(
+        tmp_path,
+        f"heavy = {heavy!r}",
+        "sorted(m for m in sys.modules if m.split('.')[0] in heavy)",
     )
-    env = {**os.environ, "CALSYNC_CONFIG": str(tmp_path / "config.toml")}
-    out = subprocess.run(
-        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert out.returncode == 0, out.stderr
-    *report, loaded = out.stdout.strip().splitlines()
-    counts = json.loads("\n".join(report))["pairs"]["main"]
     assert counts["added_a"] == counts["added_b"] == 0 and counts["errors"] == []
-    assert json.loads(loaded) == []
+    assert loaded == []
