@@ -18,7 +18,7 @@ _local = threading.local()  # zstd contexts are not shared between threads
 
 def _zstd() -> Any:
     """The zstandard module, imported on first use: loading it costs ~10 ms,
-    a tenth of a sync with nothing to do, which never packs anything."""
+    a twentieth of a sync with nothing to do, which never packs anything."""
     import zstandard
 
     return zstandard
