@@ -11,6 +11,7 @@ from calsync.items import Item
 from calsync.stores.caldav import xml
 from calsync.stores.caldav.client import DavClient
 from calsync.stores.caldav.hrefs import normalize
+from calsync.stores.caldav.store import CalDAVStore
 from calsync.sync.engine import SyncResult
 from calsync.sync.runner import run_pair
 from tests.stores.caldav.peers import PASSWORD, USER
@@ -95,3 +96,11 @@ def summary(item: Item) -> str:
     master = item.master()
     assert master is not None
     return (master.value("SUMMARY") or "").strip()
+
+
+def requests_sent(store: CalDAVStore) -> int:
+    """Requests the store sent so far, once the sync-token read in the background
+    after a first listing (``listing.later_token``) is in: what tests count is the rest."""
+    assert store._client is not None
+    store._settle_token()
+    return store._client.requests

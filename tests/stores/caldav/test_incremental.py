@@ -14,23 +14,16 @@ from calsync.stores.caldav import store as store_module
 from calsync.stores.caldav.store import CalDAVStore
 from tests.conftest import event
 from tests.stores.caldav.conftest import make_store
+from tests.stores.caldav.helpers import requests_sent
 from tests.stores.caldav.peers import Peer
 
 pytestmark = pytest.mark.peer
 
 
-def _requests(store: CalDAVStore) -> int:
-    """Requests sent so far, once the sync-token read in the background after a first
-    listing (``listing.later_token``) is in: what the tests count is the rest."""
-    assert store._client is not None
-    store._settle_token()
-    return store._client.requests
-
-
 def _listed(store: CalDAVStore) -> tuple[dict[str, str], str, int]:
-    before = _requests(store) if store._client else 0
+    before = requests_sent(store) if store._client else 0
     versions = store.list().versions
-    return versions, store.last_listing, _requests(store) - before
+    return versions, store.last_listing, requests_sent(store) - before
 
 
 def test_no_change_is_one_request_and_deltas_are_exact(
@@ -156,9 +149,9 @@ def test_get_many_uses_multiget_batches_of_50(peer: Peer, calendar: str, tmp_pat
     store.list()
     ids = [store.add(Item.from_bytes(event(f"batch-{i}@calsync.test")))[0] for i in range(60)]
     versions, _, _ = _listed(store)
-    before = _requests(store)
+    before = requests_sent(store)
     got = {id: (item, v) for id, item, v in store.get_many(ids)}
-    assert _requests(store) - before == 2  # 50 + 10
+    assert requests_sent(store) - before == 2  # 50 + 10
     assert set(got) == set(ids)
     assert all(isinstance(item, Item) for item, _ in got.values())
     assert all(v == versions[id] for id, (_, v) in got.items())

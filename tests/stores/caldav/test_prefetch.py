@@ -14,20 +14,13 @@ from calsync.stores.caldav import store as store_module
 from calsync.stores.caldav.store import CalDAVStore
 from tests.conftest import event
 from tests.stores.caldav.conftest import make_store
+from tests.stores.caldav.helpers import requests_sent
 from tests.stores.caldav.peers import Peer
 from tests.stores.caldav.proxy import Proxy
 
 pytestmark = pytest.mark.peer
 
 NAMES = ["plain-{i}.ics", "with space {i}.ics", "at@sign-{i}.ics"]
-
-
-def _requests(store: CalDAVStore) -> int:
-    """Requests sent so far, once the sync-token read in the background after a first
-    listing (``listing.later_token``) is in: what the tests count is the rest."""
-    assert store._client is not None
-    store._settle_token()
-    return store._client.requests
 
 
 def _fill(peer: Peer, calendar: str, n: int) -> dict[str, str]:
@@ -65,9 +58,9 @@ def test_first_listing_reads_every_item_along(peer: Peer, calendar: str, tmp_pat
     versions = store.list().versions
     assert store.last_listing == "full" and len(versions) == 12
     assert len(store._prefetch) == 12, "the server refused or cut the calendar-query"
-    before = _requests(store)
+    before = requests_sent(store)
     got = _read_all(store, list(versions))
-    assert _requests(store) == before  # all from memory
+    assert requests_sent(store) == before  # all from memory
     assert set(got) == set(versions)
     assert all(version == versions[id] for id, (_, version) in got.items())
     assert _summaries(got) == expected
@@ -87,9 +80,9 @@ def test_first_listing_reads_every_item_along(peer: Peer, calendar: str, tmp_pat
     now = store.list().versions
     assert store.last_listing == "delta" and now[edited] != versions[edited]
     assert not store._prefetch
-    before = _requests(store)
+    before = requests_sent(store)
     again = _read_all(store, [edited])
-    assert _requests(store) == before + 1
+    assert requests_sent(store) == before + 1
     assert _summaries(again) == {"pre-0@calsync.test": "edited"}
     store.close()
 
@@ -105,9 +98,9 @@ def test_prefetch_is_bounded(radicale: Peer, tmp_path: Path) -> None:
         assert len(versions) == 10 and len(store._prefetch) == 3
         kept = sum(len(data) for _, data in store._prefetch.values())
         assert kept <= store.prefetch_bytes
-        before = _requests(store)
+        before = requests_sent(store)
         got = _read_all(store, list(versions))
-        assert _requests(store) == before + 1  # one multiget for the other seven
+        assert requests_sent(store) == before + 1  # one multiget for the other seven
         assert _summaries(got) == expected
         assert all(version == versions[id] for id, (_, version) in got.items())
         store.close()
@@ -175,17 +168,17 @@ def test_many_items_come_in_large_multigets_and_50_where_refused(
         store.prefetch_bytes = 0  # a listing without the items, as after a delta
         versions = store.list().versions
         ids = list(versions)
-        before = _requests(store)
+        before = requests_sent(store)
         got = _read_all(store, ids)
-        assert _requests(store) - before == 3  # 25 + 25 + 10
+        assert requests_sent(store) - before == 3  # 25 + 25 + 10
         assert _summaries(got) == expected
         # a server refusing the large REPORT: the same items 50 at a time
         monkeypatch.setattr(store_module, "LARGE_BATCH", 60)
         refuse.done = False
-        before = _requests(store)
+        before = requests_sent(store)
         got = _read_all(store, ids)
         assert refuse.done
-        assert _requests(store) - before == 3  # 60 refused, then 50 + 10
+        assert requests_sent(store) - before == 3  # 60 refused, then 50 + 10
         assert _summaries(got) == expected
         assert all(version == versions[id] for id, (_, version) in got.items())
         store.close()
