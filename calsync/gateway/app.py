@@ -54,7 +54,8 @@ def features_for(
     """The features a configuration asks for (ConfigError when it is wrong).
 
     ``on_store_changed(store, who)`` is told when a device session wrote to a
-    store (the daemon then runs that store's pairs).
+    store (the daemon then runs that store's pairs).  A section added here is
+    checked in ``check_features`` too.
     """
     out: list[Feature] = []
     if cfg.section("syncml").get("accounts"):
@@ -66,6 +67,19 @@ def features_for(
 
         out.append(CalDAVFeature.from_config(cfg, on_store_changed=on_store_changed))
     return out
+
+
+def check_features(cfg: Config) -> None:
+    """ConfigError for what ``features_for`` would refuse, building nothing (a
+    reloaded configuration is checked with it while the old features serve on)."""
+    if cfg.section("syncml").get("accounts"):
+        from calsync.syncml.config import load as syncml_settings
+
+        syncml_settings(cfg)
+    if cfg.section("caldav").get("users"):
+        from calsync.davserver.config import load as caldav_settings
+
+        caldav_settings(cfg)
 
 
 def build_app(cfg: Config) -> Starlette:

@@ -147,19 +147,13 @@ class Daemon:
         if self.config_path is None:
             return None  # the embedded default is built afresh at each start
         from calsync import config
+        from calsync.gateway.app import check_features
         from calsync.gateway.server import listen_options
 
         try:
             cfg = config.load(self.config_path)
             listen_options(cfg)
-            if cfg.section("syncml").get("accounts"):  # device passwords resolve
-                from calsync.syncml.config import load as syncml_settings
-
-                syncml_settings(cfg)
-            if cfg.section("caldav").get("users"):
-                from calsync.davserver.config import load as caldav_settings
-
-                caldav_settings(cfg)
+            check_features(cfg)  # device accounts and their passwords resolve
         except config.ConfigError as e:
             return str(e)
         return None
