@@ -346,11 +346,10 @@ class Engine:
         for side in ("a", "b"):
             uid_of = indexes[side].uid_of
             moved |= {uid_of[id] for id in indexes[side].moved(listings[side])}
-        for uid in moved:
-            row = rows[uid]
-            if row.a_hash and row.b_hash:
-                continue
-            base = self.status.base(row.uid)
+        unhashed = [rows[uid] for uid in moved if not (rows[uid].a_hash and rows[uid].b_hash)]
+        bases = self.status.bases(row.uid for row in unhashed)
+        for row in unhashed:
+            base = bases.get(row.uid)
             try:
                 h = Item(base, row.uid).hash if base is not None else "?"
             except ItemError:
@@ -488,15 +487,15 @@ class Engine:
         the window holding it first: ``_update`` and ``_delete`` find their
         base in history already.
         """
+        replacing = [act for act in window if isinstance(act, Update | Delete)]
+        bases = self.status.bases(act.uid for act in replacing)
         records = []
-        for act in window:
+        for act in replacing:
             if isinstance(act, Update):
                 side, reason = act.to, hist.UPDATE
-            elif isinstance(act, Delete):
-                side, reason = act.on, hist.REMOTE_DELETE
             else:
-                continue
-            base = self.status.base(act.uid)
+                side, reason = act.on, hist.REMOTE_DELETE
+            base = bases.get(act.uid)
             if base is not None:
                 h = self._base_hashes.get(act.uid)
                 records.append(self._history_record(act.uid, side, act.id, base, reason, h))

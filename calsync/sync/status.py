@@ -14,6 +14,7 @@ would not.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,17 @@ class StatusDB:
         cur = self.db.execute("SELECT base FROM items WHERE uid = ?", (uid,))
         found = cur.fetchone()
         return decompress(found[0]) if found else None
+
+    def bases(self, uids: Iterable[str]) -> dict[str, bytes]:
+        """``base`` of many UIDs in a few queries (those without a base are left out)."""
+        wanted = list(uids)
+        out: dict[str, bytes] = {}
+        for i in range(0, len(wanted), 500):  # SQLite limits bound parameters
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            cur = self.db.execute(f"SELECT uid, base FROM items WHERE uid IN ({marks})", chunk)
+            out.update((uid, unpack(blob)) for uid, blob in cur if blob is not None)
+        return out
 
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM items").fetchone()[0])
