@@ -29,6 +29,31 @@ class TestVdir(Conformance):
         return VdirStore("dir", ctx(tmp_path), tmp_path / "vdir")
 
 
+def _event(uid: str, summary: str) -> bytes:
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\n"
+        f"UID:{uid}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20260102T100000Z\r\n"
+        f"SUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("summary", ["much longer " * 20_000, "short"])
+def test_vdir_reads_a_file_whole_when_its_size_changed_after_listing(
+    tmp_path: Path, summary: str
+) -> None:
+    """A read asks for the listed size: a file that grew (past any one read)
+    or shrank since is still read whole, under the version that was listed."""
+    store = VdirStore("dir", ctx(tmp_path), tmp_path / "vdir")
+    (tmp_path / "vdir").mkdir()
+    (tmp_path / "vdir" / "a.ics").write_bytes(_event("a", "first"))
+    listed = store.list().versions["a.ics"]
+    changed = _event("a", summary)
+    (tmp_path / "vdir" / "a.ics").write_bytes(changed)
+    item, version = store.get("a.ics")
+    assert item.raw == changed
+    assert version == listed  # the next listing sees the change and reads again
+
+
 class TestIcs(Conformance):
     @pytest.fixture
     def store(self, tmp_path: Path) -> IcsStore:
