@@ -633,9 +633,10 @@ class Engine:
 
     def _checkpoint(self) -> None:
         """Flush unbuffered stores, then commit the rows that only depend on them."""
-        for store in self.stores.values():
-            if not store.buffered:
-                store.flush()
+        with self.status.packing_ahead():
+            for store in self.stores.values():
+                if not store.buffered:
+                    store.flush()
         buffered = {side for side, store in self.stores.items() if store.buffered}
         held = (
             {uid for uid, sides in self._written.items() if not sides.isdisjoint(buffered)}
@@ -653,23 +654,24 @@ class Engine:
         self._last_checkpoint = time.monotonic()
 
     def _finish(self) -> None:
-        for side, store in self.stores.items():
-            crash_point()
-            try:
-                store.flush()
-            except StoreError as e:
-                lost = {uid for uid, sides in self._written.items() if side in sides}
-                if isinstance(e, FlushFailed):
-                    lost &= e.uids
-                self.status.discard(lost)
-                for uid in sorted(lost):
-                    for counter, s in self._counted.get(uid, []):
-                        if s == side:
-                            self.result.bump(counter, s, -1)
-                    self.result.errors.append(
-                        ItemFailure(store.name, side, None, uid, f"not written: {e.message}")
-                    )
-                log.error("pair %s: %s", self.opt.name, e)
+        with self.status.packing_ahead():  # dropping the rows of a failed flush is fine
+            for side, store in self.stores.items():
+                crash_point()
+                try:
+                    store.flush()
+                except StoreError as e:
+                    lost = {uid for uid, sides in self._written.items() if side in sides}
+                    if isinstance(e, FlushFailed):
+                        lost &= e.uids
+                    self.status.discard(lost)
+                    for uid in sorted(lost):
+                        for counter, s in self._counted.get(uid, []):
+                            if s == side:
+                                self.result.bump(counter, s, -1)
+                        self.result.errors.append(
+                            ItemFailure(store.name, side, None, uid, f"not written: {e.message}")
+                        )
+                    log.error("pair %s: %s", self.opt.name, e)
         crash_point()
         self.status.commit()
         crash_point()

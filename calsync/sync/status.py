@@ -14,7 +14,9 @@ would not.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +65,11 @@ class StatusDB:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
-        # uid -> (row, compressed base or None to keep the stored base)
+        # uid -> (row, base content or None to keep the stored base)
         self._puts: dict[str, tuple[Row, bytes | None]] = {}
         self._removes: set[str] = set()
+        # uid -> (base content, its packed form), packed ahead of a commit
+        self._packed: dict[str, tuple[bytes, bytes]] = {}
 
     def close(self) -> None:
         self.db.close()
@@ -109,12 +113,52 @@ class StatusDB:
     # -- staged writes --------------------------------------------------------
 
     def stage_put(self, row: Row, base: bytes | None) -> None:
-        """Stage a row; ``base`` None keeps the base already stored for the UID."""
+        """Stage a row; ``base`` None keeps the base already stored for the UID.
+
+        The base is packed later, at the commit or ahead of it (``packing_ahead``);
+        until then the stage holds the caller's own bytes object, no copy."""
         self._removes.discard(row.uid)
-        self._puts[row.uid] = (row, pack(base) if base is not None else None)
+        self._puts[row.uid] = (row, base)
+
+    @contextmanager
+    def packing_ahead(self, minimum: int = 256) -> Iterator[None]:
+        """Pack the staged bases in a thread while the body runs.
+
+        The engine wraps the stores' flush in this: a flush mostly waits in the
+        kernel (syncfs) without the GIL, so a first sync's thousands of bases are
+        packed meanwhile rather than after it.  The body must not stage or commit.
+        Fewer than ``minimum`` bases are left to the commit (a thread costs more).
+        """
+        todo = [
+            (uid, base)
+            for uid, (_, base) in self._puts.items()
+            if base is not None and self._packed.get(uid, (None,))[0] is not base
+        ]
+        if len(todo) < minimum:
+            yield
+            return
+        done: list[tuple[str, tuple[bytes, bytes]]] = []
+        worker = threading.Thread(
+            target=lambda: done.extend((uid, (base, pack(base))) for uid, base in todo),
+            name="calsync-pack",
+            daemon=True,
+        )
+        worker.start()
+        try:
+            yield
+        finally:
+            worker.join()
+            self._packed.update(d for d in done if d[0] in self._puts)  # not discarded
+
+    def _packed_base(self, uid: str, base: bytes) -> bytes:
+        ahead = self._packed.pop(uid, None)
+        if ahead is not None and ahead[0] is base:
+            return ahead[1]
+        return pack(base)
 
     def stage_remove(self, uid: str) -> None:
         self._puts.pop(uid, None)
+        self._packed.pop(uid, None)
         self._removes.add(uid)
 
     def commit(self, uids: set[str] | None = None) -> None:
@@ -130,15 +174,24 @@ class StatusDB:
             self._removes.difference_update(removes)
         if not puts and not removes:
             return
+        with_base = [
+            (
+                r.uid,
+                r.a_id,
+                r.a_ver,
+                r.a_hash,
+                r.b_id,
+                r.b_ver,
+                r.b_hash,
+                self._packed_base(r.uid, base),
+            )
+            for r, base in puts
+            if base is not None
+        ]
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(
-                "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (r.uid, r.a_id, r.a_ver, r.a_hash, r.b_id, r.b_ver, r.b_hash, base)
-                    for r, base in puts
-                    if base is not None
-                ],
+                "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)", with_base
             )
             self.db.executemany(
                 "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, NULL) "
@@ -161,11 +214,13 @@ class StatusDB:
         """Drop staged changes of ``uids`` (their store writes did not land)."""
         for u in uids:
             self._puts.pop(u, None)
+            self._packed.pop(u, None)
             self._removes.discard(u)
 
     def reset(self) -> None:
         """Forget everything (the next sync is a first sync)."""
         self._puts.clear()
+        self._packed.clear()
         self._removes.clear()
         with self.db:
             self.db.execute("BEGIN")

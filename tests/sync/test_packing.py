@@ -47,3 +47,39 @@ def test_many_bases_are_read_in_a_few_queries(tmp_path: Path) -> None:
     assert got == {u: b for u in asked if (b := status.base(u)) is not None}
     assert len(got) == 1200 - len(range(0, 1200, 7))
     status.close()
+
+
+def test_bases_packed_ahead_in_a_thread_are_the_ones_committed(tmp_path: Path) -> None:
+    """Packing during a flush: what is committed is always the base staged last,
+    whether it was packed ahead, staged again since, or dropped meanwhile."""
+    import threading
+
+    db = StatusDB(tmp_path / "s.db")
+    contents = {f"u{i}": (EVENT * (1 + i % 3)).replace("ü-1", f"u{i}").encode() for i in range(300)}
+    for uid, content in contents.items():
+        db.stage_put(Row(uid, uid, "1", "", uid, "1", ""), content)
+    threads: list[str] = []
+    with db.packing_ahead():
+        threads = [t.name for t in threading.enumerate()]
+        db.discard({"u1"})  # a store's flush failed for this one
+    assert "calsync-pack" in threads
+    assert len(db._packed) == 299  # packed ahead, none for the dropped row
+    contents["u2"] = EVENT.replace("ü-1", "u2 again").encode()
+    db.stage_put(Row("u2", "u2", "2", "", "u2", "2", ""), contents["u2"])  # staged again
+    db.commit()
+    del contents["u1"]
+    assert db.bases(contents) == contents
+    assert db._packed == {}
+    db.close()
+
+
+def test_a_few_bases_are_packed_at_the_commit_without_a_thread(tmp_path: Path) -> None:
+    import threading
+
+    db = StatusDB(tmp_path / "s.db")
+    db.stage_put(Row("u", "u", "1", "", "u", "1", ""), EVENT.encode())
+    with db.packing_ahead():
+        assert "calsync-pack" not in [t.name for t in threading.enumerate()]
+    db.commit()
+    assert db.base("u") == EVENT.encode()
+    db.close()
