@@ -19,6 +19,7 @@ from calsync.cli._common import (
     print_json,
     stderr_is_terminal,
 )
+from calsync.stores import _forked
 from calsync.sync.engine import Progress, SyncResult
 from calsync.sync.plan import MODES
 from calsync.sync.runner import run_pair
@@ -121,6 +122,7 @@ def sync(
     else:
         if (ctx.obj or {}).get("own_process"):
             _collect_less()
+            _forked.allow()  # bulk reads and writes may fork a helper (see _forked)
         results = {}
         show_bar = not as_json and stderr_is_terminal()
         for name in names:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import builtins
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -181,6 +181,16 @@ class Store(ABC):
     @abstractmethod
     def add(self, item: Item) -> tuple[str, str]:
         """Store a new item; returns (id, version)."""
+
+    def expect_adds(self, items: Sequence[Item]) -> None:
+        """The engine will ``add`` these items, in this order, in this sync.
+
+        A store may start on them early (a vdir writes half of a large batch in
+        a helper process).  ``add`` is still called for each and answers as if
+        it did the work then; whatever was done early and never asked for is a
+        complete item the next sync finds and matches by UID and content.
+        """
+        return None
 
     @abstractmethod
     def update(self, id: str, item: Item, version: str) -> str:

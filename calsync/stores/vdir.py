@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from stat import S_ISREG
 from typing import Any, ClassVar
 
-from calsync.items import Item
+from calsync.items import Item, ItemError
 from calsync.stores import (
     ItemRejected,
     Listing,
@@ -22,6 +23,7 @@ from calsync.stores import (
     PreconditionFailed,
     Store,
     StoreContext,
+    _forked,
 )
 from calsync.stores._files import expand_path, sync_filesystem, write_atomic
 
@@ -40,6 +42,27 @@ def file_name(uid: str, ext: str) -> str:
 
 def _version(st: os.stat_result) -> str:
     return f"{st.st_mtime_ns}.{st.st_ino}.{st.st_size}"
+
+
+class _Ahead:
+    """New files a forked child is writing; ``take`` answers ``add`` for them."""
+
+    def __init__(self, child: _forked.Child[Sequence[tuple[str, str] | None]], part: list[Item]):
+        self.child = child
+        self.part = part
+        self.index = {id(item): n for n, item in enumerate(part)}
+        self.done: Sequence[tuple[str, str] | None] | None = None
+        self.collected = False
+
+    def take(self, item: Item) -> tuple[str, str] | None:
+        """(name, version) if the child wrote ``item``; None: ``add`` writes it."""
+        n = self.index.get(id(item))
+        if n is None or self.part[n] is not item:
+            return None
+        if not self.collected:  # waits for the child the first time
+            self.done = self.child.result()
+            self.collected = True
+        return self.done[n] if self.done is not None else None
 
 
 class VdirStore(Store):
@@ -73,6 +96,7 @@ class VdirStore(Store):
         self._dir = str(path)  # plain strings on the hot path: no Path objects per item
         self._dir_ok = False
         self._listed: dict[str, str] = {}  # the last listing, for get()
+        self._ahead: _Ahead | None = None  # new files a forked child writes (expect_adds)
 
     @classmethod
     def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
@@ -127,6 +151,11 @@ class VdirStore(Store):
         return os.path.join(self._dir, id)
 
     def get(self, id: str) -> tuple[Item, str]:
+        data, version, path = self._read(id)
+        return Item.from_bytes(data, source=path), version
+
+    def _read(self, id: str) -> tuple[bytes, str, str]:
+        """The file's bytes, its version and its path."""
         path = self._file(id)
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
@@ -150,7 +179,46 @@ class VdirStore(Store):
             os.close(fd)
         # The version is the listed one: if the file changed since, the next sync
         # sees a new version, reads it again and compares content (nothing missed).
-        return Item.from_bytes(b"".join(chunks), source=path), listed
+        return b"".join(chunks), listed, path
+
+    def get_many(self, ids: Iterable[str]) -> Iterator[tuple[str, Item | ItemError, str]]:
+        """Like ``Store.get_many``; a one-shot sync reads half of a large batch
+        in a forked child (see ``_forked``), as the reads are system-call bound."""
+        wanted = list(ids)
+        if not _forked.usable(len(wanted)):
+            yield from super().get_many(wanted)
+            return
+        half = len(wanted) // 2
+        child = _forked.Child(self._read_part, wanted[half:])
+        try:
+            yield from super().get_many(wanted[:half])
+        except BaseException:  # the caller failed or stopped early
+            child.abandon()
+            raise
+        done = child.result()
+        if done is None:  # the child failed: read its part here
+            yield from super().get_many(wanted[half:])
+            return
+        for id, read in zip(wanted[half:], done, strict=True):
+            if read is None:  # missing, unusual or malformed: read it here, errors and all
+                yield from super().get_many([id])
+            else:
+                raw, version, uid, kind, derived = read
+                yield id, Item(raw, uid, kind, uid_derived=derived), version
+
+    def _read_part(self, ids: Sequence[str]) -> Sequence[tuple[bytes, str, str, str, bool] | None]:
+        """In the child: each item's (bytes, version, UID, kind, UID derived), or
+        None where reading or parsing failed (the parent reads it again and reports)."""
+        out: list[tuple[bytes, str, str, str, bool] | None] = []
+        for id in ids:
+            try:
+                data, version, path = self._read(id)
+                item = Item.from_bytes(data, source=path)
+            except Exception:  # see the docstring
+                out.append(None)
+            else:
+                out.append((item.raw, version, item.uid, item.kind, item.uid_derived))
+        return out
 
     def _current(self, id: str) -> str:
         try:
@@ -166,7 +234,38 @@ class VdirStore(Store):
         self._listed[os.path.basename(path)] = version
         return version
 
+    def expect_adds(self, items: Sequence[Item]) -> None:
+        """A one-shot sync writes the second half of a large batch of new files
+        in a forked child (see ``_forked``) while this process writes the first."""
+        if self._ahead is not None or not _forked.usable(len(items)):
+            return
+        self._ensure_dir()
+        part = list(items[len(items) // 2 :])
+        child = _forked.Child(self._add_part, part, writes=True)
+        self._ahead = _Ahead(child, part)
+
+    def _add_part(self, items: Sequence[Item]) -> Sequence[tuple[str, str] | None]:
+        """In the child: (name, version) of each item written, None where it failed
+        (nothing was written then: the parent's own ``add`` reports why)."""
+        out: list[tuple[str, str] | None] = []
+        for item in items:
+            try:
+                out.append(self._add_now(item))
+            except Exception:  # see the docstring
+                out.append(None)
+        return out
+
     def add(self, item: Item) -> tuple[str, str]:
+        done = self._ahead.take(item) if self._ahead is not None else None
+        if done is None:
+            return self._add_now(item)
+        name, version = done
+        self._listed[name] = version
+        if self.fsync == "batch":
+            self._written.append(os.path.join(self._dir, name))
+        return name, version
+
+    def _add_now(self, item: Item) -> tuple[str, str]:
         self._ensure_dir()
         base = file_name(item.uid, self.fileext)
         name = base
@@ -174,11 +273,31 @@ class VdirStore(Store):
             try:
                 return name, self._write(os.path.join(self._dir, name), item, exclusive=True)
             except FileExistsError:
+                adopted = self._identical(name, item)
+                if adopted is not None:
+                    return name, adopted
                 stem = base[: -len(self.fileext)] if self.fileext else base
                 name = f"{stem}-{n}{self.fileext}"
             except OSError as e:
                 raise self.error(ItemRejected, f"cannot write {name}: {e}", item.uid) from None
         raise self.error(ItemRejected, "no free file name", item.uid)
+
+    def _identical(self, name: str, item: Item) -> str | None:
+        """The version of file ``name`` if it holds exactly ``item``, else None.
+
+        Such a file is this item already (written by a helper that failed to
+        report it, or by someone else since the listing): it is taken as the
+        add, not duplicated under another name.
+        """
+        try:
+            with open(os.path.join(self._dir, name), "rb") as f:
+                st = os.fstat(f.fileno())
+                if st.st_size != len(item.raw) or not S_ISREG(st.st_mode):
+                    return None
+                same = f.read() == item.raw
+        except OSError:
+            return None
+        return _version(st) if same else None
 
     def update(self, id: str, item: Item, version: str) -> str:
         if self._current(id) != version:
@@ -199,6 +318,11 @@ class VdirStore(Store):
             self._listed.pop(id, None)
         if self.fsync != "never":
             self._written.append(self.path)
+
+    def close(self) -> None:
+        if self._ahead is not None:  # a sync that stopped early: its files stay
+            self._ahead.child.abandon()
+            self._ahead = None
 
     def flush(self) -> None:
         if self._written and self.fsync == "batch":

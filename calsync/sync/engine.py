@@ -379,6 +379,8 @@ class Engine:
 
     def _execute(self, actions: list[Action]) -> None:
         total = len(actions)
+        for side, store in self.stores.items():
+            store.expect_adds([a.item for a in actions if isinstance(a, Add) and a.to == side])
         for n, action in enumerate(actions, 1):
             if (n - 1) % HISTORY_BATCH == 0:
                 self._presave(actions[n - 1 : n - 1 + HISTORY_BATCH])

@@ -307,3 +307,46 @@ def test_a_sync_with_nothing_to_do_loads_no_heavy_library(tmp_path: Path) -> Non
     )
     assert counts["added_a"] == counts["added_b"] == 0 and counts["errors"] == []
     assert loaded == []
+
+
+def test_a_one_shot_first_sync_forks_helpers_and_an_in_process_caller_does_not(
+    tmp_path: Path,
+) -> None:
+    """calsync's own process gives half of a large vdir read and of a large
+    batch of new files to forked helpers (from 4 items here); the result is the
+    same as without them, and a library caller's process is never forked."""
+    config = CONFIG.replace('type = "ics"\npath = "laptop.ics"', 'type = "vdir"\npath = "laptop"')
+    (tmp_path / "config.toml").write_text(config)
+    (tmp_path / "phone").mkdir()
+    for i in range(30):
+        (tmp_path / "phone" / f"p{i}.ics").write_bytes(event(f"p{i}", f"From phone {i}"))
+    setup = (
+        "from calsync.stores import _forked\n"
+        "_forked.MINIMUM = 4\n"
+        "forks = []\n"
+        "real = _forked.Child.__init__\n"
+        "def counting(self, work, part, **kw):\n"
+        "    forks.append([work.__name__, len(part)])\n"
+        "    real(self, work, part, **kw)\n"
+        "_forked.Child.__init__ = counting\n"
+    )
+    counts, forks = probed_sync(tmp_path, setup, "forks")
+    assert forks == [["_read_part", 15], ["_add_part", 15]]
+    assert counts["added_a"] == 30 and counts["errors"] == []
+    assert sorted(os.listdir(tmp_path / "laptop")) == sorted(os.listdir(tmp_path / "phone"))
+    for name in os.listdir(tmp_path / "phone"):
+        assert (tmp_path / "laptop" / name).read_bytes() == (tmp_path / "phone" / name).read_bytes()
+    again = json.loads(run(tmp_path, "sync", "--json", config=config).stdout)["pairs"]["main"]
+    assert again["added_a"] == again["added_b"] == 0
+
+    from click.testing import CliRunner
+
+    from calsync.cli import cli
+    from calsync.stores import _forked
+
+    for i in range(30, 60):
+        (tmp_path / "phone" / f"p{i}.ics").write_bytes(event(f"p{i}", f"From phone {i}"))
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "config.toml"), "sync", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["pairs"]["main"]["added_a"] == 30
+    assert not _forked.usable(10**6)

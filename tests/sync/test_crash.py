@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from calsync.items import Item
-from calsync.stores import StoreContext
+from calsync.stores import StoreContext, _forked
 from calsync.stores.ics import IcsStore
 from calsync.stores.vdir import VdirStore
 from calsync.sync import engine as engine_module
@@ -111,12 +111,19 @@ def history_hashes(root: Path) -> set[str]:
         h.close()
 
 
-def run_child(root: Path, crash_at: int) -> int:
-    """Sync in a forked child that SIGKILLs itself at crash point ``crash_at``."""
+def run_child(root: Path, crash_at: int, *, helpers: bool = False) -> int:
+    """Sync in a forked child that SIGKILLs itself at crash point ``crash_at``.
+
+    ``helpers``: the sync may fork helpers as a one-shot ``calsync sync`` does
+    (from 4 items on, so this scenario's vdir reads and adds use them).
+    """
     pid = os.fork()
     if pid == 0:  # child
         code = 0
         try:
+            if helpers:
+                _forked.allow()
+                _forked.MINIMUM = 4
             engine_module._CRASH_AT = crash_at
             engine_module._crash_counter = 0
             engine_module.CHECKPOINT_EVERY = 25
@@ -175,8 +182,13 @@ CHUNKS = 4
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("helpers", [False, True], ids=["serial", "forked-helpers"])
 @pytest.mark.parametrize("chunk", range(CHUNKS))
-def test_kill_at_every_crash_point(template: Path, tmp_path: Path, chunk: int) -> None:
+def test_kill_at_every_crash_point(
+    template: Path, tmp_path: Path, chunk: int, helpers: bool
+) -> None:
+    """With forked helpers the killed sync's helper dies with it (no orphan
+    writing on during the recovery sync) and what it wrote is matched, not copied."""
     reference = copy(template, tmp_path / "reference")
     before = all_versions(template)
     result = pair(reference).sync()
@@ -188,7 +200,7 @@ def test_kill_at_every_crash_point(template: Path, tmp_path: Path, chunk: int) -
     failures: list[str] = []
     for k in range(1 + chunk, points + 1, CHUNKS):
         root = copy(template, tmp_path / f"k{k}")
-        code = run_child(root, k)
+        code = run_child(root, k, helpers=helpers)
         assert code == -signal.SIGKILL, f"crash point {k}: child ended with {code}"
         recovery = pair(root).sync()
         got = snapshot(root)
@@ -211,6 +223,7 @@ def test_kill_at_every_crash_point(template: Path, tmp_path: Path, chunk: int) -
         shutil.rmtree(root)
     assert not failures, "\n".join(failures[:20])
     print(
-        f"crash test chunk {chunk}: {len(range(1 + chunk, points + 1, CHUNKS))} of {points} "
+        f"crash test chunk {chunk} ({'forked helpers' if helpers else 'serial'}): "
+        f"{len(range(1 + chunk, points + 1, CHUNKS))} of {points} "
         "kill points, 0 lost, 0 duplicated"
     )
