@@ -182,6 +182,14 @@ class Store(ABC):
     def add(self, item: Item) -> tuple[str, str]:
         """Store a new item; returns (id, version)."""
 
+    def expect_list(self) -> None:
+        """The engine will call ``list`` after listing the other store.
+
+        A store may start listing now, in the background (a vdir stats its
+        files in a helper process); ``list`` then returns that listing.
+        """
+        return None
+
     def expect_adds(self, items: Sequence[Item]) -> None:
         """The engine will ``add`` these items, in this order, in this sync.
 

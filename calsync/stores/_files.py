@@ -20,7 +20,9 @@ import errno
 import itertools
 import os
 import sys
+import threading
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
 
 _libc: Any = None
@@ -161,6 +163,89 @@ def write_atomic(
     if fsync:
         fsync_dir(Path(parent))
     return st
+
+
+TRASH_PREFIX = ".calsync-"
+TRASH_SUFFIX = ".trash"
+
+
+class Freeing:
+    """Replaces and removes files, leaving the freeing of their old blocks to a thread.
+
+    Why: on ext4 with online discard (this project's test VM; many cloud
+    disks) freeing a file's blocks costs 85-150 µs, most of what replacing or
+    deleting a small file costs, while changing a name costs ~20 µs.  So the
+    old file is first kept under a hidden name (a hard link: the replacing
+    rename then frees nothing), and a thread unlinks those names while the sync
+    goes on: 200 replacements take 20-32 ms instead of 45-47.  Readers never
+    see a half state: the item's name changes in one rename, as before.  A
+    crash can leave hidden ``.calsync-*.trash`` names behind, which
+    ``is_trash`` lets a store's listing recognise and remove.
+    """
+
+    def __init__(self) -> None:
+        self._queue: SimpleQueue[str | None] = SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def replace(self, path: str, data: bytes, *, fsync: bool) -> os.stat_result:
+        """``write_atomic(path, data)`` over an existing file."""
+        trash = self._keep(path, os.link)
+        try:
+            return write_atomic(path, data, fsync=fsync)
+        finally:
+            if trash is not None:
+                self._later(trash)
+
+    def remove(self, path: str) -> None:
+        """Delete ``path`` (FileNotFoundError if it is not there)."""
+        trash = self._keep(path, os.rename)
+        if trash is None:
+            os.unlink(path)
+        else:
+            self._later(trash)
+
+    def wait(self) -> None:
+        """Return when every old file is freed (the thread ends until the next one)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    @staticmethod
+    def _keep(path: str, how: Any) -> str | None:
+        """The hidden name ``how`` (link or rename) gave the file, or None where
+        that is not possible here (no hard links): the caller then does it plainly."""
+        trash = os.path.join(
+            os.path.dirname(path),
+            f"{TRASH_PREFIX}{os.getpid()}-{next(_tmp_counter)}{TRASH_SUFFIX}",
+        )
+        try:
+            how(path, trash)
+        except FileNotFoundError:
+            if how is os.rename:
+                raise  # removing a file that is not there: the caller says so
+            return None  # replacing one deleted meanwhile: a plain write
+        except OSError:  # no hard links here (some FAT or SMB mounts)
+            return None
+        return trash
+
+    def _later(self, trash: str) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._free, name="calsync-free", daemon=True)
+            self._thread.start()
+        self._queue.put(trash)
+
+    def _free(self) -> None:
+        while (trash := self._queue.get()) is not None:
+            try:
+                os.unlink(trash)
+            except OSError:
+                pass  # already removed (a listing's sweep): nothing left to free
+
+
+def is_trash(name: str) -> bool:
+    """A name ``Freeing`` hides an old file under (removable by anyone, any time)."""
+    return name.startswith(TRASH_PREFIX) and name.endswith(TRASH_SUFFIX)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -51,6 +51,7 @@ def usable(n: int) -> bool:
 
 
 _PR_SET_PDEATHSIG = 1
+_PIPE_SIZE = 1 << 20  # Linux's default limit for unprivileged processes
 
 
 def _prctl() -> Any:
@@ -69,6 +70,12 @@ class Child(Generic[T]):
         prctl = _prctl() if writes else None
         parent = os.getpid()
         read_end, write_end = os.pipe()
+        try:  # room for a whole result: the child need not wait for the parent to read
+            import fcntl  # POSIX only, like fork
+
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+        except (OSError, AttributeError):
+            pass  # a smaller pipe only means the child finishes when it is read
         pid = os.fork()
         if pid == 0:  # the child: never returns
             status = 1

@@ -25,7 +25,7 @@ from calsync.stores import (
     StoreContext,
     _forked,
 )
-from calsync.stores._files import expand_path, sync_filesystem, write_atomic
+from calsync.stores._files import Freeing, expand_path, is_trash, sync_filesystem, write_atomic
 
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,150}")
 _WINDOWS_RESERVED = re.compile(r"(CON|PRN|AUX|NUL|COM\d|LPT\d)(\..*)?", re.I)
@@ -97,6 +97,9 @@ class VdirStore(Store):
         self._dir_ok = False
         self._listed: dict[str, str] = {}  # the last listing, for get()
         self._ahead: _Ahead | None = None  # new files a forked child writes (expect_adds)
+        self._freeing = Freeing()  # replaced and deleted files' blocks, freed by a thread
+        # file names and the helper statting them (expect_list)
+        self._listing_ahead: tuple[Sequence[str], _forked.Child[dict[str, str]]] | None = None
 
     @classmethod
     def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
@@ -119,11 +122,40 @@ class VdirStore(Store):
             self.path.mkdir(parents=True, exist_ok=True)
             self._dir_ok = True
 
+    def expect_list(self) -> None:
+        """A one-shot sync stats the files in a helper while the other store lists."""
+        if self._listing_ahead is not None:
+            return
+        names = self._names()
+        if _forked.usable(len(names)):
+            self._listing_ahead = (names, _forked.Child(self._stat_part, names))
+
     def list(self) -> Listing:
+        ahead, self._listing_ahead = self._listing_ahead, None
+        if ahead is not None:
+            names, child = ahead
+            versions = child.result()
+            if versions is None:  # the helper failed: stat them here
+                versions = self._stat_part(names)
+        else:
+            versions = self._stat_part(self._names())
+        self._listed = versions
+        return Listing(dict(versions))
+
+    def _names(self) -> Sequence[str]:
         self._ensure_dir()
-        versions: dict[str, str] = {}
         ext = self.fileext
-        names = [n for n in os.listdir(self._dir) if n.endswith(ext) and n[:1] != "."]
+        names = os.listdir(self._dir)
+        for name in (n for n in names if n[:1] == "." and is_trash(n)):
+            try:  # an old file a crashed sync had not freed yet
+                os.unlink(os.path.join(self._dir, name))
+            except OSError:
+                pass
+        return [n for n in names if n.endswith(ext) and n[:1] != "."]
+
+    def _stat_part(self, names: Sequence[str]) -> dict[str, str]:
+        """The version of each regular file of ``names`` still there."""
+        versions: dict[str, str] = {}
         # one stat per file, relative to the open directory (no path walk per file)
         use_fd = os.stat in os.supports_dir_fd
         dir_fd = os.open(self._dir, os.O_RDONLY) if use_fd else None
@@ -142,8 +174,7 @@ class VdirStore(Store):
         finally:
             if dir_fd is not None:
                 os.close(dir_fd)
-        self._listed = versions
-        return Listing(dict(versions))
+        return versions
 
     def _file(self, id: str) -> str:
         if "/" in id or "\\" in id or id.startswith(".") or not id:
@@ -227,7 +258,12 @@ class VdirStore(Store):
             raise self.error(NotFound, "no such file", id) from None
 
     def _write(self, path: str, item: Item, *, exclusive: bool) -> str:
-        st = write_atomic(path, item.raw, fsync=self.fsync == "always", exclusive=exclusive)
+        fsync = self.fsync == "always"
+        st = (
+            write_atomic(path, item.raw, fsync=fsync, exclusive=True)
+            if exclusive
+            else self._freeing.replace(path, item.raw, fsync=fsync)
+        )
         if self.fsync == "batch":
             self._written.append(path)
         version = _version(st)
@@ -311,7 +347,7 @@ class VdirStore(Store):
         if self._current(id) != version:
             raise self.error(PreconditionFailed, "file changed since it was listed", id)
         try:
-            os.unlink(self._file(id))
+            self._freeing.remove(self._file(id))
         except FileNotFoundError:
             raise self.error(NotFound, "no such file", id) from None
         finally:
@@ -320,11 +356,16 @@ class VdirStore(Store):
             self._written.append(self.path)
 
     def close(self) -> None:
+        self._freeing.wait()
         if self._ahead is not None:  # a sync that stopped early: its files stay
             self._ahead.child.abandon()
             self._ahead = None
+        if self._listing_ahead is not None:
+            self._listing_ahead[1].abandon()
+            self._listing_ahead = None
 
     def flush(self) -> None:
+        self._freeing.wait()
         if self._written and self.fsync == "batch":
             sync_filesystem(self.path, self._written)
         self._written.clear()

@@ -312,9 +312,10 @@ def test_a_sync_with_nothing_to_do_loads_no_heavy_library(tmp_path: Path) -> Non
 def test_a_one_shot_first_sync_forks_helpers_and_an_in_process_caller_does_not(
     tmp_path: Path,
 ) -> None:
-    """calsync's own process gives half of a large vdir read and of a large
-    batch of new files to forked helpers (from 4 items here); the result is the
-    same as without them, and a library caller's process is never forked."""
+    """calsync's own process gives a vdir's listing, half of a large read and
+    half of a large batch of new files to forked helpers (from 4 items here);
+    the result is the same as without them, and a library caller's process is
+    never forked."""
     config = CONFIG.replace('type = "ics"\npath = "laptop.ics"', 'type = "vdir"\npath = "laptop"')
     (tmp_path / "config.toml").write_text(config)
     (tmp_path / "phone").mkdir()
@@ -331,7 +332,7 @@ def test_a_one_shot_first_sync_forks_helpers_and_an_in_process_caller_does_not(
         "_forked.Child.__init__ = counting\n"
     )
     counts, forks = probed_sync(tmp_path, setup, "forks")
-    assert forks == [["_read_part", 15], ["_add_part", 15]]
+    assert forks == [["_stat_part", 30], ["_read_part", 15], ["_add_part", 15]]
     assert counts["added_a"] == 30 and counts["errors"] == []
     assert sorted(os.listdir(tmp_path / "laptop")) == sorted(os.listdir(tmp_path / "phone"))
     for name in os.listdir(tmp_path / "phone"):

@@ -73,3 +73,45 @@ def test_refused_link_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert target.read_bytes() == b"content"
     assert str(tmp_path) in _files._tmpfile_refused
     assert os.listdir(tmp_path) == ["a.ics"]
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_freeing_replaces_and_removes_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool
+) -> None:
+    """The old file lives on under a hidden name until the thread frees it;
+    where hard links are refused, the plain way does the same job."""
+    if not links:
+
+        def refuse(*args: object, **kw: object) -> None:
+            raise PermissionError("no hard links here")
+
+        monkeypatch.setattr(os, "link", refuse)
+    freeing = _files.Freeing()
+    target = tmp_path / "x.ics"
+    target.write_bytes(b"old")
+    with open(target, "rb") as reader:  # someone reading the old file meanwhile
+        st = freeing.replace(str(target), b"new", fsync=False)
+        assert reader.read() == b"old"
+    assert target.read_bytes() == b"new" and os.stat(target).st_ino == st.st_ino
+    gone = tmp_path / "y.ics"
+    gone.write_bytes(b"y")
+    freeing.remove(str(gone))
+    assert not gone.exists()
+    with pytest.raises(FileNotFoundError):
+        freeing.remove(str(gone))
+    freeing.wait()
+    assert sorted(os.listdir(tmp_path)) == ["x.ics"]
+
+
+def test_a_vdir_removes_what_a_crashed_sync_left_to_free(tmp_path: Path) -> None:
+    from calsync.stores import StoreContext
+    from calsync.stores.vdir import VdirStore
+
+    store = VdirStore("v", StoreContext(cache_dir=tmp_path / "cache"), tmp_path / "v")
+    store.path.mkdir()
+    (store.path / "a.ics").write_bytes(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")
+    os.link(store.path / "a.ics", store.path / ".calsync-4242-7.trash")
+    (store.path / ".hidden.trash").write_bytes(b"not ours")
+    assert list(store.list().versions) == ["a.ics"]
+    assert sorted(os.listdir(store.path)) == [".hidden.trash", "a.ics"]

@@ -155,3 +155,36 @@ def test_a_sync_stopped_before_its_adds_leaves_complete_files(
     again = vdir(tmp_path)
     assert [again.add(i)[0] for i in items] == [f"n{i}.ics" for i in range(40)]
     assert len(os.listdir(store.path)) == 40
+
+
+def test_a_listing_ahead_is_the_listing(tmp_path: Path, forking: list[int]) -> None:
+    """expect_list stats the files in a helper; list() then gives exactly what a
+    listing here gives, including files gone or added since the helper began
+    (those are seen by the next listing, as with any listing)."""
+    store = vdir(tmp_path)
+    store.path.mkdir()
+    for i in range(12):
+        (store.path / f"e{i}.ics").write_bytes(event(f"e{i}"))
+    (store.path / "not-an-item.txt").write_bytes(b"x")
+    (store.path / "sub.ics").mkdir()
+    store.expect_list()
+    assert forking == [13]  # the helper stats every name (the directory is skipped)
+    ahead = store.list().versions
+    _forked._allowed = False
+    assert ahead == vdir(tmp_path).list().versions
+    assert sorted(ahead) == sorted(f"e{i}.ics" for i in range(12))
+    assert store.get("e3.ics")[1] == ahead["e3.ics"]  # get() reads by that listing
+
+
+def test_a_listing_ahead_never_collected_is_stopped(tmp_path: Path, forking: list[int]) -> None:
+    store = vdir(tmp_path)
+    store.path.mkdir()
+    for i in range(8):
+        (store.path / f"e{i}.ics").write_bytes(event(f"e{i}"))
+    store.expect_list()
+    assert store._listing_ahead is not None
+    pid = store._listing_ahead[1]._pid
+    store.close()
+    assert store._listing_ahead is None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid or -1, os.WNOHANG)
