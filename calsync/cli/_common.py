@@ -78,6 +78,10 @@ def loaded_config_path(ctx: click.Context) -> Path | None:
 
 def daemon_client(ctx: click.Context, cfg: Config) -> Any:
     """A client of the daemon running this configuration, or None (work standalone)."""
+    from calsync.gateway import runtime
+
+    if runtime.running_daemon(cfg.state_dir) is None:
+        return None  # the usual case: the client and what it imports are not needed
     from calsync.gateway.client import connect
 
     return connect(cfg, loaded_config_path(ctx))

@@ -168,11 +168,10 @@ def _through_daemon(
     ctx: click.Context, cfg: Any, names: list[str], *, force: bool, dry_run: bool, mode: str
 ) -> dict[str, SyncResult] | None:
     """Ask the running daemon to sync (it serializes with its own runs); None: no daemon."""
-    from calsync.gateway.client import DaemonError, result_from_json
-
     client = daemon_client(ctx, cfg)
     if client is None:
         return None
+    from calsync.gateway.client import DaemonError, result_from_json
     try:
         answer = client.sync(names, force=force, dry_run=dry_run, mode=mode)
     except DaemonError as e:

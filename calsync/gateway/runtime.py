@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from calsync.gateway.auth import write_secret
-
 RUNTIME_FILE = "daemon.json"
 
 
@@ -31,6 +29,8 @@ def write(state_dir: Path, *, url: str, token_file: Path, config: Path | None) -
         "config": str(config.resolve()) if config else None,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    from calsync.gateway.auth import write_secret  # the daemon's side only
+
     write_secret(path, json.dumps(info, indent=2) + "\n")
     return path
 
