@@ -21,6 +21,7 @@ import itertools
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from queue import SimpleQueue
 from typing import Any
@@ -258,13 +259,30 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def sync_filesystem(directory: Path, written: list[Path | str]) -> None:
-    """Make every file written so far durable: syncfs on Linux, else fsync each."""
+# st_dev -> when (monotonic ns) the latest completed syncfs of it began
+_synced: dict[int, int] = {}
+
+
+def sync_filesystem(
+    directory: Path, written: list[Path | str], last_write: int | None = None
+) -> None:
+    """Make every file written so far durable: syncfs on Linux, else fsync each.
+
+    ``last_write``: when (``time.monotonic_ns()``) the last of ``written`` was
+    done.  A syncfs of the same file system that began after it, for another
+    store of the same sync, made them durable already: two vdirs on one disk
+    need one syncfs, not two.
+    """
     _probe_libc()
     if _libc is not None:
         fd = os.open(directory, os.O_RDONLY)
         try:
+            dev = os.fstat(fd).st_dev
+            if last_write is not None and _synced.get(dev, -1) > last_write:
+                return
+            began = time.monotonic_ns()
             if _libc.syncfs(fd) == 0:
+                _synced[dev] = max(_synced.get(dev, -1), began)
                 return
         finally:
             os.close(fd)

@@ -115,3 +115,37 @@ def test_a_vdir_removes_what_a_crashed_sync_left_to_free(tmp_path: Path) -> None
     (store.path / ".hidden.trash").write_bytes(b"not ours")
     assert list(store.list().versions) == ["a.ics"]
     assert sorted(os.listdir(store.path)) == [".hidden.trash", "a.ics"]
+
+
+def test_one_syncfs_serves_every_store_on_the_file_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two vdirs on one disk: the second flush needs no syncfs of its own when
+    one began after its last write, and needs one when it wrote after that."""
+    from calsync.items import Item
+    from calsync.stores import StoreContext
+    from calsync.stores.vdir import VdirStore
+    from tests.conftest import event
+
+    _files._probe_libc()
+    if _files._libc is None:
+        pytest.fail("no syncfs in the C library of this Linux machine")
+    calls: list[int] = []
+    real = _files._libc
+
+    class Counting:
+        def syncfs(self, fd: int) -> int:
+            calls.append(fd)
+            return int(real.syncfs(fd))
+
+    monkeypatch.setattr(_files, "_libc", Counting())
+    a, b = (VdirStore(n, StoreContext(cache_dir=tmp_path / "c"), tmp_path / n) for n in "ab")
+    a.add(Item.from_bytes(event("x")))
+    b.add(Item.from_bytes(event("y")))
+    a.flush()
+    b.flush()
+    assert len(calls) == 1
+    b.add(Item.from_bytes(event("z")))  # written after that syncfs began
+    a.flush()  # nothing written since: nothing to do
+    b.flush()
+    assert len(calls) == 2
