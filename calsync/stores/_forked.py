@@ -11,10 +11,12 @@ Rules:
   process (``calsync.cli.main``).  Never in the daemon, nor in a program that
   calls calsync as a library: forking a process we do not own is not ours to do.
 - Only on Linux (macOS frameworks are not fork-safe, Windows has no fork).
-- The child runs one function over its part and sends the pickled result
-  through a pipe, then leaves with ``os._exit``: no atexit handlers, no
-  buffers flushed twice, nothing of the parent's (SQLite, logging, locks)
-  touched.  It must not log: its result says what to report.
+- The child runs one function over its part, sends the result through a pipe
+  and leaves with ``os._exit``: no atexit handlers, no buffers flushed twice,
+  nothing of the parent's (SQLite, logging, locks) touched.  It must not log:
+  its result says what to report.  Results are plain data (str, bytes, bool,
+  None, tuples, lists, dicts) sent with ``marshal``: built in (no import),
+  and faster than pickle for such data.
 - A child that fails gives None: the caller does that part itself, in a way
   that is right whatever the child managed to do before it failed.
 - A child that writes dies with its parent (``PR_SET_PDEATHSIG``): a sync
@@ -23,8 +25,8 @@ Rules:
 
 from __future__ import annotations
 
+import marshal
 import os
-import pickle
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -86,7 +88,8 @@ class Child(Generic[T]):
                     prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
                     if os.getppid() != parent:  # it died before that took effect
                         os._exit(1)
-                view = memoryview(pickle.dumps(work(part), protocol=pickle.HIGHEST_PROTOCOL))
+                result: Any = work(part)  # plain data (see the module docstring)
+                view = memoryview(marshal.dumps(result))
                 while view:
                     view = view[os.write(write_end, view) :]
                 status = 0
@@ -108,7 +111,7 @@ class Child(Generic[T]):
         if status != 0:
             return None
         try:
-            result: T = pickle.loads(b"".join(chunks))
+            result: T = marshal.loads(b"".join(chunks))
         except Exception:
             return None
         return result
