@@ -8,14 +8,13 @@ and parses lazily: most items of a sync are only routed and hashed.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from calsync.items.canonical import canonical_form, content_hash
+from calsync.items.canonical import blake2b, canonical_form, content_hash
 from calsync.items.lines import Component, LineError, decode_text, parse
 from calsync.items.split import ITEM_COMPONENTS, RawComponent, split
 
@@ -319,7 +318,7 @@ def derive_uid(components: Iterable[RawComponent]) -> str:
     try:
         digest = content_hash(data)
     except LineError:  # malformed: the exact bytes are all we can go by
-        digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+        digest = blake2b(data, digest_size=16).hexdigest()
     return f"calsync-{digest[:24]}"
 
 

@@ -15,7 +15,6 @@ writes (``_render``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from abc import abstractmethod
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Generic, TypeVar
 
 from calsync.items import Item
+from calsync.items.canonical import blake2b
 from calsync.stores import (
     ItemRejected,
     Listing,
@@ -49,12 +49,12 @@ class Pending(Generic[P]):
 
 
 def digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=20).hexdigest()
+    return blake2b(data, digest_size=20).hexdigest()
 
 
 def digest_file(f: BinaryIO) -> str:
     """``digest`` of a file's content, read in pieces (no second copy of a big file)."""
-    h = hashlib.blake2b(digest_size=20)
+    h = blake2b(digest_size=20)
     while chunk := f.read(1 << 20):
         h.update(chunk)
     return h.hexdigest()
