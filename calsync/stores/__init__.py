@@ -183,10 +183,10 @@ class Store(ABC):
         """Store a new item; returns (id, version)."""
 
     def expect_list(self) -> None:
-        """The engine will call ``list`` after listing the other store.
+        """The engine will call ``list`` after it read the status.
 
-        A store may start listing now, in the background (a vdir stats its
-        files in a helper process); ``list`` then returns that listing.
+        A store may start listing now, in the background (a large vdir is
+        listed by a helper process); ``list`` then returns that listing.
         """
         return None
 

@@ -238,7 +238,8 @@ class Engine:
             # compare everything afresh: items are matched by UID and content,
             # and nothing is taken for deleted because the status remembered it
             self.status.reset()
-        self.stores["b"].expect_list()  # may list in the background meanwhile
+        for side in ("a", "b"):  # stores may list in the background meanwhile
+            self.stores[side].expect_list()
         rows = self.status.rows() if not self.mode.startswith(("slow", "refresh")) else {}
         listings = {side: self.stores[side].list() for side in ("a", "b")}
         self._check_empty(rows, listings)

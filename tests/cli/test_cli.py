@@ -314,8 +314,8 @@ def test_a_sync_with_nothing_to_do_loads_no_heavy_library(tmp_path: Path) -> Non
 def test_a_one_shot_first_sync_forks_helpers_and_an_in_process_caller_does_not(
     tmp_path: Path,
 ) -> None:
-    """calsync's own process gives a vdir's listing, half of a large read and
-    half of a large batch of new files to forked helpers (from 4 items here);
+    """calsync's own process gives each vdir's listing, half of a large read
+    and half of a large batch of new files to forked helpers (from 4 items here);
     the result is the same as without them, and a library caller's process is
     never forked."""
     config = CONFIG.replace('type = "ics"\npath = "laptop.ics"', 'type = "vdir"\npath = "laptop"')
@@ -334,7 +334,7 @@ def test_a_one_shot_first_sync_forks_helpers_and_an_in_process_caller_does_not(
         "_forked.Child.__init__ = counting\n"
     )
     counts, forks = probed_sync(tmp_path, setup, "forks")
-    assert forks == [["_list_part", 1], ["_read_part", 15], ["_add_part", 15]]
+    assert forks == [["_list_part", 1], ["_list_part", 1], ["_read_part", 15], ["_add_part", 15]]
     assert counts["added_a"] == 30 and counts["errors"] == []
     assert sorted(os.listdir(tmp_path / "laptop")) == sorted(os.listdir(tmp_path / "phone"))
     for name in os.listdir(tmp_path / "phone"):
