@@ -184,6 +184,12 @@ class Item:
         return item
 
     @classmethod
+    def from_bytes_simple(cls, data: bytes, *, source: str | None = None) -> Item | None:
+        """``from_bytes`` for the common case (one well-formed resource, one UID),
+        None for anything else; it never logs (a forked helper uses it)."""
+        return _fast_single(data, source)
+
+    @classmethod
     def from_bytes(cls, data: bytes, *, source: str | None = None) -> Item:
         """Parse a single object resource (a vdir file, a CalDAV resource)."""
         fast = _fast_single(data, source)

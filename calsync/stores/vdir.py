@@ -241,21 +241,20 @@ class VdirStore(Store):
             if read is None:  # missing, unusual or malformed: read it here, errors and all
                 yield from super().get_many([id])
             else:
-                raw, version, uid, kind, derived = read
-                yield id, Item(raw, uid, kind, uid_derived=derived), version
+                raw, version, uid, kind = read
+                yield id, Item(raw, uid, kind), version
 
-    def _read_part(self, ids: Sequence[str]) -> Sequence[tuple[bytes, str, str, str, bool] | None]:
-        """In the child: each item's (bytes, version, UID, kind, UID derived), or
-        None where reading or parsing failed (the parent reads it again and reports)."""
-        out: list[tuple[bytes, str, str, str, bool] | None] = []
+    def _read_part(self, ids: Sequence[str]) -> Sequence[tuple[bytes, str, str, str] | None]:
+        """In the child: each item's (bytes, version, UID, kind), or None where it
+        is not the common case (the parent reads it again, and reports or warns)."""
+        out: list[tuple[bytes, str, str, str] | None] = []
         for id in ids:
             try:
                 data, version, path = self._read(id)
-                item = Item.from_bytes(data, source=path)
+                item = Item.from_bytes_simple(data, source=path)
             except Exception:  # see the docstring
-                out.append(None)
-            else:
-                out.append((item.raw, version, item.uid, item.kind, item.uid_derived))
+                item = None
+            out.append(None if item is None else (data, version, item.uid, item.kind))
         return out
 
     def _current(self, id: str) -> str:
