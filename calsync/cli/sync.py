@@ -172,6 +172,7 @@ def _through_daemon(
     if client is None:
         return None
     from calsync.gateway.client import DaemonError, result_from_json
+
     try:
         answer = client.sync(names, force=force, dry_run=dry_run, mode=mode)
     except DaemonError as e:
