@@ -6,7 +6,7 @@ import gc
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,9 +20,10 @@ from calsync.cli._common import (
     stderr_is_terminal,
 )
 from calsync.stores import _forked
-from calsync.sync.engine import Progress, SyncResult
-from calsync.sync.plan import MODES
-from calsync.sync.runner import run_pair
+from calsync.sync import MODES
+
+if TYPE_CHECKING:  # the engine is loaded once the stores may be listing
+    from calsync.sync.engine import Progress, SyncResult
 
 
 @contextmanager
@@ -123,6 +124,8 @@ def sync(
         if (ctx.obj or {}).get("own_process"):
             _collect_less()
             _forked.allow()  # bulk reads and writes may fork a helper (see _forked)
+        from calsync.sync.runner import run_pair
+
         results = {}
         show_bar = not as_json and stderr_is_terminal()
         for name in names:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from calsync.items import Item, ItemError
 from calsync.stores import Listing
+from calsync.sync import MODES as SYNC_MODES
 from calsync.sync.status import Row
 
 SIDES = ("a", "b")
@@ -404,14 +405,7 @@ def _decide_new(uid: str, sa: State, sb: State) -> Iterable[Action]:
 
 # -- sync modes ---------------------------------------------------------------
 
-MODES = (
-    "two-way",
-    "slow",
-    "one-way-a-to-b",
-    "one-way-b-to-a",
-    "refresh-from-a",
-    "refresh-from-b",
-)
+MODES = SYNC_MODES  # defined where the command line finds it without the engine
 
 
 def one_way(actions: list[Action], to: str) -> list[Action]:

@@ -6,13 +6,14 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from calsync.config import Config
 from calsync.stores import StoreError
-from calsync.sync.engine import Engine, PairOptions, Progress, SyncResult
-from calsync.sync.history import History
 from calsync.sync.lock import Busy, pair_lock
-from calsync.sync.status import StatusDB
+
+if TYPE_CHECKING:
+    from calsync.sync.engine import Progress, SyncResult
 
 BUSY = "another calsync is syncing this pair right now"
 
@@ -28,7 +29,11 @@ def run_pair(
     mode: str = "two-way",
     cancel: Callable[[], bool] | None = None,
 ) -> SyncResult:
-    """Sync one configured pair once."""
+    """Sync one configured pair once.
+
+    The stores may start listing (in helpers, see ``Store.expect_list``) before
+    the engine is even loaded: a one-shot sync spends that time importing it.
+    """
     pair = cfg.pairs[name]
     state = cfg.state_dir
     try:
@@ -37,7 +42,15 @@ def run_pair(
                 a = cfg.store(pair.a)
                 b = cfg.store(pair.b)
             except StoreError as e:
+                from calsync.sync.engine import SyncResult
+
                 return SyncResult(name, stopped=str(e))
+            a.expect_list()
+            b.expect_list()
+            from calsync.sync.engine import Engine, PairOptions, SyncResult
+            from calsync.sync.history import History
+            from calsync.sync.status import StatusDB
+
             status = StatusDB(status_file(cfg, name))
             history = History(history_file(cfg))
             try:
@@ -75,6 +88,8 @@ def run_pair(
                 status.close()
                 history.close()
     except Busy:
+        from calsync.sync.engine import SyncResult
+
         return SyncResult(name, stopped=BUSY)
 
 
@@ -84,8 +99,3 @@ def status_file(cfg: Config, pair: str) -> Path:
 
 def history_file(cfg: Config) -> Path:
     return cfg.state_dir / "history.sqlite"
-
-
-ProgressFactory = Callable[[str], Progress | None]
-
-__all__ = ["PairOptions", "SyncResult", "run_pair"]
