@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from calsync.sync import MODES
+
 _STR = {"type": "string"}
 _INT = {"type": "integer"}
 _BOOL = {"type": "boolean"}
@@ -142,14 +144,7 @@ SCHEMAS: dict[str, Any] = {
             "force": {"type": "boolean", "default": False, "description": "override guards"},
             "dry_run": {"type": "boolean", "default": False},
             "mode": {
-                "enum": [
-                    "two-way",
-                    "slow",
-                    "one-way-a-to-b",
-                    "one-way-b-to-a",
-                    "refresh-from-a",
-                    "refresh-from-b",
-                ],
+                "enum": list(MODES),
                 "default": "two-way",
             },
         },
