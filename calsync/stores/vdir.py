@@ -131,10 +131,12 @@ class VdirStore(Store):
         """A one-shot sync lists a large directory in a helper meanwhile."""
         if self._listing_ahead is not None:
             return
-        self._ensure_dir()
-        # A directory's size tells roughly how many names it holds without
-        # reading them (ext4: ~80 bytes per .ics name, tmpfs ~20, btrfs ~100).
-        if _forked.usable(os.stat(self._dir).st_size // _BYTES_PER_NAME):
+        try:  # a directory's size tells roughly how many names it holds without
+            # reading them (ext4: ~80 bytes per .ics name, tmpfs ~20, btrfs ~100)
+            size = os.stat(self._dir).st_size
+        except OSError:
+            return  # not there yet: nothing to list ahead (list() creates it)
+        if _forked.usable(size // _BYTES_PER_NAME):
             self._listing_ahead = _forked.Child(self._list_part, [self._dir])
 
     def list(self) -> Listing:

@@ -194,3 +194,12 @@ def test_a_listing_ahead_never_collected_is_stopped(tmp_path: Path, forking: lis
     assert store._listing_ahead is None
     with pytest.raises(ChildProcessError):
         os.waitpid(pid or -1, os.WNOHANG)
+
+
+def test_listing_ahead_creates_nothing(tmp_path: Path, forking: list[int]) -> None:
+    """expect_list comes before the engine's guards: a store whose directory
+    is not there (moved, mistyped) is left as it is until the engine lists it."""
+    store = vdir(tmp_path, "missing")
+    store.expect_list()
+    assert forking == [] and not store.path.exists()
+    store.close()
