@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,62 +36,61 @@ def run_pair(
     the engine is even loaded: a one-shot sync spends that time importing it.
     """
     pair = cfg.pairs[name]
-    state = cfg.state_dir
     try:
-        with pair_lock(state / "locks" / f"{name}.lock", wait=wait):
+        with pair_lock(cfg.state_dir / "locks" / f"{name}.lock", wait=wait), ExitStack() as stack:
             try:
                 a = cfg.store(pair.a)
                 b = cfg.store(pair.b)
             except StoreError as e:
-                from calsync.sync.engine import SyncResult
-
-                return SyncResult(name, stopped=str(e))
-            a.expect_list()
-            b.expect_list()
-            from calsync.sync.engine import Engine, PairOptions, SyncResult
+                return _stopped(name, str(e))
+            for store in (a, b):  # closed however this ends: a listing helper is reaped
+                stack.callback(store.close)
+                store.expect_list()
+            from calsync.sync.engine import Engine, PairOptions
             from calsync.sync.history import History
             from calsync.sync.status import StatusDB
 
             status = StatusDB(status_file(cfg, name))
+            stack.callback(status.close)
             history = History(history_file(cfg))
-            try:
-                options = PairOptions(
-                    name=name,
-                    conflict=pair.conflict,
-                    merge_fallback=pair.merge_fallback,
-                    on_empty=pair.on_empty,
-                    max_delete=pair.max_delete,
-                )
-                engine = Engine(
-                    options,
-                    a,
-                    b,
-                    status,
-                    history,
-                    force=force,
-                    dry_run=dry_run,
-                    progress=progress,
-                    mode=mode,
-                    cancel=cancel,
-                )
-                result = engine.run()
-                if not dry_run:
-                    last = float(status.get_meta("history_pruned") or 0)
-                    if time.time() - last > 86400:  # once a day is plenty
-                        history.prune(cfg.retention_days)
-                        status.set_meta("history_pruned", str(time.time()))
-                    status.set_meta("last_run", str(time.time()))
-                    status.set_meta("last_result", json.dumps(result.to_json()))
-                return result
-            finally:
-                a.close()
-                b.close()
-                status.close()
-                history.close()
+            stack.callback(history.close)
+            options = PairOptions(
+                name=name,
+                conflict=pair.conflict,
+                merge_fallback=pair.merge_fallback,
+                on_empty=pair.on_empty,
+                max_delete=pair.max_delete,
+            )
+            engine = Engine(
+                options,
+                a,
+                b,
+                status,
+                history,
+                force=force,
+                dry_run=dry_run,
+                progress=progress,
+                mode=mode,
+                cancel=cancel,
+            )
+            result = engine.run()
+            if not dry_run:
+                last = float(status.get_meta("history_pruned") or 0)
+                if time.time() - last > 86400:  # once a day is plenty
+                    history.prune(cfg.retention_days)
+                    status.set_meta("history_pruned", str(time.time()))
+                status.set_meta("last_run", str(time.time()))
+                status.set_meta("last_result", json.dumps(result.to_json()))
+            return result
     except Busy:
-        from calsync.sync.engine import SyncResult
+        return _stopped(name, BUSY)
 
-        return SyncResult(name, stopped=BUSY)
+
+def _stopped(name: str, why: str) -> SyncResult:
+    """A result for a pair that did not sync (the engine is loaded only for it)."""
+    from calsync.sync.engine import SyncResult
+
+    return SyncResult(name, stopped=why)
 
 
 def status_file(cfg: Config, pair: str) -> Path:
