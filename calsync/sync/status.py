@@ -51,10 +51,6 @@ class Row:
         return self.b_id, self.b_ver, self.b_hash
 
 
-def decompress(blob: bytes | None) -> bytes | None:
-    return unpack(blob) if blob is not None else None
-
-
 class StatusDB:
     """Per-pair status (see module docstring)."""
 
@@ -81,9 +77,7 @@ class StatusDB:
         return {r[0]: Row(*r) for r in cur}
 
     def base(self, uid: str) -> bytes | None:
-        cur = self.db.execute("SELECT base FROM items WHERE uid = ?", (uid,))
-        found = cur.fetchone()
-        return decompress(found[0]) if found else None
+        return self.bases([uid]).get(uid)
 
     def bases(self, uids: Iterable[str]) -> dict[str, bytes]:
         """``base`` of many UIDs in a few queries (those without a base are left out)."""
