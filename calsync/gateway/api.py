@@ -32,8 +32,8 @@ from starlette.routing import Route, Router
 from calsync.gateway.logs import event
 from calsync.gateway.openapi import schema
 from calsync.gateway.scheduler import Options
+from calsync.sync import MODES
 from calsync.sync.engine import SyncResult
-from calsync.sync.plan import MODES
 
 if TYPE_CHECKING:
     from calsync.gateway.daemon import Daemon

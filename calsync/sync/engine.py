@@ -34,10 +34,10 @@ from calsync.stores import (
     Store,
     StoreError,
 )
+from calsync.sync import MODES
 from calsync.sync import history as hist
 from calsync.sync.history import History
 from calsync.sync.plan import (
-    MODES,
     Action,
     Add,
     Changed,

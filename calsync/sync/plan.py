@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 
 from calsync.items import Item, ItemError
 from calsync.stores import Listing
-from calsync.sync import MODES as SYNC_MODES
 from calsync.sync.status import Row
 
 SIDES = ("a", "b")
@@ -405,7 +404,8 @@ def _decide_new(uid: str, sa: State, sb: State) -> Iterable[Action]:
 
 # -- sync modes ---------------------------------------------------------------
 
-MODES = SYNC_MODES  # defined where the command line finds it without the engine
+# Their names (``MODES``) live in ``calsync.sync``: the command line offers
+# them without loading this module.
 
 
 def one_way(actions: list[Action], to: str) -> list[Action]:
