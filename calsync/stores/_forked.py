@@ -1,10 +1,11 @@
-"""Half of a bulk file job done by a forked child, in calsync's own one-shot sync.
+"""Bulk file work done by forked children, in calsync's own one-shot sync.
 
-Why: a first sync of thousands of files is bound by system calls (open, read,
-link, write: 10-40 µs each on a small VM), not by Python.  Two processes do
-them in parallel: reading and parsing 10k files takes 110 ms instead of 220,
-writing them 200-270 ms instead of 330-460.  Threads do not help: every
-system call hands the GIL over, which costs more than it saves.
+Why: a sync of thousands of files is bound by system calls (stat, open, read,
+link, write: 3-40 µs each on a small VM), not by Python.  Two processes do
+them in parallel (a store's listing; half of a batch of reads or new files):
+reading and parsing 10k files takes 110 ms instead of 220, writing them
+200-270 ms instead of 330-460.  Threads do not help: every system call hands
+the GIL over, which costs more than it saves.
 
 Rules:
 - Only where ``allow()`` was called: the ``calsync sync`` command in its own

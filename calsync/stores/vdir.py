@@ -272,12 +272,17 @@ class VdirStore(Store):
             if exclusive
             else self._freeing.replace(path, item.raw, fsync=fsync)
         )
+        version = _version(st)
+        self._wrote(path, version)
+        return version
+
+    def _wrote(self, path: str, version: str) -> None:
+        """A file written here or by a helper: its version for ``get``, and for
+        ``flush`` to make it durable."""
+        self._listed[os.path.basename(path)] = version
         if self.fsync == "batch":
             self._written.append(path)
             self._last_write = time.monotonic_ns()
-        version = _version(st)
-        self._listed[os.path.basename(path)] = version
-        return version
 
     def expect_adds(self, items: Sequence[Item]) -> None:
         """A one-shot sync writes the second half of a large batch of new files
@@ -304,11 +309,8 @@ class VdirStore(Store):
         done = self._ahead.take(item) if self._ahead is not None else None
         if done is None:
             return self._add_now(item)
-        name, version = done
-        self._listed[name] = version
-        if self.fsync == "batch":
-            self._written.append(os.path.join(self._dir, name))
-            self._last_write = time.monotonic_ns()  # the helper is done: it was earlier
+        name, version = done  # the helper is done: its writes were earlier than now
+        self._wrote(os.path.join(self._dir, name), version)
         return name, version
 
     def _add_now(self, item: Item) -> tuple[str, str]:
