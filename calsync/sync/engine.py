@@ -99,6 +99,17 @@ class PairOptions:
     on_empty: str = "abort"  # abort | sync
     max_delete: float | int = 0.5  # a fraction of a side's items, or an absolute count
 
+    @classmethod
+    def of(cls, name: str, settings: Any) -> PairOptions:
+        """From a configured pair or a SyncML account (they hold the same settings)."""
+        return cls(
+            name=name,
+            conflict=settings.conflict,
+            merge_fallback=settings.merge_fallback,
+            on_empty=settings.on_empty,
+            max_delete=settings.max_delete,
+        )
+
 
 class GuardStop(Exception):
     """A guard refused the sync; nothing was written."""

@@ -54,15 +54,8 @@ def run_pair(
             stack.callback(status.close)
             history = History(history_file(cfg))
             stack.callback(history.close)
-            options = PairOptions(
-                name=name,
-                conflict=pair.conflict,
-                merge_fallback=pair.merge_fallback,
-                on_empty=pair.on_empty,
-                max_delete=pair.max_delete,
-            )
             engine = Engine(
-                options,
+                PairOptions.of(name, pair),
                 a,
                 b,
                 status,

@@ -176,13 +176,7 @@ class Backend:
         try:
             if req.mode in (SLOW_SYNC, REFRESH_FROM_CLIENT):
                 self._match_by_content(db, ds, mirror, side_b)
-            options = PairOptions(
-                name=pair,
-                conflict=acct.conflict,
-                merge_fallback=acct.merge_fallback,
-                on_empty=acct.on_empty,
-                max_delete=acct.max_delete,
-            )
+            options = PairOptions.of(pair, acct)
             engine = Engine(options, mirror, side_b, status, history, mode=ENGINE_MODES[req.mode])
             result = engine.run()
             history.prune(self.cfg.retention_days)
