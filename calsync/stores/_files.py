@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import re
 import sys
 import threading
 import time
@@ -84,6 +85,43 @@ def _rename_noreplace(src: str, dst: str) -> None:
     os.unlink(src)
 
 
+_RENAME_EXCHANGE = 2
+_exchange_refused: set[str] = set()  # directories where swapping names failed
+
+
+def _can_exchange() -> bool:
+    _probe_libc()
+    return _renameat2 is not None
+
+
+def _exchange(src: str, dst: str) -> bool | None:
+    """Swap the two names in one step: True; False where this kernel or file
+    system cannot; None if ``dst`` is not there."""
+    import ctypes
+
+    if _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err == errno.ENOENT and os.path.lexists(src):
+        return None
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), dst)
+
+
+def _temporary_name(parent: str) -> str:
+    """A hidden name for a file being written (``is_leftover`` once its writer is gone)."""
+    return os.path.join(parent, f".calsync-{os.getpid()}-{next(_tmp_counter)}.tmp")
+
+
+def _write_new(path: str, data: bytes, fsync: bool) -> os.stat_result:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        return _fill(fd, data, fsync)
+    finally:
+        os.close(fd)
+
+
 def _fill(fd: int, data: bytes, fsync: bool) -> os.stat_result:
     """Write all of ``data`` to a new file; its stat (naming it keeps inode, size, mtime)."""
     view = memoryview(data)
@@ -144,13 +182,9 @@ def write_atomic(
             if fsync:
                 fsync_dir(Path(parent or "."))
             return st
-    tmp = os.path.join(parent, f".calsync-{os.getpid()}-{next(_tmp_counter)}.tmp")
+    tmp = _temporary_name(parent)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        try:
-            st = _fill(fd, data, fsync)
-        finally:
-            os.close(fd)
+        st = _write_new(tmp, data, fsync)
         if exclusive:
             _rename_noreplace(tmp, str(path))
         else:
@@ -176,12 +210,21 @@ class Freeing:
     Why: on ext4 with online discard (this project's test VM; many cloud
     disks) freeing a file's blocks costs 85-150 µs, most of what replacing or
     deleting a small file costs, while changing a name costs ~20 µs.  So the
-    old file is first kept under a hidden name (a hard link: the replacing
-    rename then frees nothing), and a thread unlinks those names while the sync
-    goes on: 200 replacements take 20-32 ms instead of 45-47.  Readers never
-    see a half state: the item's name changes in one rename, as before.  A
-    crash can leave hidden ``.calsync-*.trash`` names behind, which
-    ``is_trash`` lets a store's listing recognise and remove.
+    old file first moves to a hidden name, and a thread unlinks those names
+    while the sync goes on.
+
+    A replacement writes the new file under a hidden temporary name and, on
+    Linux, swaps the two names in one ``renameat2(RENAME_EXCHANGE)``: the old
+    file then sits under the temporary name, and nothing was linked or freed
+    on the way (200 replacements: 8-9 ms instead of 20-24 with a hard link
+    and a rename, 45-47 freeing in place).  Where the swap is refused (another
+    system, an old kernel, a file system without it), the old file is kept
+    under a hard link first and the new one renamed over it.  Readers never
+    see a half state: the item's name changes in one step either way.
+
+    A crash can leave hidden names behind: ``.calsync-*.trash`` (removable by
+    anyone, any time) and ``.calsync-PID-N.tmp`` of a process that is gone;
+    ``is_leftover`` lets a store's listing recognise and remove both.
     """
 
     def __init__(self) -> None:
@@ -190,6 +233,36 @@ class Freeing:
 
     def replace(self, path: str, data: bytes, *, fsync: bool) -> os.stat_result:
         """``write_atomic(path, data)`` over an existing file."""
+        parent = os.path.dirname(path)
+        if parent in _exchange_refused or not _can_exchange():
+            return self._replace_linked(path, data, fsync=fsync)
+        tmp = _temporary_name(parent)
+        try:
+            st = _write_new(tmp, data, fsync)
+            swapped = _exchange(tmp, path)
+            if swapped is None:  # the file is gone (deleted meanwhile): a plain write
+                os.rename(tmp, path)
+            elif not swapped:  # refused here: the hard-link way, with the file we wrote
+                _exchange_refused.add(parent)
+                trash = self._keep(path, os.link)
+                os.replace(tmp, path)
+                if trash is not None:
+                    self._later(trash)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        if swapped:
+            self._later(tmp)  # the old file, under the temporary name now
+        if fsync:
+            fsync_dir(Path(parent))
+        return st
+
+    def _replace_linked(self, path: str, data: bytes, *, fsync: bool) -> os.stat_result:
+        """``replace`` where names cannot be swapped: keep the old file under a hard
+        link, so the replacing rename frees nothing."""
         trash = self._keep(path, os.link)
         try:
             return write_atomic(path, data, fsync=fsync)
@@ -247,6 +320,26 @@ class Freeing:
 def is_trash(name: str) -> bool:
     """A name ``Freeing`` hides an old file under (removable by anyone, any time)."""
     return name.startswith(TRASH_PREFIX) and name.endswith(TRASH_SUFFIX)
+
+
+_TEMPORARY = re.compile(r"\.calsync-(\d+)-\d+\.tmp")
+
+
+def is_leftover(name: str) -> bool:
+    """A hidden name a crashed sync left behind: trash, or a temporary file of a
+    process that is gone (a live one may be about to rename or swap it)."""
+    if is_trash(name):
+        return True
+    found = _TEMPORARY.fullmatch(name)
+    if found is None:
+        return False
+    try:
+        os.kill(int(found.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError, ValueError):
+        return False  # alive under another user, or no such check here
+    return False
 
 
 def fsync_dir(directory: Path) -> None:

@@ -25,7 +25,7 @@ from calsync.stores import (
     StoreContext,
     _forked,
 )
-from calsync.stores._files import Freeing, expand_path, is_trash, sync_filesystem, write_atomic
+from calsync.stores._files import Freeing, expand_path, is_leftover, sync_filesystem, write_atomic
 
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,150}")
 _WINDOWS_RESERVED = re.compile(r"(CON|PRN|AUX|NUL|COM\d|LPT\d)(\..*)?", re.I)
@@ -155,8 +155,8 @@ class VdirStore(Store):
         self._ensure_dir()
         ext = self.fileext
         names = os.listdir(self._dir)
-        for name in (n for n in names if n[:1] == "." and is_trash(n)):
-            try:  # an old file a crashed sync had not freed yet
+        for name in (n for n in names if n[:1] == "." and is_leftover(n)):
+            try:  # a file a crashed sync had not freed yet
                 os.unlink(os.path.join(self._dir, name))
             except OSError:
                 pass

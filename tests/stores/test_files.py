@@ -75,18 +75,28 @@ def test_refused_link_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert os.listdir(tmp_path) == ["a.ics"]
 
 
-@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+@pytest.mark.parametrize("way", ["exchange", "hard-links", "no-hard-links"])
 def test_freeing_replaces_and_removes_and_leaves_nothing_behind(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:
-    """The old file lives on under a hidden name until the thread frees it;
-    where hard links are refused, the plain way does the same job."""
-    if not links:
+    """The old file lives on under a hidden name until the thread frees it,
+    whether the names were swapped (Linux) or the old file hard-linked first;
+    where neither can be done, the plain way does the same job."""
+    monkeypatch.setattr(_files, "_exchange_refused", set())
+    real_link = os.link
+    links: list[object] = []
 
-        def refuse(*args: object, **kw: object) -> None:
+    def link(*args: object, **kw: object) -> None:
+        if way == "no-hard-links":
             raise PermissionError("no hard links here")
+        links.append(args)
+        real_link(*args, **kw)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(os, "link", refuse)
+    monkeypatch.setattr(os, "link", link)
+    if way != "exchange":
+        monkeypatch.setattr(_files, "_exchange", lambda src, dst: False)  # refused here
+    elif not _files._can_exchange():
+        pytest.fail("renameat2 should be there on Linux")  # the test machine is Linux
     freeing = _files.Freeing()
     target = tmp_path / "x.ics"
     target.write_bytes(b"old")
@@ -94,14 +104,59 @@ def test_freeing_replaces_and_removes_and_leaves_nothing_behind(
         st = freeing.replace(str(target), b"new", fsync=False)
         assert reader.read() == b"old"
     assert target.read_bytes() == b"new" and os.stat(target).st_ino == st.st_ino
+    assert (links == []) == (way != "hard-links")  # swapped names need no link
+    assert (str(tmp_path) in _files._exchange_refused) == (way != "exchange")
+    again = freeing.replace(str(target), b"newer", fsync=True)  # refused: not tried again
+    assert target.read_bytes() == b"newer" and os.stat(target).st_ino == again.st_ino
     gone = tmp_path / "y.ics"
     gone.write_bytes(b"y")
     freeing.remove(str(gone))
     assert not gone.exists()
     with pytest.raises(FileNotFoundError):
         freeing.remove(str(gone))
+    freeing.replace(str(gone), b"back", fsync=False)  # deleted meanwhile: a plain write
+    assert gone.read_bytes() == b"back"
     freeing.wait()
-    assert sorted(os.listdir(tmp_path)) == ["x.ics"]
+    assert sorted(os.listdir(tmp_path)) == ["x.ics", "y.ics"]
+
+
+def test_a_failed_replacement_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(src: str, dst: str) -> bool:
+        raise OSError(5, "Input/output error", dst)
+
+    monkeypatch.setattr(_files, "_exchange", broken)
+    target = tmp_path / "x.ics"
+    target.write_bytes(b"old")
+    with pytest.raises(OSError, match="Input/output"):
+        _files.Freeing().replace(str(target), b"new", fsync=False)
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["x.ics"]
+
+
+def _gone_pid() -> int:
+    """The pid of a process that has ended (and was reaped)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(proc.stdout)
+
+
+def test_leftovers_are_trash_and_temporaries_of_ended_processes() -> None:
+    ended = _gone_pid()
+    assert _files.is_leftover(".calsync-4242-7.trash")
+    assert _files.is_leftover(f".calsync-{ended}-3.tmp")
+    assert not _files.is_leftover(f".calsync-{os.getpid()}-3.tmp")  # being written now
+    assert not _files.is_leftover(".calsync-x-3.tmp")
+    assert not _files.is_leftover(".hidden.trash")
+    assert not _files.is_leftover("a.ics")
 
 
 def test_a_vdir_removes_what_a_crashed_sync_left_to_free(tmp_path: Path) -> None:
@@ -113,8 +168,11 @@ def test_a_vdir_removes_what_a_crashed_sync_left_to_free(tmp_path: Path) -> None
     (store.path / "a.ics").write_bytes(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")
     os.link(store.path / "a.ics", store.path / ".calsync-4242-7.trash")
     (store.path / ".hidden.trash").write_bytes(b"not ours")
+    (store.path / f".calsync-{_gone_pid()}-2.tmp").write_bytes(b"old content, swapped out")
+    live = f".calsync-{os.getpid()}-9.tmp"  # a sync of this process is writing it
+    (store.path / live).write_bytes(b"new content")
     assert list(store.list().versions) == ["a.ics"]
-    assert sorted(os.listdir(store.path)) == [".hidden.trash", "a.ics"]
+    assert sorted(os.listdir(store.path)) == [live, ".hidden.trash", "a.ics"]
 
 
 def test_one_syncfs_serves_every_store_on_the_file_system(
