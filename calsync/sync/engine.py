@@ -37,6 +37,7 @@ from calsync.stores import (
 from calsync.sync import MODES
 from calsync.sync import history as hist
 from calsync.sync.history import History
+from calsync.sync.packing import unpack
 from calsync.sync.plan import (
     Action,
     Add,
@@ -473,12 +474,21 @@ class Engine:
         self._writes_since_checkpoint += 1
 
     def _history_record(
-        self, uid: str, side: str, id: str | None, content: bytes, reason: str, h: str | None
+        self,
+        uid: str,
+        side: str,
+        id: str | None,
+        reason: str,
+        *,
+        content: bytes | None = None,
+        packed: bytes | None = None,
+        h: str | None = None,
     ) -> dict[str, Any]:
-        """``record``'s arguments for ``content``; ``h`` its hash when already known."""
+        """``record``'s arguments for a version given as ``content`` or ``packed``
+        (as the status stores it); ``h`` its hash when already known."""
         if h is None:
             try:
-                h = Item(content, uid).hash
+                h = Item(content if content is not None else unpack(packed or b""), uid).hash
             except ItemError:
                 h = None
         return {
@@ -487,13 +497,14 @@ class Engine:
             "pair": self.opt.name,
             "reason": reason,
             "content": content,
+            "packed": packed,
             "id": id,
             "hash": h,
         }
 
     def _save_history(self, uid: str, side: str, id: str, content: bytes, reason: str) -> None:
         """Keep ``content`` before it is replaced (a conflict's loser)."""
-        self.history.record(**self._history_record(uid, side, id, content, reason, None))
+        self.history.record(**self._history_record(uid, side, id, reason, content=content))
 
     def _presave(self, window: list[Action]) -> None:
         """Save the bases that the window's updates and deletes replace, in one go.
@@ -503,17 +514,21 @@ class Engine:
         base in history already.
         """
         replacing = [act for act in window if isinstance(act, Update | Delete)]
-        bases = self.status.bases(act.uid for act in replacing)
+        # as stored: the history keeps the status's packed bytes (no unpacking and
+        # packing again), unpacking only a base whose hash is not known yet
+        bases = self.status.packed_bases(act.uid for act in replacing)
         records = []
         for act in replacing:
             if isinstance(act, Update):
                 side, reason = act.to, hist.UPDATE
             else:
                 side, reason = act.on, hist.REMOTE_DELETE
-            base = bases.get(act.uid)
-            if base is not None:
+            packed = bases.get(act.uid)
+            if packed is not None:
                 h = self._base_hashes.get(act.uid)
-                records.append(self._history_record(act.uid, side, act.id, base, reason, h))
+                records.append(
+                    self._history_record(act.uid, side, act.id, reason, packed=packed, h=h)
+                )
         if records:
             crash_point()
             self.history.record_many(records)

@@ -104,11 +104,19 @@ class History:
         store: str,
         pair: str,
         reason: str,
-        content: bytes,
+        content: bytes | None = None,
+        packed: bytes | None = None,
         id: str | None = None,
         hash: str | None = None,
     ) -> int:
-        """Save one version (committed before returning, unless in ``record_many``)."""
+        """Save one version (committed before returning, unless in ``record_many``).
+
+        The content comes as ``content``, or as ``packed`` when it is already
+        packed the way ``packing.pack`` does (a status base): kept as it is."""
+        if packed is None:
+            if content is None:
+                raise TypeError("record() needs content or packed")
+            packed = pack(content)
         last = self.db.execute(
             "SELECT hash, store FROM versions WHERE uid = ? ORDER BY n DESC LIMIT 1", (uid,)
         ).fetchone()
@@ -119,7 +127,7 @@ class History:
         cur = self.db.execute(
             "INSERT INTO versions(uid, store, pair, id, time, reason, hash, content) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (uid, store, pair, id, time.time(), reason, hash, pack(content)),
+            (uid, store, pair, id, time.time(), reason, hash, packed),
         )
         return int(cur.lastrowid or 0)
 

@@ -81,13 +81,17 @@ class StatusDB:
 
     def bases(self, uids: Iterable[str]) -> dict[str, bytes]:
         """``base`` of many UIDs in a few queries (those without a base are left out)."""
+        return {uid: unpack(blob) for uid, blob in self.packed_bases(uids).items()}
+
+    def packed_bases(self, uids: Iterable[str]) -> dict[str, bytes]:
+        """The bases as stored (``packing.pack``): the history keeps them as they are."""
         wanted = list(uids)
         out: dict[str, bytes] = {}
         for i in range(0, len(wanted), 500):  # SQLite limits bound parameters
             chunk = wanted[i : i + 500]
             marks = ",".join("?" * len(chunk))
             cur = self.db.execute(f"SELECT uid, base FROM items WHERE uid IN ({marks})", chunk)
-            out.update((uid, unpack(blob)) for uid, blob in cur if blob is not None)
+            out.update((uid, blob) for uid, blob in cur if blob is not None)
         return out
 
     def count(self) -> int:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from calsync.config import parse
+from calsync.items import Item
 from calsync.sync.engine import HISTORY_BATCH
 from calsync.sync.history import History
+from calsync.sync.packing import pack
 from calsync.sync.restore import restore
 from calsync.sync.runner import history_file, run_pair
 from tests.conftest import event
@@ -102,3 +106,17 @@ def test_many_updates_and_deletes_keep_every_replaced_version(tmp_path: Path) ->
         i = int(v.uid[1:])
         assert v.reason == ("remote-delete" if i % 3 == 0 else "update")
         assert f"SUMMARY:Old {i}\r\n".encode() in v.content
+        # each is the status's base as it was stored, and its hash is the content's
+        assert v.content == event(f"e{i}", f"Old {i}")
+        assert v.hash == Item(v.content, v.uid).hash
+
+
+def test_history_keeps_packed_content_as_it_is_and_needs_some_content(tmp_path: Path) -> None:
+    h = History(tmp_path / "history.sqlite")
+    blob = pack(event("x", "Packed"))
+    h.record(uid="x", store="a", pair="p", reason="update", packed=blob)
+    assert h.db.execute("SELECT content FROM versions").fetchone()[0] == blob
+    assert h.versions("x")[0].content == event("x", "Packed")
+    with pytest.raises(TypeError):
+        h.record(uid="y", store="a", pair="p", reason="update")
+    h.close()
