@@ -1,4 +1,11 @@
-"""Helpers shared by the subcommands: loading the config, printing."""
+"""Helpers shared by the subcommands: loading the config, printing.
+
+Free of click at import (``config_option`` loads it when a command is
+declared): ``calsync sync``'s quick path uses these without click.  The
+invocation's shared state is a plain dict, click's root ``ctx.obj``
+(``root_obj``): ``config_path`` (``--config``), ``loaded_config`` (the file
+read), ``own_process`` (this process is calsync's own).
+"""
 
 from __future__ import annotations
 
@@ -6,29 +13,43 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
-
-import click
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from calsync.cli import EXIT_USAGE
 from calsync.config import Config, ConfigError, default_config_path, load_all
 
+if TYPE_CHECKING:
+    import click
+
+
+def echo(message: str, *, err: bool = False) -> None:
+    """``click.echo`` for text: one line to stdout (or stderr), flushed."""
+    print(message, file=sys.stderr if err else sys.stdout, flush=True)
+
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    click.echo(f"calsync: {message}", err=True)
+    echo(f"calsync: {message}", err=True)
     sys.exit(code)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def root_obj(ctx: click.Context) -> dict[str, Any]:
+    """The invocation's shared state (see the module docstring)."""
+    obj: dict[str, Any] = ctx.find_root().ensure_object(dict)
+    return obj
+
+
 def _remember_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
     if value is not None:
-        ctx.find_root().ensure_object(dict)["config_path"] = value
+        root_obj(ctx)["config_path"] = value
 
 
 def config_option(f: F) -> F:
     """``--config`` accepted after the subcommand too (``calsync sync --config X``)."""
+    import click
+
     return click.option(
         "--config",
         type=click.Path(path_type=Path, dir_okay=False),
@@ -44,51 +65,52 @@ def config_path(ctx: click.Context) -> Path | None:
 
 
 def load_config(ctx: click.Context) -> Config:
+    """``load_config_from`` the invocation's state."""
+    return load_config_from(root_obj(ctx))
+
+
+def load_config_from(obj: dict[str, Any]) -> Config:
     """The validated configuration, or exit 2 naming every problem.
 
     With no configuration file anywhere, the embedded default that ``calsync``
     (the gateway) set up is used, if it did.
     """
-    path = config_path(ctx)
-    ctx.find_root().ensure_object(dict)["loaded_config"] = path or default_config_path()
+    path: Path | None = obj.get("config_path")
+    obj["loaded_config"] = path or default_config_path()
     if path is None and not default_config_path().exists():
         from calsync.gateway.embedded import embedded, is_set_up
 
         if is_set_up():
-            ctx.find_root().obj["loaded_config"] = None
+            obj["loaded_config"] = None
             return embedded().config
     try:
         cfg, errors = load_all(path)
     except ConfigError as e:
         fail(str(e))
     for warning in cfg.warnings:
-        click.echo(f"calsync: warning: {warning}", err=True)
+        echo(f"calsync: warning: {warning}", err=True)
     if errors:
         for problem in errors:
-            click.echo(f"calsync: {problem}", err=True)
+            echo(f"calsync: {problem}", err=True)
         sys.exit(EXIT_USAGE)
     return cfg
 
 
-def loaded_config_path(ctx: click.Context) -> Path | None:
-    """The file ``load_config`` read (None: the embedded default)."""
-    path: Path | None = (ctx.find_root().obj or {}).get("loaded_config")
-    return path
+def daemon_client(obj: dict[str, Any], cfg: Config) -> Any:
+    """A client of the daemon running this configuration, or None (work standalone).
 
-
-def daemon_client(ctx: click.Context, cfg: Config) -> Any:
-    """A client of the daemon running this configuration, or None (work standalone)."""
+    ``obj``: the invocation's state, after ``load_config_from`` read ``cfg``."""
     from calsync.gateway import runtime
 
     if runtime.running_daemon(cfg.state_dir) is None:
         return None  # the usual case: the client and what it imports are not needed
     from calsync.gateway.client import connect
 
-    return connect(cfg, loaded_config_path(ctx))
+    return connect(cfg, obj.get("loaded_config"))
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False))
+    echo(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False))
 
 
 def stderr_is_terminal() -> bool:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from calsync.cli import EXIT_FAILED, EXIT_GUARD, EXIT_OK
-from calsync.cli.sync import summary_line
+from calsync.cli.run_sync import summary_line
 from calsync.config import data_dir, parse
 from calsync.stores._files import write_atomic
 from calsync.sync.runner import run_pair

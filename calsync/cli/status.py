@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from calsync.cli._common import config_option, daemon_client, load_config, print_json
+from calsync.cli._common import config_option, daemon_client, load_config, print_json, root_obj
 from calsync.stores import store_class
 from calsync.sync.runner import status_file
 from calsync.sync.status import StatusDB
@@ -115,7 +115,7 @@ def _from_daemon(ctx: click.Context, cfg: Any) -> dict[str, Any] | None:
     """The running daemon's status (it knows next runs and failures), or None."""
     from calsync.gateway.client import DaemonError
 
-    client = daemon_client(ctx, cfg)
+    client = daemon_client(root_obj(ctx), cfg)
     if client is None:
         return None
     try:
