@@ -17,10 +17,10 @@ import re
 import stat
 import sys
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calsync.plain import Plain
 from calsync.stores import STORE_TYPES, Option, Store, StoreContext, store_class
 from calsync.sync.policies import FALLBACKS, POLICIES
 
@@ -145,25 +145,68 @@ def default_config_path() -> Path:
 # -- model ----------------------------------------------------------------------
 
 
-@dataclass
-class PairConfig:
+class PairConfig(Plain):
+    __slots__ = (
+        "a",
+        "b",
+        "conflict",
+        "interval",
+        "max_delete",
+        "merge_fallback",
+        "name",
+        "on_empty",
+    )
     name: str
     a: str
     b: str
-    conflict: str = "merge"
-    merge_fallback: str = "newest"
-    on_empty: str = "abort"
-    max_delete: float | int = 0.5
-    interval: float = 300.0
+    conflict: str
+    merge_fallback: str
+    on_empty: str
+    max_delete: float | int
+    interval: float
+
+    def __init__(
+        self,
+        name: str,
+        a: str,
+        b: str,
+        conflict: str = "merge",
+        merge_fallback: str = "newest",
+        on_empty: str = "abort",
+        max_delete: float | int = 0.5,
+        interval: float = 300.0,
+    ) -> None:
+        self.name = name
+        self.a = a
+        self.b = b
+        self.conflict = conflict
+        self.merge_fallback = merge_fallback
+        self.on_empty = on_empty
+        self.max_delete = max_delete
+        self.interval = interval
 
 
-@dataclass
-class Config:
+class Config(Plain):
+    __slots__ = ("pairs", "path", "raw", "stores", "warnings")
     path: Path | None
     raw: dict[str, Any]
-    stores: dict[str, dict[str, Any]] = field(default_factory=dict)
-    pairs: dict[str, PairConfig] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    stores: dict[str, dict[str, Any]]
+    pairs: dict[str, PairConfig]
+    warnings: list[str]
+
+    def __init__(
+        self,
+        path: Path | None,
+        raw: dict[str, Any],
+        stores: dict[str, dict[str, Any]] | None = None,
+        pairs: dict[str, PairConfig] | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
+        self.path = path
+        self.raw = raw
+        self.stores = stores if stores is not None else {}
+        self.pairs = pairs if pairs is not None else {}
+        self.warnings = warnings if warnings is not None else []
 
     @property
     def base_dir(self) -> Path | None:

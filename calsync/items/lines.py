@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+
+from calsync.plain import Frozen, Plain
 
 _FOLD = re.compile(r"\r?\n[ \t]")
 _NEEDS_QUOTES = re.compile(r"[;:,]")
@@ -26,13 +27,18 @@ class LineError(ValueError):
         super().__init__(f"line {line}: {reason}" if line else reason)
 
 
-@dataclass(slots=True, frozen=True)
-class Prop:
+class Prop(Frozen):
     """One property: upper-case name, parameters in source order, raw value."""
 
+    __slots__ = ("name", "params", "value")
     name: str
     params: tuple[tuple[str, str | None], ...]  # None: valueless (vCalendar 1.0)
     value: str
+
+    def __init__(self, name: str, params: tuple[tuple[str, str | None], ...], value: str) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "value", value)
 
     def param(self, name: str) -> str | None:
         name = name.upper()
@@ -76,13 +82,20 @@ def quote(value: str) -> str:
     return f'"{value}"' if _NEEDS_QUOTES.search(value) else value
 
 
-@dataclass(slots=True)
-class Component:
+class Component(Plain):
     """A component (VCALENDAR, VEVENT, VALARM...) with properties and children."""
 
+    __slots__ = ("name", "props", "subs")
     name: str
-    props: list[Prop] = field(default_factory=list)
-    subs: list[Component] = field(default_factory=list)
+    props: list[Prop]
+    subs: list[Component]
+
+    def __init__(
+        self, name: str, props: list[Prop] | None = None, subs: list[Component] | None = None
+    ) -> None:
+        self.name = name
+        self.props = props if props is not None else []
+        self.subs = subs if subs is not None else []
 
     def get(self, name: str) -> Prop | None:
         name = name.upper()

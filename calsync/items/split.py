@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+
+from calsync.plain import Plain
 
 # A BEGIN/END line.  Folded BEGIN/END lines do not occur in practice and are
 # reported as malformed by the light parser if they do.
@@ -34,20 +35,55 @@ _TZID_PROP = re.compile(rb"^TZID(?:;[^:\r\n]*)?:(.*?)\r?$", re.M | re.I)
 ITEM_COMPONENTS = frozenset({"VEVENT", "VTODO", "VJOURNAL"})
 
 
-@dataclass(slots=True)
-class RawComponent:
+class RawComponent(Plain):
     """One top-level component (child of VCALENDAR), as bytes of the source."""
 
+    __slots__ = (
+        "calendar",
+        "data",
+        "end",
+        "error",
+        "line",
+        "name",
+        "recurrence_id",
+        "start",
+        "tzid",
+        "uid",
+    )
     name: str  # upper-case component name, e.g. VEVENT
     start: int  # offset of its BEGIN line in the source
     end: int  # offset just after its END line (line ending included)
     data: bytes  # the slice source[start:end]
     line: int  # 1-based line number of BEGIN, for error messages
     calendar: int  # index of the VCALENDAR block it belongs to
-    uid: str | None = None
-    recurrence_id: str | None = None
-    tzid: str | None = None  # for VTIMEZONE: its own TZID
-    error: str | None = None  # set when its BEGIN/END lines do not balance
+    uid: str | None
+    recurrence_id: str | None
+    tzid: str | None  # for VTIMEZONE: its own TZID
+    error: str | None  # set when its BEGIN/END lines do not balance
+
+    def __init__(
+        self,
+        name: str,
+        start: int,
+        end: int,
+        data: bytes,
+        line: int,
+        calendar: int,
+        uid: str | None = None,
+        recurrence_id: str | None = None,
+        tzid: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.name = name
+        self.start = start
+        self.end = end
+        self.data = data
+        self.line = line
+        self.calendar = calendar
+        self.uid = uid
+        self.recurrence_id = recurrence_id
+        self.tzid = tzid
+        self.error = error
 
     def unfolded(self) -> bytes:
         return _FOLD.sub(b"", self.data)
@@ -62,21 +98,36 @@ class RawComponent:
         return found
 
 
-@dataclass(slots=True)
-class CalendarBlock:
+class CalendarBlock(Plain):
     """One BEGIN:VCALENDAR ... END:VCALENDAR block and its own properties."""
 
+    __slots__ = ("end", "end_line_start", "props", "start")
     start: int
     end: int
     end_line_start: int  # offset of the END:VCALENDAR line (where to insert)
-    props: list[bytes] = field(default_factory=list)  # raw (folded) property lines
+    props: list[bytes]  # raw (folded) property lines
+
+    def __init__(
+        self, start: int, end: int, end_line_start: int, props: list[bytes] | None = None
+    ) -> None:
+        self.start = start
+        self.end = end
+        self.end_line_start = end_line_start
+        self.props = props if props is not None else []
 
 
-@dataclass(slots=True)
-class SplitResult:
+class SplitResult(Plain):
+    __slots__ = ("calendars", "components", "newline")
     components: list[RawComponent]
     calendars: list[CalendarBlock]
     newline: bytes  # the source's line ending, for writing new content in its style
+
+    def __init__(
+        self, components: list[RawComponent], calendars: list[CalendarBlock], newline: bytes
+    ) -> None:
+        self.components = components
+        self.calendars = calendars
+        self.newline = newline
 
 
 def _nested_spans(unfolded: bytes) -> list[tuple[int, int]]:

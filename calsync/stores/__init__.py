@@ -24,11 +24,11 @@ import builtins
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from calsync.items import Item, ItemError
+from calsync.plain import Frozen, Plain
 
 # type name -> "module:Class"; each store adds its line here.
 STORE_TYPES: dict[str, str] = {
@@ -91,8 +91,7 @@ class FlushFailed(StoreError):
         super().__init__(message, store=store)
 
 
-@dataclass
-class Listing:
+class Listing(Plain):
     """What ``Store.list`` returns.
 
     ``errors`` holds ids that exist but cannot be used now (e.g. a UID that
@@ -101,29 +100,60 @@ class Listing:
     knows them without fetching (saves fetching new items twice).
     """
 
+    __slots__ = ("errors", "uids", "versions")
     versions: dict[str, str]
-    errors: dict[str, str] = field(default_factory=dict)
-    uids: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str]
+    uids: dict[str, str]
+
+    def __init__(
+        self,
+        versions: dict[str, str],
+        errors: dict[str, str] | None = None,
+        uids: dict[str, str] | None = None,
+    ) -> None:
+        self.versions = versions
+        self.errors = errors if errors is not None else {}
+        self.uids = uids if uids is not None else {}
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(Frozen):
     """One configuration key of a store (or pair): type, default and help."""
 
-    type: type | tuple[type, ...]
+    __slots__ = ("choices", "default", "help", "required", "secret", "type")
+    type: builtins.type | tuple[builtins.type, ...]
     help: str
-    required: bool = False
-    default: Any = None
-    choices: tuple[str, ...] | None = None
-    secret: bool = False  # never printed, never logged
+    required: bool
+    default: Any
+    choices: tuple[str, ...] | None
+    secret: bool  # never printed, never logged
+
+    def __init__(
+        self,
+        type: builtins.type | tuple[builtins.type, ...],
+        help: str,
+        required: bool = False,
+        default: Any = None,
+        choices: tuple[str, ...] | None = None,
+        secret: bool = False,
+    ) -> None:
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "help", help)
+        object.__setattr__(self, "required", required)
+        object.__setattr__(self, "default", default)
+        object.__setattr__(self, "choices", choices)
+        object.__setattr__(self, "secret", secret)
 
 
-@dataclass
-class StoreContext:
+class StoreContext(Plain):
     """What a store gets from its surroundings."""
 
+    __slots__ = ("cache_dir", "config_dir")
     cache_dir: Path  # private, persistent directory for this store's caches
-    config_dir: Path | None = None  # for resolving relative paths
+    config_dir: Path | None  # for resolving relative paths
+
+    def __init__(self, cache_dir: Path, config_dir: Path | None = None) -> None:
+        self.cache_dir = cache_dir
+        self.config_dir = config_dir
 
 
 class Store(ABC):

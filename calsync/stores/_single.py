@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import os
 from abc import abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Generic, TypeVar
 
 from calsync.items import Item
 from calsync.items.canonical import blake2b
+from calsync.plain import Plain
 from calsync.stores import (
     ItemRejected,
     Listing,
@@ -39,13 +39,18 @@ from calsync.stores._files import expand_path, write_atomic
 P = TypeVar("P")
 
 
-@dataclass
-class Pending(Generic[P]):
+class Pending(Plain, Generic[P]):
     """A buffered write for one UID: what to put in the file, or None to delete."""
 
+    __slots__ = ("item", "new", "payload")
     payload: P | None
     new: bool
-    item: Item | None = None
+    item: Item | None
+
+    def __init__(self, payload: P | None, new: bool, item: Item | None = None) -> None:
+        self.payload = payload
+        self.new = new
+        self.item = item
 
 
 def digest(data: bytes) -> str:

@@ -22,10 +22,10 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from calsync.items import Item, ItemError
+from calsync.plain import Plain
 from calsync.stores import (
     FlushFailed,
     Listing,
@@ -90,15 +90,29 @@ def crash_point() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-@dataclass
-class PairOptions:
+class PairOptions(Plain):
     """The engine-relevant settings of a pair (see ``calsync.config``)."""
 
+    __slots__ = ("conflict", "max_delete", "merge_fallback", "name", "on_empty")
     name: str
-    conflict: str = "merge"
-    merge_fallback: str = "newest"
-    on_empty: str = "abort"  # abort | sync
-    max_delete: float | int = 0.5  # a fraction of a side's items, or an absolute count
+    conflict: str
+    merge_fallback: str
+    on_empty: str  # abort | sync
+    max_delete: float | int  # a fraction of a side's items, or an absolute count
+
+    def __init__(
+        self,
+        name: str,
+        conflict: str = "merge",
+        merge_fallback: str = "newest",
+        on_empty: str = "abort",
+        max_delete: float | int = 0.5,
+    ) -> None:
+        self.name = name
+        self.conflict = conflict
+        self.merge_fallback = merge_fallback
+        self.on_empty = on_empty
+        self.max_delete = max_delete
 
     @classmethod
     def of(cls, name: str, settings: Any) -> PairOptions:
@@ -116,13 +130,22 @@ class GuardStop(Exception):
     """A guard refused the sync; nothing was written."""
 
 
-@dataclass
-class ItemFailure:
+class ItemFailure(Plain):
+    __slots__ = ("id", "message", "side", "store", "uid")
     store: str
     side: str
     id: str | None
     uid: str | None
     message: str
+
+    def __init__(
+        self, store: str, side: str, id: str | None, uid: str | None, message: str
+    ) -> None:
+        self.store = store
+        self.side = side
+        self.id = id
+        self.uid = uid
+        self.message = message
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -138,20 +161,61 @@ class ItemFailure:
         return f"{self.store}: {what}: {self.message}"
 
 
-@dataclass
-class SyncResult:
+class SyncResult(Plain):
+    __slots__ = (
+        "added_a",
+        "added_b",
+        "conflicts",
+        "deleted_a",
+        "deleted_b",
+        "errors",
+        "guard",
+        "pair",
+        "seconds",
+        "stopped",
+        "updated_a",
+        "updated_b",
+    )
     pair: str
-    added_a: int = 0
-    added_b: int = 0
-    updated_a: int = 0
-    updated_b: int = 0
-    deleted_a: int = 0
-    deleted_b: int = 0
-    conflicts: int = 0
-    errors: list[ItemFailure] = field(default_factory=list)
-    stopped: str | None = None  # why the whole pair did not sync (guard, store down)
-    guard: bool = False  # True when ``stopped`` is a guard (needs --force or a decision)
-    seconds: float = 0.0
+    added_a: int
+    added_b: int
+    updated_a: int
+    updated_b: int
+    deleted_a: int
+    deleted_b: int
+    conflicts: int
+    errors: list[ItemFailure]
+    stopped: str | None  # why the whole pair did not sync (guard, store down)
+    guard: bool  # True when ``stopped`` is a guard (needs --force or a decision)
+    seconds: float
+
+    def __init__(
+        self,
+        pair: str,
+        added_a: int = 0,
+        added_b: int = 0,
+        updated_a: int = 0,
+        updated_b: int = 0,
+        deleted_a: int = 0,
+        deleted_b: int = 0,
+        conflicts: int = 0,
+        errors: list[ItemFailure] | None = None,
+        stopped: str | None = None,
+        guard: bool = False,
+        seconds: float = 0.0,
+    ) -> None:
+        self.pair = pair
+        self.added_a = added_a
+        self.added_b = added_b
+        self.updated_a = updated_a
+        self.updated_b = updated_b
+        self.deleted_a = deleted_a
+        self.deleted_b = deleted_b
+        self.conflicts = conflicts
+        self.errors = errors if errors is not None else []
+        self.stopped = stopped
+        self.guard = guard
+        self.seconds = seconds
 
     def bump(self, what: str, side: str, n: int = 1) -> None:
         key = f"{what}_{side}"

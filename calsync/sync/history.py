@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from calsync.plain import Plain
 from calsync.sync.packing import pack, unpack
 
 SCHEMA = """
@@ -49,8 +49,8 @@ UPDATE = "update"
 RESTORE = "restore"
 
 
-@dataclass
-class Version:
+class Version(Plain):
+    __slots__ = ("content", "hash", "id", "n", "pair", "reason", "store", "time", "uid")
     n: int
     uid: str
     store: str
@@ -60,6 +60,28 @@ class Version:
     reason: str
     hash: str | None
     content: bytes
+
+    def __init__(
+        self,
+        n: int,
+        uid: str,
+        store: str,
+        pair: str,
+        id: str | None,
+        time: float,
+        reason: str,
+        hash: str | None,
+        content: bytes,
+    ) -> None:
+        self.n = n
+        self.uid = uid
+        self.store = store
+        self.pair = pair
+        self.id = id
+        self.time = time
+        self.reason = reason
+        self.hash = hash
+        self.content = content
 
     def to_json(self, with_content: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -28,9 +28,9 @@ failed on either side  report, change nothing (never treated as deleted)
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from calsync.items import Item, ItemError
+from calsync.plain import Plain
 from calsync.stores import Listing
 from calsync.sync.status import Row
 
@@ -44,38 +44,56 @@ def other(side: str) -> str:
 # -- what we know about one UID on one side ---------------------------------
 
 
-@dataclass(slots=True)
-class Unchanged:
+class Unchanged(Plain):
+    __slots__ = ("hash", "id", "version")
     id: str
     version: str
     hash: str
 
+    def __init__(self, id: str, version: str, hash: str) -> None:
+        self.id = id
+        self.version = version
+        self.hash = hash
 
-@dataclass(slots=True)
-class Changed:
+
+class Changed(Plain):
     """Version differs from the status (content may or may not differ)."""
 
+    __slots__ = ("id", "item", "version")
     id: str
     version: str
     item: Item
 
+    def __init__(self, id: str, version: str, item: Item) -> None:
+        self.id = id
+        self.version = version
+        self.item = item
 
-@dataclass(slots=True)
-class New:
+
+class New(Plain):
+    __slots__ = ("id", "item", "version")
     id: str
     version: str
     item: Item
 
+    def __init__(self, id: str, version: str, item: Item) -> None:
+        self.id = id
+        self.version = version
+        self.item = item
 
-@dataclass(slots=True)
-class Deleted:
-    pass
+
+class Deleted(Plain):
+    __slots__ = ()
 
 
-@dataclass(slots=True)
-class Failed:
+class Failed(Plain):
+    __slots__ = ("id", "reason")
     id: str | None
     reason: str
+
+    def __init__(self, id: str | None, reason: str) -> None:
+        self.id = id
+        self.reason = reason
 
 
 State = Unchanged | Changed | New | Deleted | Failed | None
@@ -84,20 +102,26 @@ State = Unchanged | Changed | New | Deleted | Failed | None
 # -- actions -----------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Add:
+class Add(Plain):
     """Add ``item`` to side ``to``."""
 
+    __slots__ = ("item", "source", "to", "uid")
     uid: str
     to: str
     item: Item
     source: tuple[str, str]  # (id, version) on the other side
 
+    def __init__(self, uid: str, to: str, item: Item, source: tuple[str, str]) -> None:
+        self.uid = uid
+        self.to = to
+        self.item = item
+        self.source = source
 
-@dataclass(slots=True)
-class Update:
+
+class Update(Plain):
     """Overwrite the item on side ``to`` with ``item`` from the other side."""
 
+    __slots__ = ("id", "item", "source", "to", "uid", "version")
     uid: str
     to: str
     id: str
@@ -105,54 +129,92 @@ class Update:
     item: Item
     source: tuple[str, str]
 
+    def __init__(
+        self, uid: str, to: str, id: str, version: str, item: Item, source: tuple[str, str]
+    ) -> None:
+        self.uid = uid
+        self.to = to
+        self.id = id
+        self.version = version
+        self.item = item
+        self.source = source
 
-@dataclass(slots=True)
-class Delete:
+
+class Delete(Plain):
+    __slots__ = ("id", "on", "uid", "version")
     uid: str
     on: str
     id: str
     version: str
 
+    def __init__(self, uid: str, on: str, id: str, version: str) -> None:
+        self.uid = uid
+        self.on = on
+        self.id = id
+        self.version = version
 
-@dataclass(slots=True)
-class Record:
+
+class Record(Plain):
     """Only the status changes (version bump with equal content, or adoption)."""
 
+    __slots__ = ("base", "row")
     row: Row
     base: Item | None  # content to keep as the common ancestor (None: keep the old one)
 
+    def __init__(self, row: Row, base: Item | None) -> None:
+        self.row = row
+        self.base = base
 
-@dataclass(slots=True)
-class Forget:
+
+class Forget(Plain):
+    __slots__ = ("uid",)
     uid: str
 
+    def __init__(self, uid: str) -> None:
+        self.uid = uid
 
-@dataclass(slots=True)
-class Conflict:
+
+class Conflict(Plain):
     """Both sides changed the same UID differently since the last sync."""
 
+    __slots__ = ("a", "b", "has_base", "uid")
     uid: str
     a: Changed | New
     b: Changed | New
     has_base: bool  # False when both sides added the UID independently
 
+    def __init__(self, uid: str, a: Changed | New, b: Changed | New, has_base: bool) -> None:
+        self.uid = uid
+        self.a = a
+        self.b = b
+        self.has_base = has_base
 
-@dataclass(slots=True)
-class Report:
+
+class Report(Plain):
     """An item that cannot be synced this time; nothing is changed for it."""
 
+    __slots__ = ("id", "reason", "side", "uid")
     uid: str | None
     side: str
     id: str | None
     reason: str
 
+    def __init__(self, uid: str | None, side: str, id: str | None, reason: str) -> None:
+        self.uid = uid
+        self.side = side
+        self.id = id
+        self.reason = reason
+
 
 Action = Add | Update | Delete | Record | Forget | Conflict | Report
 
 
-@dataclass
-class Plan:
-    actions: list[Action] = field(default_factory=list)
+class Plan(Plain):
+    __slots__ = ("actions",)
+    actions: list[Action]
+
+    def __init__(self, actions: list[Action] | None = None) -> None:
+        self.actions = actions if actions is not None else []
 
     def count(self, kind: type) -> int:
         return sum(1 for a in self.actions if isinstance(a, kind))
@@ -164,13 +226,23 @@ class Plan:
 # -- step 1 -------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class SideIndex:
+class SideIndex(Plain):
     """The status seen from one side: id -> UID and id -> version."""
 
+    __slots__ = ("_moved", "uid_of", "version_of")
     uid_of: dict[str, str]
     version_of: dict[str, str]
-    _moved: tuple[Listing, frozenset[str]] | None = None
+    _moved: tuple[Listing, frozenset[str]] | None
+
+    def __init__(
+        self,
+        uid_of: dict[str, str],
+        version_of: dict[str, str],
+        _moved: tuple[Listing, frozenset[str]] | None = None,
+    ) -> None:
+        self.uid_of = uid_of
+        self.version_of = version_of
+        self._moved = _moved
 
     def moved(self, listing: Listing) -> frozenset[str]:
         """Status ids whose listed version differs (changed, or gone).

@@ -17,9 +17,9 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
+from calsync.plain import Plain
 from calsync.sync.packing import pack, unpack
 
 SCHEMA = """
@@ -33,10 +33,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-@dataclass(slots=True)
-class Row:
+class Row(Plain):
     """The last synced state of one UID on both sides."""
 
+    __slots__ = ("a_hash", "a_id", "a_ver", "b_hash", "b_id", "b_ver", "uid")
     uid: str
     a_id: str
     a_ver: str
@@ -44,6 +44,17 @@ class Row:
     b_id: str
     b_ver: str
     b_hash: str
+
+    def __init__(
+        self, uid: str, a_id: str, a_ver: str, a_hash: str, b_id: str, b_ver: str, b_hash: str
+    ) -> None:
+        self.uid = uid
+        self.a_id = a_id
+        self.a_ver = a_ver
+        self.a_hash = a_hash
+        self.b_id = b_id
+        self.b_ver = b_ver
+        self.b_hash = b_hash
 
     def side(self, side: str) -> tuple[str, str, str]:
         if side == "a":
