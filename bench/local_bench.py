@@ -187,6 +187,13 @@ def edit_summaries(text: str, summaries: dict[str, str]) -> str:
     return nl.join(out)
 
 
+def read_keeping_newlines(path: Path) -> str:
+    """The file's text with its line endings as they are, as an editor keeps them
+    (``read_text`` would turn CRLF into LF: rewriting a whole .ics file that way
+    changes every item in it, not the 1% the scenario edits)."""
+    return path.read_bytes().decode("utf-8")
+
+
 def rewrite(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".bench-tmp")
     tmp.write_text(text, encoding="utf-8", newline="")
@@ -213,7 +220,7 @@ class Vdir:
         idx = self.index()
         for u in uids:
             p = idx[u]
-            rewrite(p, edit_summaries(p.read_text(encoding="utf-8"), {u: summary(u)}))
+            rewrite(p, edit_summaries(read_keeping_newlines(p), {u: summary(u)}))
 
     def summaries_ok(self, uids: list[str], summary: Callable[[str], str]) -> bool:
         idx = self.index()
@@ -231,7 +238,7 @@ class Single:
         return len(set(UID_RE.findall(self.path.read_text(encoding="utf-8"))))
 
     def edit(self, uids: list[str], summary: Callable[[str], str]) -> None:
-        text = self.path.read_text(encoding="utf-8")
+        text = read_keeping_newlines(self.path)
         rewrite(self.path, edit_summaries(text, {u: summary(u) for u in uids}))
 
     def summaries_ok(self, uids: list[str], summary: Callable[[str], str]) -> bool:
