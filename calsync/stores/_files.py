@@ -114,6 +114,14 @@ def _temporary_name(parent: str) -> str:
     return os.path.join(parent, f".calsync-{os.getpid()}-{next(_tmp_counter)}.tmp")
 
 
+def _discard(tmp: str) -> None:
+    """Remove a temporary file a failed write leaves (if it got as far as creating it)."""
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
 def _write_new(path: str, data: bytes, fsync: bool) -> os.stat_result:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
@@ -190,10 +198,7 @@ def write_atomic(
         else:
             os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _discard(tmp)
         raise
     if fsync:
         fsync_dir(Path(parent))
@@ -249,10 +254,7 @@ class Freeing:
                 if trash is not None:
                     self._later(trash)
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            _discard(tmp)
             raise
         if swapped:
             self._later(tmp)  # the old file, under the temporary name now
