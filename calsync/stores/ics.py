@@ -27,6 +27,15 @@ EMPTY_CALENDAR = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:" + PRODID + b"\r\nE
 Payload = tuple[bytes, dict[str, bytes]]
 
 
+def _version(data: bytes) -> str:
+    """An item's version: its bytes, whatever their line endings.
+
+    A tool that rewrites the whole file with LF for CRLF (or the reverse)
+    changes no item: with the line endings in the version, the next sync read
+    and compared every item of the file (~4 s at 10k items) to find nothing."""
+    return version_hash(data.replace(b"\r\n", b"\n"))
+
+
 class IcsStore(SingleFileStore[Payload]):
     type = "ics"
     empty_file = EMPTY_CALENDAR
@@ -49,7 +58,7 @@ class IcsStore(SingleFileStore[Payload]):
         assert self._data is not None
         self._grouped = Grouped(self._data, str(self.path))
         self._versions = {
-            uid: version_hash(b"".join(c.data for c in comps))
+            uid: _version(b"".join(c.data for c in comps))
             for uid, comps in self._grouped.groups.items()
             if uid not in self._grouped.errors
         }
@@ -81,7 +90,7 @@ class IcsStore(SingleFileStore[Payload]):
             for c in parts.components
             if c.name == "VTIMEZONE" and c.tzid
         }
-        return (body, tzs), version_hash(body)
+        return (body, tzs), _version(body)
 
     def _render(self) -> bytes:
         grouped = self._index_grouped()

@@ -58,3 +58,27 @@ class TestIcs(Conformance):
     @pytest.fixture
     def store(self, tmp_path: Path) -> IcsStore:
         return IcsStore("file", ctx(tmp_path), tmp_path / "cal.ics")
+
+
+def test_ics_versions_do_not_change_with_the_files_line_endings(tmp_path: Path) -> None:
+    """A tool that rewrites the whole file with LF for CRLF (or back) changes no
+    item: a sync then has nothing to read or compare.  An edit still shows."""
+    path = tmp_path / "cal.ics"
+    crlf = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\n"
+        + "".join(
+            f"BEGIN:VEVENT\r\nUID:e{i}\r\nDTSTAMP:20260101T000000Z\r\n"
+            f"DTSTART:20260102T100000Z\r\nSUMMARY:Event {i}\r\nEND:VEVENT\r\n"
+            for i in range(3)
+        )
+        + "END:VCALENDAR\r\n"
+    ).encode()
+    path.write_bytes(crlf)
+    before = IcsStore("file", ctx(tmp_path / "one"), path).list().versions
+    assert len(before) == 3
+    path.write_bytes(crlf.replace(b"\r\n", b"\n"))
+    after = IcsStore("file", ctx(tmp_path / "two"), path).list().versions
+    assert after == before
+    path.write_bytes(crlf.replace(b"SUMMARY:Event 1", b"SUMMARY:Edited"))
+    edited = IcsStore("file", ctx(tmp_path / "three"), path).list().versions
+    assert {u for u in before if edited[u] != before[u]} == {"e1"}
