@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from calsync.cli import setup_logging
+from calsync.cli import collect_less_often, setup_logging
 from calsync.sync import MODES
 
 _FLAGS = {"--json": "as_json", "--force": "force", "--dry-run": "dry_run"}
@@ -106,6 +106,7 @@ def _set(call: PlainSync, name: str, value: str | None) -> bool:
 
 def run(call: PlainSync) -> NoReturn:
     """Do the call as the click command would, and exit with its code."""
+    collect_less_often()  # before the sync's modules load (they make many objects)
     from calsync.cli.run_sync import run_sync
 
     setup_logging(call.verbose)

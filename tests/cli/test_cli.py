@@ -272,7 +272,7 @@ def test_a_one_shot_sync_collects_less_and_an_in_process_caller_is_left_alone(
     )
     assert counts["added_a"] == 1
     before, after, frozen = probed
-    assert before != after == [10_000, 10, 10] and frozen
+    assert before != after == [100_000, 10, 10] and frozen
 
     from click.testing import CliRunner
 
