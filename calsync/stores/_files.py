@@ -247,15 +247,13 @@ class Freeing:
             swapped = _exchange(tmp, path)
             if swapped is None:  # the file is gone (deleted meanwhile): a plain write
                 os.rename(tmp, path)
-            elif not swapped:  # refused here: the hard-link way, with the file we wrote
-                _exchange_refused.add(parent)
-                trash = self._keep(path, os.link)
-                os.replace(tmp, path)
-                if trash is not None:
-                    self._later(trash)
         except BaseException:
             _discard(tmp)
             raise
+        if swapped is False:  # refused here (once per directory): the hard-link way
+            _exchange_refused.add(parent)
+            _discard(tmp)
+            return self._replace_linked(path, data, fsync=fsync)
         if swapped:
             self._later(tmp)  # the old file, under the temporary name now
         if fsync:
