@@ -39,6 +39,7 @@ STORE_TYPES: dict[str, str] = {
     "caldav": "calsync.stores.caldav.store:CalDAVStore",
     "vcs": "calsync.stores.vcs:VcsStore",
     "syncml": "calsync.stores.syncml:SyncMLStore",
+    "palm": "calsync.stores.palm.store:PalmStore",
 }
 
 
@@ -164,6 +165,9 @@ class Store(ABC):
     # Stores that write everything in flush() (e.g. one .ics file): the engine
     # commits status rows for their writes only after flush() returned.
     buffered: ClassVar[bool] = False
+    # Stores that mark changes themselves (a Palm's dirty and deleted flags):
+    # the engine calls end_sync() once the sync's status is committed.
+    marks_changes: ClassVar[bool] = False
 
     def __init__(self, name: str, ctx: StoreContext) -> None:
         self.name = name
@@ -249,6 +253,18 @@ class Store(ABC):
 
     def flush(self) -> None:
         """Make buffered writes durable.  May raise StoreError for all of them."""
+        return None
+
+    def end_sync(self, settled: dict[str, str]) -> None:
+        """The sync committed its status; ``settled`` maps this side's ids to the
+        versions the status now records (only for ``marks_changes`` stores).
+
+        A store whose own marks say what changed clears them for what is settled,
+        as a HotSync conduit does after a good sync: a record whose version is
+        recorded is no longer dirty, a deleted one the status no longer holds is
+        gone for good.  Never called for a dry run or a sync that stopped; a
+        StoreError here leaves the marks for the next sync.
+        """
         return None
 
     def close(self) -> None:

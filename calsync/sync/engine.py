@@ -773,6 +773,22 @@ class Engine:
         self._counted.clear()
         for side in ("a", "b"):
             self.status.set_meta(f"identity.{side}", self.stores[side].identity())
+        self._end_sync()
+
+    def _end_sync(self) -> None:
+        """Let stores that mark changes themselves clear what this sync settled."""
+        marking = [s for s in ("a", "b") if self.stores[s].marks_changes]
+        if not marking:
+            return
+        rows = self.status.rows()
+        for side in marking:
+            store = self.stores[side]
+            settled = {r.side(side)[0]: r.side(side)[1] for r in rows.values() if r.side(side)[0]}
+            try:
+                store.end_sync(settled)
+            except StoreError as e:
+                log.warning("pair %s: %s (change marks stay for the next sync)", self.opt.name, e)
+            crash_point()
 
     def _count_plan(self, the_plan: Plan) -> None:
         for act in the_plan.actions:
