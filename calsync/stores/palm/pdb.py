@@ -201,8 +201,8 @@ def render(db: Database, *, seed: int | None = None, now: float | None = None) -
     appinfo_at = blocks_at if db.appinfo else 0
     sortinfo_at = blocks_at + len(db.appinfo) if db.sortinfo else 0
     fields[4] = int(now if now is not None else time.time()) + EPOCH_1904
-    fields[5] = (fields[5] + 1) & 0xFFFFFFFF
-    fields[6], fields[7] = appinfo_at, sortinfo_at
+    fields[6] = (fields[6] + 1) & 0xFFFFFFFF  # modification number
+    fields[7], fields[8] = appinfo_at, sortinfo_at
     if seed is not None:
         fields[11] = seed
     fields[12] = 0

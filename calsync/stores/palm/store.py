@@ -133,7 +133,7 @@ class PalmFile:
                 data = f.read()
                 st = os.fstat(f.fileno())
         except FileNotFoundError:
-            return self.db is None
+            return self.stat is None  # it was missing when read, and still is
         return _stat_key(st) == self.stat and _digest(data) == self.digest
 
     def write(self, db: pdb.Database, seed: int | None) -> None:

@@ -19,7 +19,7 @@ my $json = JSON::PP->new->latin1->canonical;
 my ($cmd, $file) = @ARGV;
 my @FIELDS = qw(day month year start_hour start_minute end_hour end_minute alarm repeat
                 exceptions description note location due_day due_month due_year
-                completed priority);
+                completed priority timezone);
 
 sub out_record {
     my ($r) = @_;
