@@ -38,7 +38,8 @@ def write(path: Path, kind: str, records: list[dict[str, Any]], **extra: Any) ->
     """A database written by Palm::Datebook / Palm::ToDo (kind: datebook, calendar, todo)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     categories = extra.pop("categories", ["Unfiled", "Business", "Personal"])
-    _run(["write", str(path)], {"kind": kind, "categories": categories, "records": records, **extra})
+    spec = {"kind": kind, "categories": categories, "records": records, **extra}
+    _run(["write", str(path)], spec)
 
 
 def read(path: Path) -> dict[str, Any]:

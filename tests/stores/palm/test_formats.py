@@ -34,29 +34,83 @@ def timed(sh: int, sm: int, eh: int, em: int) -> dict[str, int]:
 
 
 EVENTS: list[dict[str, Any]] = [
-    {"id": 11, "category": 1, **on(5), **timed(9, 30, 10, 15), "description": "Dentist",
-     "note": "Bring the card\nand the form", "alarm": {"advance": 15, "unit": 0}},
-    {"id": 12, **on(7), **UNTIMED, "description": "Birthday",
-     "repeat": {"type": 5, "frequency": 1}, "alarm": {"advance": 1, "unit": 2}},
-    {"id": 13, **on(3), **timed(8, 0, 9, 0), "description": "Standup",
-     "repeat": {"type": 2, "frequency": 2, "repeat_days": [0, 1, 0, 1, 0, 1, 0],
-                "start_of_week": 1, "end_day": 30, "end_month": 6, "end_year": 2025},
-     "exceptions": [[10, 3, 2025], [24, 3, 2025]]},
-    {"id": 14, **on(28), **timed(18, 0, 19, 0), "description": "Club night",
-     "repeat": {"type": 3, "frequency": 1, "weeknum": 4, "daynum": 5},
-     "attributes": {"private": 1}, "alarm": {"advance": 2, "unit": 1}},
-    {"id": 15, **on(12), **timed(12, 0, 12, 30), "description": "Rent",
-     "repeat": {"type": 4, "frequency": 1, "end_day": 12, "end_month": 12, "end_year": 2025}},
-    {"id": 16, **on(4), **timed(7, 0, 7, 45), "description": "Gym",
-     "repeat": {"type": 1, "frequency": 3}},
-    {"id": 17, **on(11), **timed(14, 0, 15, 0), "description": "Board",
-     "repeat": {"type": 3, "frequency": 2, "weeknum": 1, "daynum": 2}},
+    {
+        "id": 11,
+        "category": 1,
+        **on(5),
+        **timed(9, 30, 10, 15),
+        "description": "Dentist",
+        "note": "Bring the card\nand the form",
+        "alarm": {"advance": 15, "unit": 0},
+    },
+    {
+        "id": 12,
+        **on(7),
+        **UNTIMED,
+        "description": "Birthday",
+        "repeat": {"type": 5, "frequency": 1},
+        "alarm": {"advance": 1, "unit": 2},
+    },
+    {
+        "id": 13,
+        **on(3),
+        **timed(8, 0, 9, 0),
+        "description": "Standup",
+        "repeat": {
+            "type": 2,
+            "frequency": 2,
+            "repeat_days": [0, 1, 0, 1, 0, 1, 0],
+            "start_of_week": 1,
+            "end_day": 30,
+            "end_month": 6,
+            "end_year": 2025,
+        },
+        "exceptions": [[10, 3, 2025], [24, 3, 2025]],
+    },
+    {
+        "id": 14,
+        **on(28),
+        **timed(18, 0, 19, 0),
+        "description": "Club night",
+        "repeat": {"type": 3, "frequency": 1, "weeknum": 4, "daynum": 5},
+        "attributes": {"private": 1},
+        "alarm": {"advance": 2, "unit": 1},
+    },
+    {
+        "id": 15,
+        **on(12),
+        **timed(12, 0, 12, 30),
+        "description": "Rent",
+        "repeat": {"type": 4, "frequency": 1, "end_day": 12, "end_month": 12, "end_year": 2025},
+    },
+    {
+        "id": 16,
+        **on(4),
+        **timed(7, 0, 7, 45),
+        "description": "Gym",
+        "repeat": {"type": 1, "frequency": 3},
+    },
+    {
+        "id": 17,
+        **on(11),
+        **timed(14, 0, 15, 0),
+        "description": "Board",
+        "repeat": {"type": 3, "frequency": 2, "weeknum": 1, "daynum": 2},
+    },
     {"id": 18, **on(1, 1, 2026), **UNTIMED, "description": "Caf\u00e9 d\u00e9j\u00e0 vu"},
 ]
 
 TODOS: list[dict[str, Any]] = [
-    {"id": 21, "description": "File taxes", "note": "forms in the drawer", "priority": 1,
-     "due_day": 15, "due_month": 4, "due_year": 2025, "category": 2},
+    {
+        "id": 21,
+        "description": "File taxes",
+        "note": "forms in the drawer",
+        "priority": 1,
+        "due_day": 15,
+        "due_month": 4,
+        "due_year": 2025,
+        "category": 2,
+    },
     {"id": 22, "description": "Buy milk", "priority": 5, "completed": 1},
     {"id": 23, "description": "Call Bob", "priority": 3, "attributes": {"private": 1}},
 ]
@@ -95,7 +149,8 @@ def test_codecs_give_perl_records_back_byte_for_byte(tmp_path: Path) -> None:
     for name in ("DatebookDB", "ToDoDB"):
         data = (tmp_path / f"{name}.pdb").read_bytes()
         again = pdb.render(pdb.parse(data), now=0)
-        assert [r.data for r in pdb.parse(again).records] == [r.data for r in pdb.parse(data).records]
+        before, after = pdb.parse(data), pdb.parse(again)
+        assert [r.data for r in after.records] == [r.data for r in before.records]
         assert pdb.parse(again).appinfo == pdb.parse(data).appinfo
 
 
@@ -142,9 +197,17 @@ def test_timezone_option_gives_tzid_and_utc_until(tmp_path: Path) -> None:
 
 
 def ical(body: str, kind: str = "VEVENT", tz: str = "") -> Item:
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//t//EN", *tz.splitlines(),
-             f"BEGIN:{kind}", "DTSTAMP:20250101T000000Z", *body.strip().splitlines(),
-             f"END:{kind}", "END:VCALENDAR"]
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//t//EN",
+        *tz.splitlines(),
+        f"BEGIN:{kind}",
+        "DTSTAMP:20250101T000000Z",
+        *body.strip().splitlines(),
+        f"END:{kind}",
+        "END:VCALENDAR",
+    ]
     return Item.from_bytes(("\r\n".join(lines) + "\r\n").encode())
 
 
@@ -244,7 +307,10 @@ def test_calsync_written_datebook_read_by_perl(tmp_path: Path) -> None:
     assert w["repeat"]["repeat_days"] == [0, 1, 0, 1, 0, 1, 0]
     assert w["repeat"]["start_of_week"] == 0
     assert (w["repeat"]["end_year"], w["repeat"]["end_month"], w["repeat"]["end_day"]) == (
-        2025, 3, 21)  # COUNT=6: 3, 5, 7, 17, 19, 21 March (an EXDATE does not count)
+        2025,
+        3,
+        21,
+    )  # COUNT=6: 3, 5, 7, 17, 19, 21 March (an EXDATE does not count)
     assert w["exceptions"] == [[5, 3, 2025]]
     assert (w["end_hour"], w["end_minute"]) == (9, 0)
     c = rec["lastfri"]
@@ -268,11 +334,26 @@ def test_calsync_written_datebook_read_by_perl(tmp_path: Path) -> None:
 def test_calendar_pdat_location_and_blobs_both_ways(tmp_path: Path) -> None:
     events = [
         dict(EVENTS[0], location="Main St 5"),
-        dict(EVENTS[2], location="Room 2",
-             timezone={"offset": 60, "start_hour": 2, "start_daynum": 0, "start_weeknum": 4,
-                       "start_month": 2, "end_hour": 3, "end_daynum": 0, "end_weeknum": 4,
-                       "end_month": 9, "dst_adjustment": 60, "country": 23, "flags": 0,
-                       "custom": 0, "name": "Berlin"}),
+        dict(
+            EVENTS[2],
+            location="Room 2",
+            timezone={
+                "offset": 60,
+                "start_hour": 2,
+                "start_daynum": 0,
+                "start_weeknum": 4,
+                "start_month": 2,
+                "end_hour": 3,
+                "end_daynum": 0,
+                "end_weeknum": 4,
+                "end_month": 9,
+                "dst_adjustment": 60,
+                "country": 23,
+                "flags": 0,
+                "custom": 0,
+                "name": "Berlin",
+            },
+        ),
     ]
     path = tmp_path / "palm" / "CalendarDB-PDat.pdb"
     oracle.write(path, "calendar", events)
@@ -289,7 +370,9 @@ DTEND:20250303T093000
 SUMMARY:Standup moved
 LOCATION:Room 3""").with_uid(found[standup_id].uid)
     s.update(standup_id, changed, version)
-    s.add(ical("UID:n1\nDTSTART:20250320T100000\nDTEND:20250320T110000\nSUMMARY:New\nLOCATION:Cafe"))
+    s.add(
+        ical("UID:n1\nDTSTART:20250320T100000\nDTEND:20250320T110000\nSUMMARY:New\nLOCATION:Cafe")
+    )
     s.flush()
     recs = {r["description"]: r for r in oracle.read(path)["records"]}
     assert oracle.read(path)["creator"] == "PDat"
@@ -311,15 +394,19 @@ def test_todos_both_ways(tmp_path: Path) -> None:
     assert taxes.value("PRIORITY") == "1" and taxes.value("STATUS") == "NEEDS-ACTION"
     assert taxes.value("DESCRIPTION") == "forms in the drawer"
     assert taxes.value("CATEGORIES") == "Personal"
-    assert got["Buy milk"].value("STATUS") == "COMPLETED" and got["Buy milk"].value("PRIORITY") == "9"
+    milk = got["Buy milk"]
+    assert milk.value("STATUS") == "COMPLETED" and milk.value("PRIORITY") == "9"
     assert got["Call Bob"].value("CLASS") == "PRIVATE"
-    new = ical("""UID:t9
+    new = ical(
+        """UID:t9
 SUMMARY:Renew passport
 DESCRIPTION:photo first
 DUE:20250601T170000Z
 PRIORITY:4
 CATEGORIES:Business
-STATUS:COMPLETED""", kind="VTODO")
+STATUS:COMPLETED""",
+        kind="VTODO",
+    )
     id, _ = s.add(new)
     s.flush()
     rec = oracle.records(tmp_path / "palm" / "ToDoDB.pdb")[int(id.rpartition("-")[2])]
