@@ -8,6 +8,11 @@ SHARED="${CALSYNC_SHARED:-$(cd .. && pwd)/shared}"
 export CALSYNC_SHARED="$SHARED"
 if [ "$(id -u)" = 0 ] && [ -x "$SHARED/peers/install.sh" ]; then
   "$SHARED/peers/install.sh" all
+  # libpalm-perl is the palm store's test oracle (tests/stores/palm)
+  perl -MPalm::Datebook -e1 2>/dev/null || {
+    apt-get update -qq >/dev/null 2>&1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libpalm-perl >/dev/null
+  }
   # systemd-analyze checks the daemon's service unit (tests/gateway/test_service.py)
   command -v systemd-analyze >/dev/null 2>&1 || {
     apt-get update -qq >/dev/null 2>&1
