@@ -73,6 +73,21 @@ def pack_date(value: date) -> int:
     return ((value.year - 1904) << 9) | (value.month << 5) | value.day
 
 
+def unpack_at(fmt: str, data: bytes, pos: int, what: str) -> tuple[int, ...]:
+    """``struct.unpack_from`` that names the field a short record cuts off."""
+    if pos + struct.calcsize(fmt) > len(data):
+        raise RecordError(f"the {what} is cut short")
+    return tuple(struct.unpack_from(fmt, data, pos))
+
+
+def read_text(data: bytes, pos: int) -> tuple[bytes, int]:
+    """The NUL-terminated text at ``pos``, and where the next field starts."""
+    end = data.find(b"\0", pos)
+    if end < 0:
+        raise RecordError("a text field is not NUL-terminated")
+    return data[pos:end], end + 1
+
+
 class Repeat(Plain):
     __slots__ = ("end", "frequency", "kind", "on", "reserved", "reserved2", "week_start")
     kind: int
@@ -116,9 +131,8 @@ class Repeat(Plain):
 
 
 def unpack_repeat(data: bytes, pos: int) -> Repeat:
-    if pos + 8 > len(data):
-        raise RecordError("the repeat information is cut short")
-    kind, reserved, end, freq, on, week_start, reserved2 = struct.unpack_from(">BBHBBBB", data, pos)
+    fields = unpack_at(">BBHBBBB", data, pos, "repeat information")
+    kind, reserved, end, freq, on, week_start, reserved2 = fields
     return Repeat(
         kind,
         None if end == NO_DATE else unpack_date(end),
@@ -206,18 +220,14 @@ def decode(data: bytes, *, calendar: bool) -> Appointment:
         appt.start, appt.end = (sh, sm), (eh, em)
     pos = 8
     if flags & ALARM:
-        if pos + 2 > len(data):
-            raise RecordError("the alarm is cut short")
-        advance, unit = struct.unpack_from(">bB", data, pos)
+        advance, unit = unpack_at(">bB", data, pos, "alarm")
         appt.alarm = (advance, unit)
         pos += 2
     if flags & REPEAT:
         appt.repeat = unpack_repeat(data, pos)
         pos += 8
     if flags & EXCEPTIONS:
-        if pos + 2 > len(data):
-            raise RecordError("the exception count is cut short")
-        (count,) = struct.unpack_from(">H", data, pos)
+        (count,) = unpack_at(">H", data, pos, "exception count")
         pos += 2
         if pos + 2 * count > len(data):
             raise RecordError(f"{count} exceptions announced, fewer stored")
@@ -230,11 +240,8 @@ def decode(data: bytes, *, calendar: bool) -> Appointment:
         if not flags & flag or (flag == LOCATION and not calendar):
             strings.append(None)
             continue
-        end = data.find(b"\0", pos)
-        if end < 0:
-            raise RecordError("a text field is not NUL-terminated")
-        strings.append(data[pos:end])
-        pos = end + 1
+        text, pos = read_text(data, pos)
+        strings.append(text)
     appt.description, appt.note, appt.location = strings
     appt.tail = data[pos:]
     return appt

@@ -105,6 +105,25 @@ def _text(raw: bytes | None, ctx: Context) -> str | None:
     return raw.decode(ctx.encoding, errors="replace").replace("\r\n", "\n").replace("\r", "\n")
 
 
+def _texts(
+    comp: Component,
+    ctx: Context,
+    summary: bytes | None,
+    note: bytes | None,
+    where: bytes | None = None,
+) -> str | None:
+    """SUMMARY, DESCRIPTION and LOCATION from a record's texts; returns the summary."""
+    title = _text(summary, ctx)
+    for name, value in (
+        ("SUMMARY", title),
+        ("DESCRIPTION", _text(note, ctx)),
+        ("LOCATION", _text(where, ctx)),
+    ):
+        if value:
+            comp.props.append(Prop(name, (), ical_escape(value)))
+    return title
+
+
 def _common(comp: Component, uid: str, ctx: Context) -> None:
     comp.props += [Prop("UID", (), uid), Prop("DTSTAMP", (), ctx.stamp)]
 
@@ -199,14 +218,7 @@ def event_item(appt: Appointment, uid: str, meta: Meta, ctx: Context) -> Item:
     else:
         start, end = appt.day, appt.day + timedelta(days=1)
     comp.props += [_time_prop("DTSTART", start, ctx), _time_prop("DTEND", end, ctx)]
-    summary = _text(appt.description, ctx)
-    for name, value in (
-        ("SUMMARY", summary),
-        ("DESCRIPTION", _text(appt.note, ctx)),
-        ("LOCATION", _text(appt.location, ctx)),
-    ):
-        if value:
-            comp.props.append(Prop(name, (), ical_escape(value)))
+    summary = _texts(comp, ctx, appt.description, appt.note, appt.location)
     last_year = appt.day.year
     if appt.repeat is not None:
         rule = _rrule(appt.repeat, appt.day, timed, ctx)
@@ -235,12 +247,7 @@ def todo_item(todo: td.ToDo, uid: str, meta: Meta, ctx: Context) -> Item:
     """The VTODO of a To Do record."""
     comp = Component("VTODO")
     _common(comp, uid, ctx)
-    summary = _text(todo.description, ctx)
-    if summary:
-        comp.props.append(Prop("SUMMARY", (), ical_escape(summary)))
-    note = _text(todo.note, ctx)
-    if note:
-        comp.props.append(Prop("DESCRIPTION", (), ical_escape(note)))
+    _texts(comp, ctx, todo.description, todo.note)
     if todo.due is not None:
         comp.props.append(_time_prop("DUE", todo.due, ctx))
     comp.props.append(Prop("PRIORITY", (), _priority_in(todo.priority)))
@@ -253,12 +260,7 @@ def task_item(task: pt.Task, uid: str, meta: Meta, ctx: Context) -> Item:
     """The VTODO of a Palm OS 5 Tasks record (read only)."""
     comp = Component("VTODO")
     _common(comp, uid, ctx)
-    summary = _text(task.description, ctx)
-    if summary:
-        comp.props.append(Prop("SUMMARY", (), ical_escape(summary)))
-    note = _text(task.note, ctx)
-    if note:
-        comp.props.append(Prop("DESCRIPTION", (), ical_escape(note)))
+    summary = _texts(comp, ctx, task.description, task.note)
     if task.due is not None:
         comp.props.append(_time_prop("DUE", task.due, ctx))
         if task.repeat is not None:

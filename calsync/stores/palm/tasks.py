@@ -34,7 +34,14 @@ import struct
 from datetime import date
 
 from calsync.plain import Plain
-from calsync.stores.palm.datebook import RecordError, Repeat, unpack_date, unpack_repeat
+from calsync.stores.palm.datebook import (
+    RecordError,
+    Repeat,
+    read_text,
+    unpack_at,
+    unpack_date,
+    unpack_repeat,
+)
 
 DUE = 0x8000
 COMPLETION = 0x4000
@@ -79,9 +86,7 @@ class Task(Plain):
 
 
 def _date(data: bytes, pos: int) -> date:
-    if pos + 2 > len(data):
-        raise RecordError("a date is cut short")
-    return unpack_date(struct.unpack_from(">H", data, pos)[0])
+    return unpack_date(unpack_at(">H", data, pos, "date")[0])
 
 
 def decode(data: bytes) -> Task:
@@ -99,9 +104,7 @@ def decode(data: bytes) -> Task:
         task.completed_on = _date(data, pos)
         pos += 2
     if flags & ALARM:
-        if pos + 4 > len(data):
-            raise RecordError("the alarm is cut short")
-        hour, minute, days = struct.unpack_from(">BBH", data, pos)
+        hour, minute, days = unpack_at(">BBH", data, pos, "alarm")
         if hour > 23 or minute > 59:
             raise RecordError(f"not a time of day: {hour}:{minute}")
         task.alarm = (hour, minute, days)
@@ -110,15 +113,8 @@ def decode(data: bytes) -> Task:
         task.repeat_start = _date(data, pos)
         task.repeat = unpack_repeat(data, pos + 2)
         pos += 10
-    for flag in (DESCRIPTION, NOTE):
-        if not flags & flag:
-            continue
-        end = data.find(b"\0", pos)
-        if end < 0:
-            raise RecordError("a text field is not NUL-terminated")
-        if flag == DESCRIPTION:
-            task.description = data[pos:end]
-        else:
-            task.note = data[pos:end]
-        pos = end + 1
+    if flags & DESCRIPTION:
+        task.description, pos = read_text(data, pos)
+    if flags & NOTE:
+        task.note, pos = read_text(data, pos)
     return task
