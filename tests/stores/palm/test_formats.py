@@ -24,6 +24,8 @@ from tests.stores.palm import oracle
 
 UNTIMED = {"start_hour": 255, "start_minute": 255, "end_hour": 255, "end_minute": 255}
 
+pytestmark = pytest.mark.peer  # the Perl oracle (libpalm-perl)
+
 
 def on(day: int, month: int = 3, year: int = 2025) -> dict[str, int]:
     return {"day": day, "month": month, "year": year}

@@ -15,6 +15,8 @@ from calsync.stores.palm.store import PalmStore
 from tests.stores.palm import oracle
 from tests.stores.palm.test_formats import EVENTS, ical, items, master
 
+pytestmark = pytest.mark.peer  # the Perl oracle (libpalm-perl)
+
 
 def store(root: Path, **kw: str) -> PalmStore:
     return PalmStore("palm", StoreContext(root / "cache"), root / "palm", **kw)

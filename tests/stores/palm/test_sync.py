@@ -52,6 +52,8 @@ VTODO = (
     "PRIORITY:1\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
 )
 
+pytestmark = pytest.mark.peer  # the Perl oracle (libpalm-perl)
+
 
 def stores(root: Path) -> tuple[PalmStore, VdirStore]:
     palm = PalmStore("palm", StoreContext(root / "cache-palm"), root / "palm")
