@@ -4,7 +4,9 @@
 
 * storage = ``storage.Storage`` bound to the ``DavService``;
 * auth = ``CalsyncAuth``: the ``[caldav.users.NAME]`` passwords, compared in
-  constant time (Radicale adds its delay after a failure);
+  constant time.  The gateway's guard has checked them already, and delays
+  and counts failures in its event loop; Radicale's own delay is off (it
+  slept in the worker thread, so failed logins could starve the pool);
 * rights = ``CalsyncRights``: a user reads the root and their own principal
   and writes items of their own calendars, nothing else (no new or deleted
   collections);
@@ -12,15 +14,15 @@
   calsync runs with debug logs.  Radicale masks the Authorization header
   in what it logs, and never sees the body logged.
 
-``DavWSGI`` wraps it per request: reads the body once (bounded), keeps the
-exact bytes for the storage plugin (``context``), and answers with the
-plugin's own status when it aborted (412, 503...) instead of Radicale's
-generic 400/500.
+``DavWSGI`` wraps it per request: reads the body once (bounded by
+``bodies.limit_for``; the guard read it already, checked, so this is a copy
+in memory), keeps the exact bytes for the storage plugin (``context``), and
+answers with the plugin's own status when it aborted (412, 503...) instead of
+Radicale's generic 400/500.
 """
 
 from __future__ import annotations
 
-import hmac
 import io
 import logging
 from collections.abc import Iterable
@@ -32,6 +34,7 @@ from radicale.auth import BaseAuth
 from radicale.rights import BaseRights
 
 from calsync.davserver import context
+from calsync.davserver.bodies import MAX_XML_BODY, limit_for, too_large
 from calsync.davserver.context import DavAbort
 from calsync.davserver.service import DavService
 from calsync.davserver.state import InvalidToken
@@ -40,7 +43,6 @@ from calsync.davserver.storage import Storage
 log = logging.getLogger("calsync.davserver")
 
 REALM = "calsync CalDAV"
-MAX_BODY = 50_000_000  # a whole-calendar REPORT body is small; a PUT is one item
 
 
 class CalsyncAuth(BaseAuth):
@@ -51,10 +53,7 @@ class CalsyncAuth(BaseAuth):
         self.service = service
 
     def _login(self, login: str, password: str) -> str:
-        user = self.service.settings.users.get(login)
-        expected = user.password if user else "\0" * 16  # same work for unknown users
-        ok = hmac.compare_digest(password.encode("utf-8"), expected.encode("utf-8"))
-        return login if ok and user is not None else ""
+        return login if self.service.settings.check(login, password) else ""
 
 
 class CalsyncRights(BaseRights):
@@ -87,7 +86,7 @@ def radicale_configuration(service: DavService, *, debug: bool = False) -> Any:
             "auth": {
                 "type": lambda c: CalsyncAuth(c, service),
                 "realm": REALM,
-                "delay": "1",
+                "delay": "0",  # failures wait in the guard's event loop, not in a worker
             },
             "rights": {
                 "type": lambda c: CalsyncRights(c, service),
@@ -98,8 +97,10 @@ def radicale_configuration(service: DavService, *, debug: bool = False) -> Any:
             "web": {"type": "none"},
             "hook": {"type": "none"},
             "server": {
-                "max_content_length": str(MAX_BODY),
-                "delay_on_error": "0",  # 412 and 404 are normal answers; failed logins wait (auth)
+                # above our own limits (the guard's and DavWSGI's): Radicale caps an
+                # item at 80% of this, and max_resource_size is the item limit
+                "max_content_length": str(2 * max(service.settings.max_size, MAX_XML_BODY)),
+                "delay_on_error": "0",  # 412 and 404 are normal answers (logins: the guard)
                 "max_resource_size": str(service.settings.max_size),
             },
             "logging": {"mask_passwords": "True", "level": "debug" if debug else "warning"},
@@ -139,16 +140,17 @@ class DavWSGI:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
+        limit = limit_for(method, self.service.settings.max_size)
         length = environ.get("CONTENT_LENGTH") or ""
         if length.isdigit():
             size = int(length)
-            if size > MAX_BODY:
-                return _answer(start_response, 413, "request body too large\n")
+            if size > limit:
+                return _answer(start_response, 413, too_large(limit).message + "\n")
             body = environ["wsgi.input"].read(size) if size else b""
         else:  # chunked: read to the end, bounded
-            body = environ["wsgi.input"].read(MAX_BODY + 1)
-            if len(body) > MAX_BODY:
-                return _answer(start_response, 413, "request body too large\n")
+            body = environ["wsgi.input"].read(limit + 1)
+            if len(body) > limit:
+                return _answer(start_response, 413, too_large(limit).message + "\n")
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")

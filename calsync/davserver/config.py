@@ -15,6 +15,7 @@ to the store name too (a client may rename it: that is kept per collection).
 
 from __future__ import annotations
 
+import hmac
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,14 @@ class User:
 class DavSettings:
     users: dict[str, User]
     max_size: int = 4_000_000
+
+    def check(self, login: str, password: str) -> bool:
+        """Whether ``password`` is ``login``'s, compared in constant time (an unknown
+        user costs the same as a known one)."""
+        user = self.users.get(login)
+        expected = user.password if user else "\0" * 16
+        ok = hmac.compare_digest(password.encode("utf-8"), expected.encode("utf-8"))
+        return ok and user is not None
 
     def stores_of(self, user: str) -> tuple[str, ...]:
         found = self.users.get(user)

@@ -8,36 +8,62 @@ Routes:
   DAVx5 and GNOME start there with only the host name), and a PROPFIND of
   ``/`` likewise (clients given ``http://host:port/``).
 
-In front of Radicale, ``DavGuard`` refuses what must never reach it:
+In front of Radicale, ``DavGuard`` decides on the event loop what must be
+settled before a worker thread (8 of them) or Radicale is involved:
 
 * a request from another machine over plain HTTP (403): Basic credentials
   cross a network only inside TLS (``[server]`` refuses a non-loopback
   ``listen`` without a certificate; this holds even behind a proxy);
 * a request without credentials (401 with a Basic challenge): nothing is
-  served anonymously, not even OPTIONS or the root.
+  served anonymously, not even OPTIONS or the root; an Authorization header
+  that does not decode is a 401 too;
+* the password, checked here (``DavSettings.check``), before any body is
+  read.  A failed login waits ``FAILURE_DELAY`` in the event loop, not in a
+  worker, and is counted per source address (``gateway.logins``): a source
+  over its budget gets 429 without a check.  Radicale checks the password
+  again (cheap: a constant-time compare), with no delay of its own;
+* the body, read here in full before the worker gets the request, so a slow
+  client holds a coroutine, never a thread: a Content-Length over the
+  method's limit is a 413 before a byte is read, a chunked body is counted
+  while it arrives, and an XML body goes through ``davserver.bodies.XmlGate``
+  on the way (too deep, DTDs, entities: 400) so Radicale only ever parses
+  XML that is safe to parse.
 
-Nothing here logs a header or a body.
+Nothing here logs a header or a body; a failed login logs the user name it
+tried (shortened) and the address.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from collections.abc import Callable
 
 from a2wsgi import WSGIMiddleware
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from calsync.config import Config
 from calsync.davserver.app import REALM, build
-from calsync.davserver.config import load
+from calsync.davserver.bodies import BodyRefused, XmlGate, gate_for, limit_for, too_large
+from calsync.davserver.config import DavSettings, load
 from calsync.davserver.service import DavService
+from calsync.gateway.logins import (
+    FAILURE_DELAY,
+    FailureThrottle,
+    MalformedCredentials,
+    parse_basic,
+    source_key,
+)
 from calsync.gateway.server import is_loopback
 
 log = logging.getLogger("calsync.gateway")
 
 PREFIX = "/dav"
 WORKERS = 8
+MAX_WAITING = 512  # failed logins waiting out their delay at once; more are answered at once
+CHALLENGE = (b"www-authenticate", f'Basic realm="{REALM}", charset="UTF-8"'.encode())
 
 
 async def _plain(send: Send, status: int, text: str, headers: list[tuple[bytes, bytes]]) -> None:
@@ -56,11 +82,64 @@ async def _plain(send: Send, status: int, text: str, headers: list[tuple[bytes, 
     await send({"type": "http.response.body", "body": body})
 
 
-class DavGuard:
-    """TLS-or-loopback and credentials-required, before Radicale sees anything."""
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value)
+    return None
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class _ClientGone(Exception):
+    """The client disconnected before its body was complete."""
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int, gate: XmlGate | None) -> bytes:
+    """The whole body, within ``limit`` and through ``gate``; BodyRefused otherwise."""
+    length = (_header(scope, b"content-length") or b"").strip()
+    if length.isdigit() and int(length) > limit:
+        raise too_large(limit)
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        piece = message.get("body", b"")
+        size += len(piece)
+        if size > limit:
+            raise too_large(limit)
+        if gate is not None:
+            gate.feed(piece)
+        parts.append(piece)
+        if not message.get("more_body", False):
+            break
+    if gate is not None:
+        gate.close()
+    return b"".join(parts)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for the WSGI adapter: the body read already, then the client's events."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replay
+
+
+class DavGuard:
+    """TLS-or-loopback, the password, and the body, before Radicale sees anything."""
+
+    def __init__(
+        self, app: ASGIApp, settings: DavSettings, throttle: FailureThrottle | None = None
+    ) -> None:
         self.app = app
+        self.settings = settings
+        self.throttle = throttle or FailureThrottle()
+        self._waiting = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,21 +150,64 @@ class DavGuard:
         if scope.get("scheme") != "https" and not is_loopback(host):
             await _plain(send, 403, "CalDAV needs TLS from other machines (https)\n", [])
             return
-        auth = b""
-        for key, value in scope.get("headers", []):
-            if key == b"authorization":
-                auth = value
-                break
-        if not auth.lower().startswith(b"basic "):
-            challenge = f'Basic realm="{REALM}", charset="UTF-8"'.encode()
+        auth = _header(scope, b"authorization")
+        if auth is None or not auth.lower().startswith(b"basic"):
+            await _plain(send, 401, "log in with your CalDAV user name and password\n", [CHALLENGE])
+            return
+        try:
+            user, password = parse_basic(auth)
+        except MalformedCredentials as e:
+            await _plain(send, 401, f"{e}\n", [CHALLENGE])
+            return
+        if not await self._logged_in(host, user, password, send):
+            return
+        method = scope["method"]
+        try:
+            body = await _read_body(
+                scope, receive, limit_for(method, self.settings.max_size), gate_for(method)
+            )
+        except BodyRefused as e:
+            log.info("%s %s: %d %s", method, scope.get("path", ""), e.status, e.message)
+            await _plain(send, e.status, e.message + "\n", [(b"connection", b"close")])
+            return
+        except _ClientGone:
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _logged_in(self, host: str, user: str, password: str, send: Send) -> bool:
+        """Check the password unless the source is throttled; answer the failures."""
+        key = source_key(host)
+        wait = self.throttle.refusal(key)
+        if wait is not None:
+            await self._delay()
+            retry = str(max(1, math.ceil(wait))).encode()
             await _plain(
                 send,
-                401,
-                "log in with your CalDAV user name and password\n",
-                [(b"www-authenticate", challenge)],
+                429,
+                "too many failed logins from your address: try again later\n",
+                [(b"retry-after", retry)],
             )
+            return False
+        if self.settings.check(user, password):
+            return True
+        self.throttle.failed(key)
+        if self.throttle.locked(key):
+            log.warning("CalDAV: failed login as %r from %s; refusing it a while", user[:64], host)
+        else:
+            log.warning("CalDAV: failed login as %r from %s", user[:64], host)
+        await self._delay()
+        await _plain(send, 401, "wrong user name or password\n", [CHALLENGE])
+        return False
+
+    async def _delay(self) -> None:
+        """Make a failure slow to learn, in the event loop (a worker must never wait)."""
+        if self._waiting >= MAX_WAITING:
             return
-        await self.app(scope, receive, send)
+        self._waiting += 1
+        try:
+            await asyncio.sleep(FAILURE_DELAY)
+        finally:
+            self._waiting -= 1
 
 
 class WellKnown:
@@ -113,7 +235,7 @@ class CalDAVFeature:
         self.service = service
         wsgi = build(service)
         self.routes: list[BaseRoute] = [
-            Mount(PREFIX, app=DavGuard(WSGIMiddleware(wsgi, workers=WORKERS))),  # type: ignore[arg-type]
+            Mount(PREFIX, app=DavGuard(WSGIMiddleware(wsgi, workers=WORKERS), service.settings)),  # type: ignore[arg-type]
             Route("/.well-known/caldav", WellKnown()),
             Route("/", WellKnown(propfind_only=True)),
         ]

@@ -107,3 +107,30 @@ def test_hrefs_are_plain_names_and_stable() -> None:
     assert default_href(".hidden") != ".hidden"
     assert etag_of("hub", "a", "1") != etag_of("hub", "a", "2") != etag_of("laptop", "a", "2")
     assert etag_of("hub", "a", "1").startswith('"') and etag_of("hub", "a", "1").endswith('"')
+
+
+def test_the_xml_gate_refuses_while_the_body_arrives() -> None:
+    """The first 64 kB of a 150k-deep body are enough to refuse it: no tree, no waiting."""
+    from calsync.davserver.bodies import BodyRefused, XmlGate
+    from tests.davserver.test_hostile import deep_propfind
+
+    body = deep_propfind(150_000)
+    gate = XmlGate()
+    with pytest.raises(BodyRefused, match="deeper than 64") as e:
+        gate.feed(body[:65536])
+    assert e.value.status == 400
+
+
+def test_the_xml_gate_counts_elements_and_passes_real_bodies() -> None:
+    from calsync.davserver.bodies import MAX_ELEMENTS, BodyRefused, XmlGate, gate_for
+    from tests.davserver.test_endpoint import PROPFIND_DISCOVERY
+
+    gate = XmlGate()
+    gate.feed(PROPFIND_DISCOVERY.encode())
+    gate.close()
+    many = b"<d:propfind xmlns:d='DAV:'><d:prop>" + b"<d:x/>" * MAX_ELEMENTS + b"</d:prop>"
+    with pytest.raises(BodyRefused, match="more than"):
+        XmlGate().feed(many)
+    # an empty body is no XML (PROPFIND allprop); a PUT's body is not XML at all
+    XmlGate().close()
+    assert gate_for("PUT") is None and gate_for("PROPFIND") is not None
