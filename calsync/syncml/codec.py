@@ -12,8 +12,27 @@ DEVINF_WBXML = "application/vnd.syncml-devinf+wbxml"
 DEVINF_XML = "application/vnd.syncml-devinf+xml"
 
 
+def syncml_encoding(content_type: str | None) -> str:
+    """``wbxml`` or ``xml`` for the two SyncML media types only (the server's rule).
+
+    Parameters (``; charset=UTF-8``) may follow; any other type, or none, is a
+    DecodeError.  A server never sniffs: a web page can post a body without a
+    type (or as text/plain) across sites, and that must not count as SyncML.
+    """
+    ct = (content_type or "").split(";", 1)[0].strip().lower()
+    if ct == WBXML_TYPE:
+        return "wbxml"
+    if ct == XML_TYPE:
+        return "xml"
+    raise DecodeError(f"not a SyncML content type: {(content_type or '')[:80]!r}")
+
+
 def encoding_of(content_type: str | None, body: bytes = b"") -> str:
-    """``wbxml`` or ``xml``: from the content type, else by sniffing the body."""
+    """``wbxml`` or ``xml``: from the content type, else by sniffing the body.
+
+    Lenient, for what a client receives from servers (and for captures);
+    a server takes ``syncml_encoding`` instead.
+    """
     ct = (content_type or "").split(";", 1)[0].strip().lower()
     if ct == WBXML_TYPE:
         return "wbxml"

@@ -8,8 +8,15 @@ whole nested WBXML document in an opaque run.  Token values are the ones of
 the SyncML and DevInf representation specifications (the same as libwbxml's
 tables, which the tests use as an independent check).
 
-The decoder is iterative with hard limits (input size, depth, element count),
-so a hostile message costs bounded time and memory.
+The decoder is iterative with hard limits (input size, depth, element count,
+and decoded text), so a hostile message costs bounded time and memory.  The
+text limit matters because of the string table: every ``STR_T`` (or
+``LITERAL``) reference copies a table entry, so a 120 KB message of
+references to one 60 KB entry would decode into gigabytes.  Each message gets
+a ``Budget`` of decoded text proportional to its size (``Limits.expansion``
+per input byte, never more than ``Limits.max_text``), drawn on *while*
+decoding, before a copy is made; a nested DevInf document draws on the budget
+of the message it travels in.
 """
 
 from __future__ import annotations
@@ -99,9 +106,41 @@ class Limits:
     max_bytes: int = 16 * 1024 * 1024
     max_depth: int = 48
     max_elements: int = 500_000
+    # decoded text (strings, opaque data, tag names) per input byte, and in all: only
+    # string-table references make a WBXML message decode into more than its size
+    expansion: int = 4
+    max_text: int = 32 * 1024 * 1024
 
 
 DEFAULT_LIMITS = Limits()
+
+
+class Budget:
+    """What one message may still decode into: text bytes and elements.
+
+    Spent while decoding, before anything is copied; nested documents (a DevInf
+    in an opaque run) spend from the budget of the message around them.
+    """
+
+    __slots__ = ("elements", "limit", "text")
+
+    def __init__(self, limits: Limits, size: int) -> None:
+        self.limit = min(limits.max_text, limits.expansion * size + 4096)
+        self.text = self.limit
+        self.elements = limits.max_elements
+
+    def spend_text(self, n: int) -> None:
+        self.text -= n
+        if self.text < 0:
+            raise DecodeError(
+                f"message decodes into more than {self.limit} bytes of text "
+                "(string-table references?)"
+            )
+
+    def spend_element(self) -> None:
+        self.elements -= 1
+        if self.elements < 0:
+            raise DecodeError("too many elements")
 
 
 @dataclass
@@ -134,11 +173,16 @@ def _mb_uint(data: bytes, i: int) -> tuple[int, int]:
     raise DecodeError("multi-byte integer longer than 32 bits")
 
 
-def _table_string(table: bytes, index: int) -> bytes:
+def _table_string(table: bytes, index: int, budget: Budget | None = None) -> bytes:
+    """The string-table entry at ``index`` (its length spent from ``budget`` first)."""
     if index >= len(table):
         raise DecodeError(f"string table reference {index} beyond the table")
     end = table.find(b"\0", index)
-    return table[index:] if end < 0 else table[index:end]
+    if end < 0:
+        end = len(table)
+    if budget is not None:
+        budget.spend_text(end - index)
+    return table[index:end]
 
 
 def looks_like_devinf(data: bytes) -> bool:
@@ -161,6 +205,10 @@ def looks_like_devinf(data: bytes) -> bool:
 
 def decode(data: bytes, limits: Limits = DEFAULT_LIMITS, _nested: bool = False) -> Document:
     """Decode a WBXML SyncML or DevInf document; DecodeError when it is not one."""
+    return _decode(data, limits, Budget(limits, len(data)), _nested)
+
+
+def _decode(data: bytes, limits: Limits, budget: Budget, nested: bool) -> Document:
     if len(data) > limits.max_bytes:
         raise DecodeError(f"message of {len(data)} bytes is larger than {limits.max_bytes}")
     if len(data) < 4:
@@ -193,7 +241,7 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS, _nested: bool = False) 
     ns = DEVINF if doc_type == "DevInf" else SYNCML
     if doc_type == "MetInf":
         raise DecodeError("a bare MetInf document is not a SyncML message")
-    root = _body(data, i, table, ns, encoding, limits, doc_version, _nested)
+    root = _body(data, i, table, ns, encoding, limits, budget, doc_version, nested)
     return Document(root, version, doc_type, doc_version, pid, charset)
 
 
@@ -204,6 +252,7 @@ def _body(
     ns: str,
     encoding: str,
     limits: Limits,
+    budget: Budget,
     doc_version: str,
     nested: bool,
 ) -> Node:
@@ -211,7 +260,6 @@ def _body(
     stack: list[Node] = []
     parts: list[list[str | bytes]] = []  # text pieces per open element
     root: Node | None = None
-    elements = 0
     n = len(data)
     size_name = "MaxSize" if doc_version == "1.2" else "Size"
     while i < n:
@@ -227,7 +275,7 @@ def _body(
             if not stack:
                 raise DecodeError("END without an open element")
             node = stack.pop()
-            _close(node, parts.pop(), encoding, limits, nested)
+            _close(node, parts.pop(), encoding, limits, budget, nested)
             if not stack:
                 root = node
                 break
@@ -238,6 +286,7 @@ def _body(
                 raise DecodeError("unterminated inline string")
             if not stack:
                 raise DecodeError("text outside the root element")
+            budget.spend_text(end - i)
             parts[-1].append(data[i:end].decode(encoding, "replace"))
             i = end + 1
             continue
@@ -245,7 +294,7 @@ def _body(
             index, i = _mb_uint(data, i)
             if not stack:
                 raise DecodeError("text outside the root element")
-            parts[-1].append(_table_string(table, index).decode(encoding, "replace"))
+            parts[-1].append(_table_string(table, index, budget).decode(encoding, "replace"))
             continue
         if tok == OPAQUE:
             length, i = _mb_uint(data, i)
@@ -253,6 +302,7 @@ def _body(
                 raise DecodeError("opaque data runs past the end")
             if not stack:
                 raise DecodeError("opaque data outside the root element")
+            budget.spend_text(length)
             parts[-1].append(data[i : i + length])
             i += length
             continue
@@ -260,6 +310,7 @@ def _body(
             code, i = _mb_uint(data, i)
             if not stack:
                 raise DecodeError("entity outside the root element")
+            budget.spend_text(1)
             try:
                 parts[-1].append(chr(code))
             except ValueError:
@@ -272,7 +323,7 @@ def _body(
             raise DecodeError("attributes are not used in SyncML")
         if tok & 0x3F == LITERAL:
             index, i = _mb_uint(data, i)
-            name = _table_string(table, index).decode(encoding, "replace")
+            name = _table_string(table, index, budget).decode(encoding, "replace")
             node_ns = stack[-1].ns if stack else ns
         else:
             key = (ns, page) if ns == SYNCML else (DEVINF, page)
@@ -283,9 +334,7 @@ def _body(
                 raise DecodeError(f"unknown tag 0x{tag:02x} in code page {page}")
             name = size_name if (ns == DEVINF and tag == 0x1C) else found
             node_ns = METINF if (ns == SYNCML and page == 1) else ns
-        elements += 1
-        if elements > limits.max_elements:
-            raise DecodeError("too many elements")
+        budget.spend_element()
         node = Node(name, ns=node_ns)
         if stack:
             stack[-1].children.append(node)
@@ -307,7 +356,12 @@ def _body(
 
 
 def _close(
-    node: Node, pieces: list[str | bytes], encoding: str, limits: Limits, nested: bool
+    node: Node,
+    pieces: list[str | bytes],
+    encoding: str,
+    limits: Limits,
+    budget: Budget,
+    nested: bool,
 ) -> None:
     if not pieces:
         return
@@ -328,7 +382,7 @@ def _close(
         and not nested
         and looks_like_devinf(piece)
     ):
-        node.children.append(decode(piece, limits, _nested=True).root)
+        node.children.append(_decode(piece, limits, budget, nested=True).root)
         return
     node.text = piece
 
@@ -340,7 +394,8 @@ class EncodeError(ValueError):
     pass
 
 
-def _mb_bytes(value: int) -> bytes:
+def mb_bytes(value: int) -> bytes:
+    """A WBXML multi-byte integer."""
     out = [value & 0x7F]
     value >>= 7
     while value:
@@ -371,7 +426,7 @@ class _Encoder:
         has_content = bool(node.children) or node.text is not None
         if code is None:
             out.append(LITERAL | (0x40 if has_content else 0))
-            out += _mb_bytes(self.literal(node.name))
+            out += mb_bytes(self.literal(node.name))
         else:
             page, token = code
             if page != self.page:
@@ -385,14 +440,14 @@ class _Encoder:
             if node.name == "Data" and self.doc_ns == SYNCML and node.children[0].ns == DEVINF:
                 nested = encode_devinf(node.children[0])
                 out.append(OPAQUE)
-                out += _mb_bytes(len(nested))
+                out += mb_bytes(len(nested))
                 out += nested
             else:
                 for child in node.children:
                     self.element(child)
         elif isinstance(node.text, bytes):
             out.append(OPAQUE)
-            out += _mb_bytes(len(node.text))
+            out += mb_bytes(len(node.text))
             out += node.text
         else:
             assert node.text is not None
@@ -402,7 +457,7 @@ class _Encoder:
             raw = text.encode("utf-8")
             if b"\0" in raw:
                 out.append(OPAQUE)
-                out += _mb_bytes(len(raw))
+                out += mb_bytes(len(raw))
                 out += raw
             else:
                 out.append(STR_I)
@@ -416,13 +471,13 @@ def _document(root: Node, doc: str, doc_version: str, version: int = 2) -> bytes
     head = bytearray([version])
     pid = PUBLIC_ID_OF.get((doc, doc_version))
     if pid is not None:
-        head += _mb_bytes(pid)
+        head += mb_bytes(pid)
     else:  # no binary id assigned: the public id text goes first in the string table
         enc.table += public_text(doc, doc_version).encode("latin-1") + b"\0"
         head += b"\0\0"
     enc.element(root)
-    head += _mb_bytes(UTF8)
-    head += _mb_bytes(len(enc.table))
+    head += mb_bytes(UTF8)
+    head += mb_bytes(len(enc.table))
     head += enc.table
     return bytes(head) + bytes(enc.out)
 

@@ -2,10 +2,13 @@
 
 Parsing goes through ``defusedxml`` (expat): entity declarations are refused
 (no billion laughs, no external entities), DTDs are never fetched, and the
-input size, nesting depth and element count are bounded before anything else
-looks at the message.  Devices write namespaces in every style (none at all,
-lower case, per element); elements are recognised by local name and their
-namespace is inferred where missing.
+input size, nesting depth, element count and decoded text are bounded while
+the parser reads: it builds our ``Node`` tree directly (no ElementTree first),
+and the text budget is the WBXML decoder's (``wbxml.Budget``; without entities
+XML text cannot outgrow its message, but the limit holds for both encodings
+alike).  Devices write namespaces in every style (none at all, lower case, per
+element); elements are recognised by local name and their namespace is
+inferred where missing.
 
 The writer emits what SyncEvolution's server emits: no DOCTYPE, the SyncML
 namespace on the root, ``xmlns="syncml:metinf"`` on MetInf elements, and item
@@ -15,10 +18,10 @@ data in CDATA sections.
 from __future__ import annotations
 
 import re
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import ParseError
 
-import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import DefusedXMLParser
 
 from calsync.syncml.model import (
     DEVINF,
@@ -30,7 +33,13 @@ from calsync.syncml.model import (
     infer_ns,
     syncml_namespace,
 )
-from calsync.syncml.wbxml import DEFAULT_LIMITS, DEVINF_WBXML_TYPE, DEVINF_XML_TYPE, Limits
+from calsync.syncml.wbxml import (
+    DEFAULT_LIMITS,
+    DEVINF_WBXML_TYPE,
+    DEVINF_XML_TYPE,
+    Budget,
+    Limits,
+)
 
 _NS_BY_URI = {"syncml:metinf": METINF, "syncml:devinf": DEVINF}
 
@@ -51,39 +60,69 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Node:
     """Parse an XML SyncML message (or DevInf document); DecodeError when unusable."""
     if len(data) > limits.max_bytes:
         raise DecodeError(f"message of {len(data)} bytes is larger than {limits.max_bytes}")
+    builder = _Builder(limits, Budget(limits, len(data)))
+    parser = DefusedXMLParser(target=builder, forbid_dtd=False, forbid_entities=True)
     try:
-        root = safe_et.fromstring(data, forbid_dtd=False, forbid_entities=True)
+        parser.feed(data)
+        parser.close()
     except DefusedXmlException as e:
         raise DecodeError(f"refused XML construct: {type(e).__name__}") from None
     except ParseError as e:
         raise DecodeError(f"malformed XML: {e}") from None
     except (ValueError, UnicodeError, LookupError) as e:  # LookupError: unknown encoding
+        if isinstance(e, DecodeError):
+            raise
         raise DecodeError(f"undecodable XML: {e}") from None
-    counter = [0]
-    return _convert(root, None, 1, limits, counter)
+    if builder.root is None:
+        raise DecodeError("no root element")
+    return builder.root
 
 
-def _convert(el: Element, parent_ns: str | None, depth: int, limits: Limits, n: list[int]) -> Node:
-    if depth > limits.max_depth:
-        raise DecodeError(f"elements nested deeper than {limits.max_depth}")
-    n[0] += 1
-    if n[0] > limits.max_elements:
-        raise DecodeError("too many elements")
-    name, ns = _ns_of(el.tag, parent_ns)
-    node = Node(name, ns=ns)
-    children = list(el)
-    if children:
-        if el.text and el.text.strip():
-            raise DecodeError(f"{name} mixes elements and text")
-        for child in children:
-            if not isinstance(child.tag, str):
-                continue  # comments, processing instructions
-            node.children.append(_convert(child, ns, depth + 1, limits, n))
-            if child.tail and child.tail.strip():
-                raise DecodeError(f"{name} mixes elements and text")
-    elif el.text is not None:
-        node.text = el.text
-    return node
+class _Builder:
+    """The parser's target: our ``Node`` tree built as expat reads, so the limits
+    hold while parsing (no ElementTree is built first).  Comments and processing
+    instructions are dropped (the target has no handlers for them)."""
+
+    def __init__(self, limits: Limits, budget: Budget) -> None:
+        self.limits = limits
+        self.budget = budget
+        self.stack: list[Node] = []
+        self.parts: list[list[str]] = []  # text pieces per open element
+        self.root: Node | None = None
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        if len(self.stack) >= self.limits.max_depth:
+            raise DecodeError(f"elements nested deeper than {self.limits.max_depth}")
+        self.budget.spend_element()
+        parent = self.stack[-1] if self.stack else None
+        name, ns = _ns_of(tag, parent.ns if parent else None)
+        node = Node(name, ns=ns)
+        if parent is not None:
+            parent.children.append(node)
+        else:
+            self.root = node
+        self.stack.append(node)
+        self.parts.append([])
+
+    def data(self, text: str) -> None:
+        if self.stack:  # whitespace around the root element is not ours
+            self.budget.spend_text(len(text))
+            self.parts[-1].append(text)
+
+    def end(self, tag: str) -> None:
+        node = self.stack.pop()
+        pieces = self.parts.pop()
+        if not pieces:
+            return
+        text = pieces[0] if len(pieces) == 1 else "".join(pieces)
+        if node.children:
+            if text.strip():
+                raise DecodeError(f"{node.name} mixes elements and text")
+        else:
+            node.text = text
+
+    def close(self) -> None:
+        return None
 
 
 # -- writing ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,80 @@ def test_content_types() -> None:
     assert codec.encoding_of("", b"<?xml") == "xml"
     with pytest.raises(DecodeError):
         codec.encoding_of("image/png", b"\x89PNG")
+    # a server takes the SyncML media types only, never a sniffed body
+    assert codec.syncml_encoding("application/vnd.syncml+wbxml") == "wbxml"
+    assert codec.syncml_encoding("Application/Vnd.SyncML+XML; charset=UTF-8") == "xml"
+    for other in (None, "", "text/xml", "application/xml", "text/plain", "image/png"):
+        with pytest.raises(DecodeError, match="not a SyncML content type"):
+            codec.syncml_encoding(other)
+
+
+# -- decoding bombs ------------------------------------------------------------------------
+
+
+def str_t_bomb(entry: int, refs: int, *, public_id: int = 0x1201, text_tag: int = 0x31) -> bytes:
+    """A WBXML document whose one text element is ``refs`` references (``STR_T``)
+    to a string-table entry of ``entry`` bytes: ``entry + 2 * refs`` bytes that
+    decode into ``entry * refs`` bytes of text.  By default a SyncML 1.2 message
+    (SyncML > SyncHdr > VerDTD); ``public_id=0x1203, text_tag=0x25`` makes it a
+    DevInf 1.2 (DevInf > VerDTD)."""
+    table = b"A" * entry + b"\0"
+    head = b"\x02" + wbxml.mb_bytes(public_id) + b"\x6a" + wbxml.mb_bytes(len(table)) + table
+    refs_ = b"\x83\x00" * refs
+    if public_id == 0x1203:  # DevInf > VerDTD
+        return head + b"\x4a" + bytes([text_tag | 0x40]) + refs_ + b"\x01\x01"
+    return head + b"\x6d\x6c" + bytes([text_tag | 0x40]) + refs_ + b"\x01\x01\x01"
+
+
+def nested_devinf_bomb(entry: int, refs: int) -> bytes:
+    """A SyncML message whose Put carries a nested WBXML DevInf that is a string-table
+    bomb (SyncML > SyncBody > Put > Item > Data, opaque)."""
+    inner = str_t_bomb(entry, refs, public_id=0x1203, text_tag=0x25)
+    data = b"\xc3" + wbxml.mb_bytes(len(inner)) + inner
+    body = b"\x6b\x5f\x54\x4f" + data + b"\x01\x01\x01\x01"  # SyncBody Put Item Data
+    return b"\x02\xa4\x01\x6a\x00\x6d" + body + b"\x01"
+
+
+def _peak_while(fn: object) -> tuple[int, BaseException | None]:
+    """Peak Python memory (bytes) while ``fn()`` runs, and what it raised."""
+    assert callable(fn)
+    tracemalloc.start()
+    try:
+        fn()
+        err = None
+    except Exception as e:  # the caller checks which
+        err = e
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak, err
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["message", "nested-devinf"])
+def test_a_string_table_bomb_is_refused_while_decoding(nested: bool) -> None:
+    """Finding 1 of issue 19: every STR_T copied the table entry with no overall cap
+    (a 120 KB message took the daemon to 2 GB).  Here 30 KB that would decode into
+    100 MB are refused while decoding, holding a few MB at most."""
+    bomb = nested_devinf_bomb(20_000, 5_000) if nested else str_t_bomb(20_000, 5_000)
+    assert len(bomb) < 31_000
+    peak, err = _peak_while(lambda: wbxml.decode(bomb))
+    assert isinstance(err, DecodeError) and "more than" in str(err), err
+    assert peak < 4 * len(bomb) + 2_000_000, f"{peak} bytes held while decoding"
+    # the budget is proportional to the message: a few references still decode
+    small = str_t_bomb(100, 20)
+    root = wbxml.decode(small).root
+    assert root.value("SyncHdr", "VerDTD") == "A" * 2000
+
+
+def test_the_text_budget_covers_the_captures_and_xml() -> None:
+    """Real messages stay far below the budget (it is 4 bytes of text per input
+    byte; the captures use under 2, a nested DevInf counting twice), and an XML
+    message's text is held to the same absolute limit."""
+    for path in trace_wbxml() + device_wbxml():
+        data = path.read_bytes()
+        wbxml.decode(data, wbxml.Limits(expansion=2))
+    limits = wbxml.Limits(max_text=1000)
+    text = b"<SyncML><SyncHdr><VerDTD>" + b"x" * 2000 + b"</VerDTD></SyncHdr></SyncML>"
+    with pytest.raises(DecodeError, match="more than 1000 bytes of text"):
+        xml_codec.decode(text, limits)
+    assert xml_codec.decode(text).value("SyncHdr", "VerDTD") == "x" * 2000
