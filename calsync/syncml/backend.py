@@ -37,7 +37,9 @@ from calsync.syncml.session import (
     ENGINE_MODES,
     ApplyChanges,
     BeginSync,
+    ConsumeNonce,
     Finish,
+    IssueNonce,
     LoadDevInf,
     LoadNonce,
     OpenDatastore,
@@ -98,6 +100,10 @@ class Backend:
         if isinstance(req, SaveNonce):
             db.set_nonce(req.device, req.nonce)
             return None
+        if isinstance(req, ConsumeNonce):
+            return db.consume_nonce(req.device, req.used, req.next)
+        if isinstance(req, IssueNonce):
+            return db.issue_nonce(req.device, req.nonce)
         if isinstance(req, LoadDevInf):
             text = db.devinf(req.account, req.device)
             return di.DeviceInfo.from_json(text) if text else None
@@ -108,7 +114,9 @@ class Backend:
             return self._datastore_request(db, req)
 
     def _datastore_request(self, db: DeviceDB, req: Request) -> Any:
-        assert not isinstance(req, LoadNonce | SaveNonce | LoadDevInf | SaveDevInf)
+        assert not isinstance(
+            req, LoadNonce | SaveNonce | ConsumeNonce | IssueNonce | LoadDevInf | SaveDevInf
+        )
         ds = db.datastore(req.account, req.device, req.datastore)
         if isinstance(req, OpenDatastore):
             return db.state(ds)

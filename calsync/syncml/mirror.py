@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -74,7 +74,8 @@ MAX_ATTEMPTS = 3  # sessions in which a rejected Add/Replace/Delete is retried
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nonces (
-    device TEXT PRIMARY KEY, nonce TEXT NOT NULL, updated REAL NOT NULL
+    device TEXT PRIMARY KEY, nonce TEXT NOT NULL, updated REAL NOT NULL,
+    verified INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS devinf (
     account TEXT NOT NULL, device TEXT NOT NULL, info TEXT NOT NULL, updated REAL NOT NULL,
@@ -153,12 +154,35 @@ class Row:
 _COLUMNS = "guid, luid, uid, kind, content, version, state, pending, inflight, attempts, base, seen"
 
 
-class DeviceDB:
-    """The SyncML state database: nonces, DevInf, anchors and device mirrors."""
+def _upgrade_nonces(db: sqlite3.Connection) -> None:
+    """Databases of earlier versions lack ``nonces.verified`` (their rows count as
+    unverified: a real device logs in again with the nonce it holds)."""
+    columns = [row[1] for row in db.execute("PRAGMA table_info(nonces)")]
+    if "verified" not in columns:
+        db.execute("ALTER TABLE nonces ADD COLUMN verified INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX IF NOT EXISTS nonces_unverified ON nonces (verified, updated)")
 
-    def __init__(self, path: Path) -> None:
+
+class DeviceDB:
+    """The SyncML state database: nonces, DevInf, anchors and device mirrors.
+
+    Nonces (one per device ID) are the only state a device reaches *without* a
+    password: a first contact stores one for the device's retry.  So those
+    rows are bounded: a device that never logged in (``verified = 0``) keeps
+    its row for ``UNVERIFIED_TTL`` seconds, and there are at most
+    ``MAX_UNVERIFIED`` of them (the oldest go first).  Check-and-rotate is one
+    conditional UPDATE (``consume_nonce``), so it holds across threads and
+    processes alike: nothing here assumes one process.
+    """
+
+    UNVERIFIED_TTL = 86400.0
+    MAX_UNVERIFIED = 10_000
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self.clock = clock
         self.db = connect(path)
+        _upgrade_nonces(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -170,11 +194,51 @@ class DeviceDB:
         return str(found[0]) if found else None
 
     def set_nonce(self, device: str, nonce: str) -> None:
+        """The next nonce of a device that has just logged in."""
         self.db.execute(
-            "INSERT INTO nonces VALUES (?, ?, ?) ON CONFLICT(device) DO UPDATE SET "
-            "nonce = excluded.nonce, updated = excluded.updated",
-            (device, nonce, time.time()),
+            "INSERT INTO nonces (device, nonce, updated, verified) VALUES (?, ?, ?, 1) "
+            "ON CONFLICT(device) DO UPDATE SET "
+            "nonce = excluded.nonce, updated = excluded.updated, verified = 1",
+            (device, nonce, self.clock()),
         )
+
+    def consume_nonce(self, device: str, used: str, next_nonce: str) -> bool:
+        """Replace the device's nonce ``used`` by ``next_nonce`` after a login with it;
+        False when ``used`` is no longer its nonce (another login consumed it)."""
+        cur = self.db.execute(
+            "UPDATE nonces SET nonce = ?, updated = ?, verified = 1 WHERE device = ? AND nonce = ?",
+            (next_nonce, self.clock(), device, used),
+        )
+        return cur.rowcount == 1
+
+    def issue_nonce(self, device: str, nonce: str) -> str:
+        """The nonce to challenge ``device`` with: the one it holds, else ``nonce``
+        (stored, unverified; expired and surplus unverified rows go first)."""
+        found = self.nonce(device)
+        if found is not None:
+            return found
+        now = self.clock()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "DELETE FROM nonces WHERE verified = 0 AND updated < ?",
+                (now - self.UNVERIFIED_TTL,),
+            )
+            (count,) = self.db.execute("SELECT count(*) FROM nonces WHERE verified = 0").fetchone()
+            if count >= self.MAX_UNVERIFIED:
+                self.db.execute(
+                    "DELETE FROM nonces WHERE device IN (SELECT device FROM nonces "
+                    "WHERE verified = 0 ORDER BY updated LIMIT ?)",
+                    (count - self.MAX_UNVERIFIED + 1,),
+                )
+            self.db.execute(
+                "INSERT INTO nonces (device, nonce, updated, verified) VALUES (?, ?, ?, 0) "
+                "ON CONFLICT(device) DO NOTHING",
+                (device, nonce, now),
+            )
+            found = self.nonce(device)
+        assert found is not None
+        return found
 
     def devinf(self, account: str, device: str) -> str | None:
         found = self.db.execute(

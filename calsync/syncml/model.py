@@ -183,6 +183,7 @@ REFRESH_FROM_CLIENT = 203
 ONE_WAY_FROM_SERVER = 204
 REFRESH_FROM_SERVER = 205
 NEXT_MESSAGE = 222
+RESUME = 225
 SYNC_ALERTS = frozenset(range(200, 206))
 SERVER_ALERTED = {206: 200, 207: 201, 208: 202, 209: 203, 210: 204}
 
@@ -638,7 +639,7 @@ def parse_command(node: Node) -> BodyCommand:
 def parse_message(root: Node) -> Message:
     """The typed message of a decoded tree; ProtocolError when it is not SyncML."""
     if root.name != "SyncML":
-        raise ProtocolError(f"root element is {root.name}, not SyncML")
+        raise ProtocolError(f"root element is {root.name[:40]!r}, not SyncML")
     hdr = root.find("SyncHdr")
     body = root.find("SyncBody")
     if hdr is None or body is None:

@@ -46,9 +46,19 @@ Identity and order
 Authentication
     ``syncml:auth-md5`` against the nonce we issued to this device (never an
     empty one) or ``syncml:auth-basic`` when the account allows it.  Success:
-    SyncHdr status 212 and a ``Chal`` with the next nonce.  Failure: 401 (407
-    without credentials) + ``Chal``, every command answered 401, the session
-    ends; the device retries in a new session with the new nonce.
+    SyncHdr status 212 and a ``Chal`` with the next nonce; an md5 nonce is
+    consumed in one step with the check (``ConsumeNonce``: of simultaneous
+    replays of one credential exactly one can win).  Failure: 401 (407
+    without credentials) + ``Chal`` with the nonce the device holds
+    (``IssueNonce``; a fresh one on first contact), every command answered
+    401, the session ends; the device retries in a new session.  A failure
+    never rotates the nonce: whoever knows a device ID could otherwise lock
+    the device out.  Header fields are bounded before anything is looked up,
+    stored or logged (device ID 128 characters, other fields 256, the
+    credential 1024): a longer one is a ``ProtocolError`` naming its length
+    and start (a credential's never).
+    Until the login succeeded a message may hold ``LOGIN_ELEMENTS`` elements
+    (decoding happens before anyone is known).
 
 Alerts (package 1)
     One per datastore; the target URI is resolved through the account's
@@ -57,8 +67,12 @@ Alerts (package 1)
     modes.  An incremental request (200, 202, 204) whose ``Last`` anchor is not
     the one we stored at the end of the last good session, or for a datastore
     flagged as needing it (adds whose Map never came), is answered 508 and
-    turned into a slow sync (our Alert says 201).  Each Alert status echoes the
-    device's ``Next`` anchor.  Sync Alerts after package 1 get 405.
+    turned into a slow sync (our Alert says 201).  A resume (225: continue a
+    session that broke off, e.g. when the daemon died) is answered the same
+    way: we keep no suspended sessions, and the slow sync matches what both
+    sides hold (SyncEvolution's client takes 508 as "do a slow sync").  Each
+    Alert status echoes the device's ``Next`` anchor.  Sync Alerts after
+    package 1 get 405.
 
 Device changes (package 3)
     Only for datastores alerted in this session (else 404/405, nothing
@@ -111,7 +125,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from calsync.syncml import auth, codec
@@ -138,6 +152,7 @@ from calsync.syncml.model import (
     REFRESH_FROM_SERVER,
     REFRESH_REQUIRED,
     REQUEST_ENTITY_TOO_LARGE,
+    RESUME,
     SERVER_ALERTED,
     SIZE_MISMATCH,
     SLOW_SYNC,
@@ -183,6 +198,14 @@ ENGINE_MODES = {
 ICAL_TYPE = "text/calendar"
 MIN_MESSAGE = 2048  # smallest message budget we work with, whatever a device says
 VCAL_TYPE = "text/x-vcalendar"
+# longest header fields taken (characters): device IDs are short (IMEI:..., a UUID) and
+# end up in file names; a longer field is refused before it is stored or logged
+MAX_DEVICE_ID = 128
+MAX_FIELD = 256
+MAX_CREDENTIAL = 1024
+# elements of a message before login (package 1 of real devices has under 1,000; a
+# message of empty elements would otherwise take ~100 bytes of tree per input byte)
+LOGIN_ELEMENTS = 50_000
 
 
 # -- configuration the session needs -----------------------------------------------------
@@ -254,6 +277,27 @@ class LoadNonce:
 
 @dataclass
 class SaveNonce:
+    """The next nonce of a device that just logged in (with basic credentials)."""
+
+    device: str
+    nonce: str
+
+
+@dataclass
+class ConsumeNonce:
+    """-> bool: make ``next`` the device's nonce if ``used`` still is (one atomic
+    step: of simultaneous logins with one nonce, exactly one gets True)."""
+
+    device: str
+    used: str
+    next: str
+
+
+@dataclass
+class IssueNonce:
+    """-> str: the nonce to challenge a device with after a failed login: the one
+    it holds, unchanged; ``nonce`` (stored) if it has none yet."""
+
     device: str
     nonce: str
 
@@ -368,6 +412,8 @@ class Finish:
 Request = (
     LoadNonce
     | SaveNonce
+    | ConsumeNonce
+    | IssueNonce
     | OpenDatastore
     | LoadDevInf
     | SaveDevInf
@@ -389,6 +435,27 @@ class Reply:
 
 class ForeignSession(Exception):
     """A message for this session from another device or SessionID."""
+
+
+def _check_lengths(msg: Message) -> None:
+    """ProtocolError for a header field (or credential) longer than we take."""
+    hdr = msg.header
+    creds = [hdr.cred] + [
+        c.cred for c in msg.commands if isinstance(c, Alert | Sync | Put | Get | Map | Change)
+    ]
+    fields = [
+        ("Source", hdr.source, MAX_DEVICE_ID),
+        ("Source LocName", hdr.source_name, MAX_FIELD),
+        ("Target", hdr.target, MAX_FIELD),
+        ("Target LocName", hdr.target_name, MAX_FIELD),
+        ("SessionID", hdr.session_id, MAX_FIELD),
+        ("RespURI", hdr.resp_uri, MAX_FIELD),
+        *(("Cred", c.data, MAX_CREDENTIAL) for c in creds if c is not None),
+    ]
+    for what, value, limit in fields:
+        if value is not None and len(value) > limit:
+            shown = "" if what == "Cred" else f": {value[:24]!r}..."  # never a credential
+            raise ProtocolError(f"{what} of {len(value)} characters (at most {limit}){shown}")
 
 
 def drive(gen: Generator[Request, Any, Reply], handler: Callable[[Request], Any]) -> Reply:
@@ -504,9 +571,13 @@ class ServerSession:
         Raises DecodeError (undecodable), ProtocolError (not valid here) or
         ForeignSession before changing any state.
         """
-        encoding = codec.encoding_of(content_type, body)
-        msg = codec.decode(body, encoding, self.config.limits)
+        encoding = codec.syncml_encoding(content_type)
+        limits = self.config.limits
+        if self.account is None:  # not logged in (yet): a smaller tree
+            limits = replace(limits, max_elements=min(limits.max_elements, LOGIN_ELEMENTS))
+        msg = codec.decode(body, encoding, limits)
         hdr = msg.header
+        _check_lengths(msg)
         digest = hashlib.sha256(body).hexdigest()
         if self.phase != "init" or self.device is not None:
             if hdr.source != self.device or hdr.session_id != self.session_id:
@@ -591,8 +662,8 @@ class ServerSession:
         assert self.device is not None
         verdict = auth.Verdict(False, reason="no credentials")
         account: Account | None = None
+        nonce = None
         if cred is not None:
-            nonce = None
             if cred.type == auth.MD5:
                 nonce = yield LoadNonce(self.device)
             for candidate in self._candidates(cred.type, cred.data, hdr.source_name):
@@ -611,7 +682,14 @@ class ServerSession:
                     account = candidate
                     break
         next_nonce = auth.new_nonce()
-        yield SaveNonce(self.device, next_nonce)
+        if account is not None and nonce is not None:
+            if not (yield ConsumeNonce(self.device, nonce, next_nonce)):
+                account = None
+                verdict = auth.Verdict(False, reason="the nonce was used meanwhile (a replay?)")
+        elif account is not None:
+            yield SaveNonce(self.device, next_nonce)
+        if account is None:
+            next_nonce = yield IssueNonce(self.device, next_nonce)
         chal = Chal(type=auth.MD5, format="b64", next_nonce=next_nonce)
         if account is None:
             code = MISSING_CREDENTIALS if cred is None else INVALID_CREDENTIALS
@@ -744,6 +822,9 @@ class ServerSession:
 
     def _alert(self, alert: Alert, msg: Message) -> Generator[Request, Any, None]:
         code = SERVER_ALERTED.get(alert.code, alert.code)
+        resume = code == RESUME
+        if resume:
+            code = SLOW_SYNC  # nothing to resume here: a slow sync (508, see below)
         if alert.code == NEXT_MESSAGE:
             self._answer(alert, OK, refs=self._refs(alert))
             return
@@ -761,7 +842,9 @@ class ServerSession:
         name = self.account.resolve(item.target, self.config.aliases)
         refs = self._refs(alert)
         if name is None:
-            log.warning("device %s alerted unknown datastore %r", self.device, item.target)
+            log.warning(
+                "device %s alerted unknown datastore %r", self.device, (item.target or "")[:80]
+            )
             self._answer(alert, NOT_FOUND, refs=refs)
             return
         if name in self.datastores:
@@ -771,7 +854,12 @@ class ServerSession:
         anchor = item.meta.anchor if item.meta and item.meta.anchor else Anchor()
         status_code = OK
         mode = code
-        if code in (TWO_WAY, ONE_WAY_FROM_CLIENT, ONE_WAY_FROM_SERVER):
+        if resume:
+            status_code = REFRESH_REQUIRED
+            log.info(
+                "device %s, %s: resuming a session we do not keep: slow sync", self.device, name
+            )
+        elif code in (TWO_WAY, ONE_WAY_FROM_CLIENT, ONE_WAY_FROM_SERVER):
             last = anchor.last or None
             if state.needs_slow or state.device_anchor is None or last != state.device_anchor:
                 status_code = REFRESH_REQUIRED

@@ -27,8 +27,10 @@ from calsync.syncml.model import (
 from calsync.syncml.session import (
     Account,
     ApplyChanges,
+    ConsumeNonce,
     DatastoreState,
     Finish,
+    IssueNonce,
     LoadDevInf,
     LoadNonce,
     OpenDatastore,
@@ -66,6 +68,13 @@ class FakeWorld:
         if isinstance(req, SaveNonce):
             self.nonces[req.device] = req.nonce
             return None
+        if isinstance(req, ConsumeNonce):
+            if self.nonces.get(req.device) != req.used:
+                return False
+            self.nonces[req.device] = req.next
+            return True
+        if isinstance(req, IssueNonce):
+            return self.nonces.setdefault(req.device, req.nonce)
         if isinstance(req, OpenDatastore):
             return self.states.get(req.datastore, DatastoreState())
         if isinstance(req, LoadDevInf):

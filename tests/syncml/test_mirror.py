@@ -6,6 +6,7 @@ mirror, the sync engine, a vdir store) against a simulated phone.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from calsync.items import Item
 from calsync.sync.history import History
 from calsync.syncml.backend import Backend
 from calsync.syncml.config import load
+from calsync.syncml.mirror import DeviceDB
 from tests.conftest import event
 from tests.syncml.simdevice import SimPhone
 
@@ -308,3 +310,56 @@ def test_a_new_phone_holding_the_same_events_matches_them_by_content(world: Worl
     assert log.finished
     assert sorted(world.items()) == ["e0", "e1", "e2", "phone-new"]
     assert len(phone.items) == 4
+
+
+# -- nonces: the state a device reaches without a password (issue 19, finding 6) ---------------
+
+
+def test_nonces_of_devices_that_never_logged_in_expire_and_are_capped(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    db = DeviceDB(tmp_path / "syncml.sqlite", clock=lambda: now[0])
+    db.MAX_UNVERIFIED = 50
+    first = db.issue_nonce("phone", "n-phone")
+    assert first == "n-phone" and db.issue_nonce("phone", "other") == "n-phone"  # unchanged
+    assert db.consume_nonce("phone", "n-phone", "n2")  # it logged in: kept for good
+    for n in range(200):
+        db.issue_nonce(f"junk-{n}", f"n{n}")
+        now[0] += 1
+    rows = db.db.execute("SELECT count(*) FROM nonces WHERE verified = 0").fetchone()[0]
+    assert rows == 50
+    assert db.nonce("junk-0") is None and db.nonce("junk-199") == "n199"  # oldest went first
+    now[0] += DeviceDB.UNVERIFIED_TTL + 1
+    db.issue_nonce("late", "n-late")  # a day later the rest have expired
+    assert db.db.execute("SELECT device FROM nonces ORDER BY device").fetchall() == [
+        ("late",),
+        ("phone",),
+    ]
+    assert db.nonce("phone") == "n2"
+    db.close()
+
+
+def test_a_nonce_is_consumed_once(tmp_path: Path) -> None:
+    db = DeviceDB(tmp_path / "syncml.sqlite")
+    assert not db.consume_nonce("phone", "n1", "n2")  # none issued
+    db.issue_nonce("phone", "n1")
+    assert not db.consume_nonce("phone", "wrong", "n2")
+    assert db.consume_nonce("phone", "n1", "n2")
+    assert not db.consume_nonce("phone", "n1", "n3")  # a replay
+    assert db.nonce("phone") == "n2"
+    db.set_nonce("phone", "n4")  # after a basic login
+    assert db.nonce("phone") == "n4"
+    db.close()
+
+
+def test_a_database_of_an_earlier_version_gets_the_verified_column(tmp_path: Path) -> None:
+    path = tmp_path / "syncml.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE nonces (device TEXT PRIMARY KEY, nonce TEXT NOT NULL, updated REAL)")
+    old.execute("INSERT INTO nonces VALUES ('phone', 'n1', 0)")
+    old.commit()
+    old.close()
+    db = DeviceDB(path)
+    assert db.nonce("phone") == "n1"
+    assert db.consume_nonce("phone", "n1", "n2")  # the device logs in with what it holds
+    assert db.db.execute("SELECT verified FROM nonces").fetchall() == [(1,)]
+    db.close()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from calsync.syncml import auth
 from calsync.syncml.model import (
     Alert,
     Change,
+    DecodeError,
     Item,
     Meta,
     ProtocolError,
@@ -21,6 +24,8 @@ from calsync.syncml.session import (
     DatastoreState,
     Finish,
     ForeignSession,
+    LoadNonce,
+    OpenDatastore,
     OutgoingChange,
     Progress,
     ServerSession,
@@ -100,6 +105,106 @@ def test_bad_credentials_change_nothing(cred: str | None, password: str, code: i
     assert s.done
 
 
+@pytest.mark.parametrize("cred", ["md5", "basic", None])
+def test_a_failed_login_leaves_the_nonce_alone(cred: str | None) -> None:
+    """Finding 6 of issue 19: every failed first message rotated the device's nonce,
+    so anyone knowing a device ID locked it out.  Now the challenge repeats the
+    nonce the device holds, and the device logs in with it."""
+    nonce = auth.new_nonce()
+    world = FakeWorld(nonces={"phone-1": nonce})
+    attacker = Device(password="guess")
+    for n in range(3):
+        s = ServerSession(config(), url=URL, token=f"x{n}", now=0)
+        msg = parse(send(s, world, attacker, attacker.encode(attacker.header(cred), [alert(201)])))
+        hdr = next(st for st in statuses(msg) if st.cmd == "SyncHdr")
+        assert hdr.code == (407 if cred is None else 401)
+        assert hdr.chal is not None and hdr.chal.next_nonce == nonce
+        attacker.new_session()
+    assert world.nonces == {"phone-1": nonce}
+    dev = Device()
+    _, msg = login(world, dev, [alert(201)])  # no lock-out
+    assert world.nonces["phone-1"] != nonce  # rotated by the success
+
+
+def test_a_nonce_used_by_a_simultaneous_login_does_not_let_a_replay_in() -> None:
+    """Check and rotate are one step (``ConsumeNonce``): when another login consumed
+    the nonce between our loading and rotating it (a replay racing the device),
+    this login fails."""
+
+    class Racing(FakeWorld):
+        racing = False
+
+        def __call__(self, req: Any) -> Any:
+            answer = super().__call__(req)
+            if self.racing and isinstance(req, LoadNonce):  # the other login wins meanwhile
+                self.nonces[req.device] = auth.new_nonce()
+            return answer
+
+    world, dev = Racing(), Device()
+    login(world, dev, [alert(201)])
+    world.racing = True
+    dev.new_session()
+    dev.nonce = world.nonces["phone-1"]
+    session = ServerSession(config(), url=URL, token="r", now=0)
+    before = len(world.log)
+    reply = send(session, world, dev, dev.encode(dev.header("md5"), [alert(201)]))
+    assert status_for(parse(reply), "SyncHdr") == [401]
+    assert reply.finished and not reply.authenticated
+    assert not [r for r in world.log[before:] if isinstance(r, OpenDatastore)]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("source", "d" * 129),
+        ("source_name", "u" * 257),
+        ("session_id", "1" * 257),
+        ("target", "http://x/" + "t" * 300),
+        ("cred", "c" * 1025),
+    ],
+)
+def test_oversized_header_fields_are_refused_before_anything_is_stored(
+    field: str, value: str
+) -> None:
+    """Finding 6: 200 requests with 500 KB device IDs grew syncml.sqlite by 201 MB
+    and the log by 100 MB.  Header fields are bounded (device ID 128, others 256,
+    credentials 1024 characters); the error names the length, not the value."""
+    world, dev = FakeWorld(), Device()
+    hdr = dev.header("basic")
+    if field == "cred":
+        assert hdr.cred is not None
+        hdr.cred.data = value
+    else:
+        setattr(hdr, field, value)
+    s = ServerSession(config(), url=URL, token="a", now=0)
+    with pytest.raises(ProtocolError) as err:
+        send(s, world, dev, dev.encode(hdr, [alert(201)]))
+    text = str(err.value)  # what the gateway logs: the length and a short start
+    assert str(len(value)) in text and len(text) < 100
+    assert (value[:24] in text) == (field != "cred")  # never a credential
+    assert world.log == [] and s.device is None
+
+
+def test_a_message_before_login_is_a_small_tree() -> None:
+    """Decoding comes before anyone is known: until the login succeeded a message may
+    hold 50,000 elements (package 1 of real devices has under 1,000), after it the
+    configured limit (500,000)."""
+    world, dev = FakeWorld(), Device()
+
+    def padded(hdr: Any, n: int) -> bytes:
+        body = dev.encode(hdr, [alert(201)])
+        return body.replace(b"</SyncHdr>", b"<Pad>" + b"<x/>" * n + b"</Pad></SyncHdr>")
+
+    s = ServerSession(config(), url=URL, token="a", now=0)
+    with pytest.raises(DecodeError, match="too many elements"):
+        send(s, world, dev, padded(dev.header("basic"), 60_000))
+    assert world.log == []
+    dev.new_session()
+    session, _ = login(world, dev, [alert(201)])
+    reply = send(session, world, dev, padded(dev.header(), 60_000))
+    assert status_for(parse(reply), "SyncHdr") == [200]
+
+
 def test_basic_auth_and_account_restrictions() -> None:
     world, dev = FakeWorld(), Device()
     s = ServerSession(config(), url=URL, token="a", now=0)
@@ -149,6 +254,30 @@ def test_anchor_mismatch_means_slow_sync() -> None:
     _, msg = login(world, Device(), [alert(200, last="other")])
     assert status_for(msg, "Alert") == [508]
     assert [c.code for c in msg.commands if isinstance(c, Alert)] == [201]
+
+
+def test_a_resume_we_cannot_honour_becomes_a_slow_sync() -> None:
+    """Finding 10 of issue 19: after a daemon crash SyncEvolution resumes with Alert
+    225, which got 406 and failed the session.  We keep no suspended sessions, so
+    a resume is answered the way OMA DS specifies for a sync the server cannot
+    continue: status 508 (refresh required) and our Alert 201; the slow sync
+    then matches what both sides hold, and the session runs to its end."""
+    world = FakeWorld(states={"calendar": DatastoreState(device_anchor="n0", server_anchor="s0")})
+    dev = Device()
+    session, msg = login(world, dev, [alert(225, last="n0", nxt="n1")])
+    assert status_for(msg, "Alert") == [508]
+    ours = [c for c in msg.commands if isinstance(c, Alert)]
+    assert [a.code for a in ours] == [201]
+    echo = next(s for s in statuses(msg) if s.cmd == "Alert").items[0].data_node
+    assert echo is not None and echo.value("Next") == "n1"
+    msg = parse(send(session, world, dev, dev.encode(dev.header(), [sync([add("1", EVENT)])])))
+    assert status_for(msg, "Add") == [201]
+    assert [(r.datastore, r.mode) for r in world.of(ApplyChanges)] == [("calendar", 201)]
+    reply = send(session, world, dev, dev.encode(dev.header(), []))
+    assert reply.finished
+    assert [(f.datastore, f.ok, f.device_anchor) for f in world.of(Finish)] == [
+        ("calendar", True, "n1")
+    ]
 
 
 @pytest.mark.parametrize("code", [201, 202, 203, 204, 205])

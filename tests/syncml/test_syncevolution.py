@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
+import struct
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,23 +182,28 @@ def _todo(uid: str, summary: str, fmt: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
-class Server:
-    def __init__(self, tmp: Path, extra: str = "", tls: tuple[Path, Path] | None = None) -> None:
-        self.store = tmp / "store"
-        self.store.mkdir()
-        text = f"""
+def server_config(tmp: Path, extra: str = "") -> str:
+    """The account the client-sync.sh peer logs in to (test/test), on a vdir in
+    ``tmp/store``."""
+    return f"""
 [general]
 state_dir = "{tmp / "state"}"
 [stores.laptop]
 type = "vdir"
-path = "{self.store}"
+path = "{tmp / "store"}"
 [syncml.accounts.test]
 password = "test"
 calendar = "laptop"
 tasks = "laptop"
 {extra}
 """
-        cfg, errors = parse_config(text)
+
+
+class Server:
+    def __init__(self, tmp: Path, extra: str = "", tls: tuple[Path, Path] | None = None) -> None:
+        self.store = tmp / "store"
+        self.store.mkdir()
+        cfg, errors = parse_config(server_config(tmp, extra))
         assert not errors, errors
         self.srv = BackgroundServer(build_app(cfg), tls=tls)
         self.url = self.srv.url
@@ -514,6 +523,132 @@ def test_a_vcalendar_phone_does_not_erase_what_vcalendar_cannot_carry(server: Se
     peer.sync("slow")  # re-sending everything changes nothing either
     again = _unfold((server.store / "rich.ics").read_bytes())
     assert "COMMENT:bring the slides" in again and "SUMMARY:Planning v2" in again
+
+
+class CrashingRelay:
+    """An HTTP relay between the client and ``calsync serve`` that can crash the
+    daemon: at the ``crash_at``-th POST it forwards the request, waits for the whole
+    answer (the daemon has done the work), kills the daemon (SIGKILL) and resets
+    the client's connection instead of answering.  It keeps every request body."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/sync"
+        self.posts = 0
+        self.crash_at: int | None = None
+        self.kill: Callable[[], object] = lambda: None
+        self.bodies: list[bytes] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    @staticmethod
+    def _message(conn: socket.socket, buf: bytearray) -> bytes | None:
+        """One HTTP/1.1 message (headers + Content-Length body) from ``conn``."""
+        while b"\r\n\r\n" not in buf:
+            data = conn.recv(65536)
+            if not data:
+                return None
+            buf += data
+        head, _, _ = bytes(buf).partition(b"\r\n\r\n")
+        found = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        total = len(head) + 4 + (int(found.group(1)) if found else 0)
+        while len(buf) < total:
+            data = conn.recv(65536)
+            if not data:
+                return None
+            buf += data
+        message = bytes(buf[:total])
+        del buf[:total]
+        return message
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream: socket.socket | None = None
+        from_client, from_upstream = bytearray(), bytearray()
+        try:
+            while (request := self._message(client, from_client)) is not None:
+                if upstream is None:
+                    upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+                if request.startswith(b"POST "):
+                    self.posts += 1
+                    self.bodies.append(request.partition(b"\r\n\r\n")[2])
+                upstream.sendall(request)
+                answer = self._message(upstream, from_upstream)
+                if answer is None:
+                    return
+                if self.posts == self.crash_at and request.startswith(b"POST "):
+                    self.kill()
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+                client.sendall(answer)
+        except OSError:
+            return
+        finally:
+            client.close()
+            if upstream is not None:
+                upstream.close()
+
+
+@pytest.mark.slow
+def test_the_first_session_after_a_daemon_crash_resumes_as_a_slow_sync(tmp_path: Path) -> None:
+    """Finding 10 of issue 19, with the real client and a real ``calsync serve``:
+    the daemon is killed (SIGKILL) after it processed the client's changes of a
+    two-way sync and before the client got the answer.  SyncEvolution's next
+    session asks to resume it (Alert 225), which got 406 and failed.  Now the
+    daemon, knowing nothing of the old session, answers 508 + Alert 201: a slow
+    sync, which succeeds, loses nothing and doubles nothing; and the session
+    after it is an ordinary two-way sync again."""
+    from tests.gateway.helpers import DaemonProcess, free_port
+
+    store = tmp_path / "store"
+    store.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(server_config(tmp_path))
+    config.chmod(0o600)
+    port = free_port()
+    daemon = DaemonProcess(tmp_path, config, port=port)
+    relay = CrashingRelay(port)
+    try:
+        peer = Peer(relay.url, tmp_path / "phone", stores="calendar", encoding="xml")
+        (store / "s0.ics").write_bytes(event("s0", "Server zero"))
+        peer.write("p0.ics", "p0", "Phone zero")
+        peer.sync("slow")
+        assert peer.items() == {"s0": "Server zero", "p0": "Phone zero"}
+        # changes on both sides; the daemon dies after package 3 of the next session
+        (store / "s1.ics").write_bytes(event("s1", "Server one"))
+        peer.write("p1.ics", "p1", "Phone one")
+        relay.crash_at = relay.posts + 2
+        relay.kill = lambda: daemon.stop(signal.SIGKILL)
+        crashed = peer.sync("two-way", expect_ok=False)
+        assert not crashed.ok and daemon.proc.returncode == -signal.SIGKILL
+        daemon = DaemonProcess(tmp_path, config, port=port)
+        relay.crash_at = None
+        first = len(relay.bodies)
+        peer.sync("two-way")
+        alerts = re.findall(rb"<Alert>.*?<Data>(\d+)</Data>", b"".join(relay.bodies[first:]))
+        assert alerts == [b"225"], alerts
+        expect = {"s0": "Server zero", "s1": "Server one", "p0": "Phone zero", "p1": "Phone one"}
+        assert peer.items() == expect and _items(store.iterdir()) == expect
+        assert len(list((peer.dir / "calendar").iterdir())) == 4 == len(list(store.iterdir()))
+        assert "resuming a session we do not keep" in daemon.logs()
+        first = len(relay.bodies)
+        peer.sync("two-way")
+        alerts = re.findall(rb"<Alert>.*?<Data>(\d+)</Data>", b"".join(relay.bodies[first:]))
+        assert alerts == [b"200"], alerts
+        assert peer.items() == expect and _items(store.iterdir()) == expect
+    finally:
+        relay.close()
+        daemon.stop()
 
 
 def _trust(peer: Peer, ca: Path) -> None:
