@@ -11,6 +11,9 @@ change the dates, so it has no iCalendar counterpart and is kept aside by the
 caller.  Readings where implementations differ, and what we chose:
 
 - ``#n`` counts occurrences (as KOrganizer, Funambol and libical read it);
+- a count and an end date: the rule ends at whichever comes first; when that
+  is not decided within the expansion budget (``calsync.items.expansion``:
+  ``D1 #100000000 99991231``), the end date is kept;
 - no count and no end date means ``#2`` (the vCalendar 1.0 default);
 - an end date at 00:00:00 (or a bare date) includes that whole day
   (KOrganizer, SyncEvolution and Palm write the day of the last occurrence);
@@ -20,6 +23,7 @@ caller.  Readings where implementations differ, and what we chose:
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -222,7 +226,8 @@ def to_ical(
     until = _until(rule.until, dtstart, raw_dtstart, convert) if rule.until is not None else None
     if count and until is not None:
         # both given: the rule ends at whichever comes first (bounded by the end date,
-        # so a rule with no occurrences does not search to year 9999)
+        # so a rule with no occurrences does not search to year 9999); past the
+        # expansion budget that is not computed, and the end date is kept
         bounded = _join([*parts, ("UNTIL", _fmt_until(until))])
         if len(occurrences(bounded, dtstart, limit=count)) >= count:
             until = None
@@ -296,8 +301,11 @@ def _dateutil_start(dtstart: TimeValue) -> datetime:
 
 
 def occurrences(value: str, dtstart: TimeValue, limit: int = 500) -> list[datetime]:
-    """The first ``limit`` occurrences of an iCalendar RRULE value (for checks)."""
+    """The first ``limit`` occurrences of an iCalendar RRULE value (for checks),
+    or fewer: the expansion stops at its budget (``calsync.items.expansion``)."""
     from dateutil import rrule as du
+
+    from calsync.items import expansion
 
     cleaned = ";".join(p for p in value.split(";") if not p.upper().startswith("X-"))
     start = _dateutil_start(dtstart)
@@ -308,12 +316,7 @@ def occurrences(value: str, dtstart: TimeValue, limit: int = 500) -> list[dateti
     elif start.tzinfo is None:
         cleaned = re.sub(r"(?i)(UNTIL=\d{8}T\d{6})Z", r"\1", cleaned)
     rule = du.rrulestr(cleaned, dtstart=start, forceset=False)
-    out: list[datetime] = []
-    for occurrence in rule:
-        out.append(occurrence)
-        if len(out) >= limit:
-            break
-    return out
+    return list(itertools.islice(expansion.bounded(rule), limit))
 
 
 # -- iCalendar -> vCalendar ----------------------------------------------------------
