@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from calsync.items.canonical import blake2b, canonical_form, content_hash
-from calsync.items.lines import Component, LineError, decode_text, parse
+from calsync.items.lines import MAX_DEPTH, Component, LineError, decode_text, parse
 from calsync.items.split import ITEM_COMPONENTS, RawComponent, split
 
 if TYPE_CHECKING:
@@ -283,6 +283,8 @@ def _fast_single(data: bytes, source: str | None) -> Item | None:
     begins = u.count(b"\nBEGIN:") + u.startswith(b"BEGIN:")
     if begins != u.count(b"\nEND:") + u.startswith(b"END:"):
         return None
+    if begins > MAX_DEPTH and _too_deep(u):
+        return None
     n_uid = u.count(b"\nUID:") + u.count(b"\nUID;")
     if n_uid == 0:
         return None
@@ -316,6 +318,19 @@ def _fast_single(data: bytes, source: str | None) -> Item | None:
     if _LINE_WITHOUT_COLON.search(framed) or _LINE_WITHOUT_NAME.search(framed):
         item.validate(source)  # raises, naming the line in the original text
     return item
+
+
+_BEGIN_OR_END = re.compile(rb"(?:^|\n)(BEGIN|END):")
+
+
+def _too_deep(unfolded: bytes) -> bool:
+    """Are components nested more than ``MAX_DEPTH`` deep (the general path says where)?"""
+    depth = 0
+    for m in _BEGIN_OR_END.finditer(unfolded):
+        depth += 1 if m.group(1) == b"BEGIN" else -1
+        if depth > MAX_DEPTH:
+            return True
+    return False
 
 
 def derive_uid(components: Iterable[RawComponent]) -> str:

@@ -15,6 +15,9 @@ from collections.abc import Iterable, Iterator
 from calsync.plain import Frozen, Plain
 
 _FOLD = re.compile(r"\r?\n[ \t]")
+# components open at once (VCALENDAR > VEVENT > VALARM is 3): deeper is not a
+# calendar but an attack on whatever walks the tree recursively
+MAX_DEPTH = 16
 _NEEDS_QUOTES = re.compile(r"[;:,]")
 
 
@@ -241,6 +244,8 @@ def parse(text: str) -> list[Component]:
     stack: list[Component] = []
     for lineno, line in _numbered(text):
         if line[:6].upper() == "BEGIN:":
+            if len(stack) >= MAX_DEPTH:
+                raise LineError(f"components nested more than {MAX_DEPTH} deep", lineno)
             comp = Component(line[6:].strip().upper())
             if stack:
                 stack[-1].subs.append(comp)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from calsync.items.lines import MAX_DEPTH
 from calsync.plain import Plain
 
 # A BEGIN/END line.  Folded BEGIN/END lines do not occur in practice and are
@@ -185,6 +186,7 @@ def split(data: bytes) -> SplitResult:
     # the open top-level component: (name, start offset, line) and its nesting
     top: tuple[str, int, int] | None = None
     nested: list[str] = []
+    too_deep = 0  # BEGINs inside the open component skipped past MAX_DEPTH
     top_error: str | None = None
 
     counted = [0, 1]  # (offset, line number at offset): offsets only grow, so count forward
@@ -198,7 +200,7 @@ def split(data: bytes) -> SplitResult:
         return line
 
     def close_top(end: int, error: str | None) -> None:
-        nonlocal top, top_error, cal_body_start
+        nonlocal top, top_error, cal_body_start, too_deep
         assert top is not None
         name, start, line = top
         comp = RawComponent(
@@ -214,6 +216,7 @@ def split(data: bytes) -> SplitResult:
         components.append(comp)
         top, top_error = None, None
         nested.clear()
+        too_deep = 0
         if current_cal is not None:
             cal_body_start = end
 
@@ -248,9 +251,16 @@ def split(data: bytes) -> SplitResult:
                     prop_spans.append((cal_body_start, m.start()))
                 top = (name, m.start(), line_no(m.start()))
                 continue
+            if len(nested) + 2 >= MAX_DEPTH:  # VCALENDAR, the component, its subs
+                top_error = top_error or f"components nested more than {MAX_DEPTH} deep"
+                too_deep += 1
+                continue
             nested.append(name)
             continue
         # END line
+        if top is not None and too_deep:
+            too_deep -= 1
+            continue
         if top is None:
             if name == "VCALENDAR" and current_cal is not None:
                 prop_spans.append((cal_body_start, m.start()))
@@ -259,7 +269,11 @@ def split(data: bytes) -> SplitResult:
                 current_cal.props = _prop_lines(data, prop_spans)
                 calendars.append(current_cal)
                 current_cal = None
-            # else: a stray END (e.g. END:VCALENDAR twice) outside any item: ignore
+            elif current_cal is not None:
+                # a stray END (the rest of a broken item) is no calendar property
+                prop_spans.append((cal_body_start, m.start()))
+                cal_body_start = line_end
+            # else: a stray END outside any calendar (END:VCALENDAR twice): ignore
             continue
         if nested and nested[-1] == name:
             nested.pop()

@@ -164,6 +164,24 @@ def test_convert_input_problems(
     assert not (tmp_path / "out.ics").exists()
 
 
+@pytest.mark.parametrize(("target", "fmt"), [("vcal", "ics"), ("ical", "vcs")])
+def test_convert_names_an_item_at_the_edge_of_time(tmp_path: Path, target: str, fmt: str) -> None:
+    """Issue 19: a start in year 9999 raised an unhandled OverflowError."""
+    if fmt == "ics":
+        far = event("far", "Far", start="99991231T230000Z")  # DURATION:PT1H ends in 10000
+    else:
+        far = (
+            b"BEGIN:VCALENDAR\r\nVERSION:1.0\r\nTZ:-05\r\nBEGIN:VEVENT\r\nUID:far\r\n"
+            b"DTSTART:99991231T230000\r\nDTEND:99991231T235900\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+    src = tmp_path / f"far.{fmt}"
+    src.write_bytes(far)
+    result = run("convert", "--to", target, str(src), str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert f"{src}: item far:" in result.stderr and "out of range" in result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_convert_usage_error_exit_2() -> None:
     assert run("convert", "--to", "xml", "-").exit_code == 2
     assert run("convert", "-").exit_code == 2

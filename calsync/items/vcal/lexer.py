@@ -18,6 +18,8 @@ import logging
 import re
 from dataclasses import dataclass, field
 
+from calsync.items.lines import MAX_DEPTH
+
 log = logging.getLogger(__name__)
 
 # Property names vCalendar 1.0 defines (plus what devices commonly add), used to
@@ -256,6 +258,7 @@ def read(data: bytes, source: str) -> tuple[list[VComp], Reader]:
         data = data[3:]
     roots: list[VComp] = []
     stack: list[VComp] = []
+    too_deep = 0  # BEGINs skipped past MAX_DEPTH (their ENDs are skipped too)
     for logical, number, start, end in _logical_lines(data, reader):
         head = _head(logical)
         if head is None:
@@ -277,6 +280,15 @@ def read(data: bytes, source: str) -> tuple[list[VComp], Reader]:
                     target.errors.append((number, problem))
                 else:
                     reader.warn(number, problem + "; skipped")
+                continue
+            if name == "BEGIN" and len(stack) >= MAX_DEPTH:
+                if not too_deep:  # the entry holding it fails, not the stream
+                    entry = stack[1] if len(stack) > 1 else stack[0]
+                    entry.errors.append((number, f"components nested more than {MAX_DEPTH} deep"))
+                too_deep += 1
+                continue
+            if name == "END" and too_deep:
+                too_deep -= 1
                 continue
             if name == "BEGIN":
                 if what == "VCALENDAR" and len(stack) == 1 and stack[0].implicit:

@@ -848,7 +848,10 @@ def convert(data: bytes, source: str) -> Converted:
         uid_p = comp.get("UID")
         uid = _printable(uid_p.text.strip()) if uid_p is not None and uid_p.text.strip() else None
         try:
-            entry = EntryConverter(conv, comp, frame, cal_props).convert()
+            try:
+                entry = EntryConverter(conv, comp, frame, cal_props).convert()
+            except OverflowError as e:  # a time past 9999-12-31 (or before year 1)
+                raise EntryError(comp.line, f"a date or time out of range ({e})") from None
         except EntryError as e:
             key = uid or f"(entry at line {comp.line})"
             errors.append((key, ItemError(e.reason, source=source, id=uid, line=e.line)))

@@ -592,5 +592,9 @@ def item_to_vcal(item: Item, *, companions: bool = True) -> bytes:
     """One item as a complete vCalendar 1.0 object (see module docstring).
 
     ``companions=False``: without the X-CALSYNC-ICAL-* lines, as a device that
-    drops unknown properties keeps it (see ``device_view``)."""
-    return Writer(item, companions=companions).write()
+    drops unknown properties keeps it (see ``device_view``).  A time out of the
+    range of dates (an end past 9999-12-31) is an ``ItemError`` of this item."""
+    try:
+        return Writer(item, companions=companions).write()
+    except OverflowError as e:
+        raise ItemError(f"a date or time out of range ({e})", id=item.uid) from None

@@ -16,7 +16,7 @@ import re
 import zoneinfo
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import MAXYEAR, MINYEAR, date, datetime, timedelta, tzinfo
 
 from calsync.items.lines import Component, Prop
 from calsync.items.vcal.times import UTC, TimeError, fmt_local, parse_vcal, tz_name
@@ -259,7 +259,9 @@ def identify(spec: ZoneSpec) -> tzinfo | None:
 def transitions(
     tz: tzinfo, first_year: int, last_year: int
 ) -> tuple[tuple[datetime, timedelta, timedelta], ...]:
-    """(UTC instant, offset before, offset after) of every change in the years."""
+    """(UTC instant, offset before, offset after) of every change in the years
+    (within the years a date can hold, with a day to spare at each end)."""
+    first_year, last_year = max(first_year, MINYEAR + 1), min(last_year, MAXYEAR - 1)
     start = datetime(first_year, 1, 1) - timedelta(days=1)
     end = datetime(last_year + 1, 1, 1) + timedelta(days=1)
     step = timedelta(days=7)
