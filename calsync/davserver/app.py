@@ -102,6 +102,9 @@ def radicale_configuration(service: DavService, *, debug: bool = False) -> Any:
                 "max_content_length": str(2 * max(service.settings.max_size, MAX_XML_BODY)),
                 "delay_on_error": "0",  # 412 and 404 are normal answers (logins: the guard)
                 "max_resource_size": str(service.settings.max_size),
+                # no refusal by rule length: SyncML devices may add such items too,
+                # and every expansion is bounded (radicale_hooks)
+                "max_vevent_rrule_occurrence": "0",
             },
             "logging": {"mask_passwords": "True", "level": "debug" if debug else "warning"},
         },

@@ -9,8 +9,9 @@ make to the store are what a client sees next, with no copy to keep in step.
 
 A device's write goes through calsync, in the engine's order:
 
-1. the item is parsed by calsync (a malformed one is refused with a message
-   naming the calendar and the href);
+1. the item is parsed by calsync and checked as every device input is
+   (``items.limits``; a malformed one is refused with a message naming the
+   calendar and the href);
 2. under the pair locks of every pair of that store (so no sync of it runs
    meanwhile, in this process or another), the version about to be
    overwritten or deleted is saved to the history and committed;
@@ -35,7 +36,7 @@ from calsync.davserver import context
 from calsync.davserver.config import DavSettings
 from calsync.davserver.context import DavAbort
 from calsync.davserver.state import DavState, Snapshot
-from calsync.items import Item, ItemError
+from calsync.items import Item, ItemError, limits
 from calsync.stores import (
     ItemRejected,
     NotFound,
@@ -234,10 +235,13 @@ class DavService:
                     413, f"calendar {view.name}: {href}: larger than {self.settings.max_size} bytes"
                 )
             )
+        source = f"calendar {view.name}: {href}"
         try:
-            return Item.from_bytes(raw, source=f"calendar {view.name}: {href}")
+            item = Item.from_bytes(raw, source=source)
+            limits.check_input(item, source)  # the rules every device input meets
         except ItemError as e:
             raise context.fail(DavAbort(400, str(e))) from None
+        return item
 
     def put(self, view: View, href: str, item: Item, user: str) -> tuple[str, Item | None]:
         """Store ``item`` at ``href``; returns (new ETag, the replaced item or None)."""

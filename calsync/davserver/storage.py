@@ -18,6 +18,21 @@ collections and items; this plugin answers from calsync:
 * ``upload``/``delete``: through ``DavService`` (history first, pair locks,
   the store's own concurrency check), using the exact bytes the client sent
   rather than Radicale's re-serialization.
+
+Items Radicale cannot reason about stay served (listed, readable, deletable),
+and queries treat them conservatively:
+
+* a recurrence whose expansion stops at the budget (``items.expansion``, bound
+  into Radicale by ``radicale_hooks``: a FREQ=SECONDLY event, a count of
+  millions) *matches* every time-range filter it might match (its cached range
+  runs to the end of time, and a filter that stopped expanding it counts as a
+  match); ``expand`` and free-busy reports show its occurrences found within
+  the budget (the first ``MAX_OCCURRENCES``);
+* an item whose time range cannot be computed at all (a start in year 9999
+  whose end overflows, a VEVENT without DTSTART) is listed with the whole of
+  time as its range, and matches every time-range filter;
+* either way a query answers within the budget per item, and an item's facts
+  are computed once per ETag.
 """
 
 from __future__ import annotations
@@ -35,12 +50,13 @@ import vobject
 from radicale import item as radicale_item
 from radicale import pathutils, types
 from radicale import storage as radicale_storage
+from radicale.app import report as radicale_report
 from radicale.item import filter as radicale_filter
 
-from calsync.davserver import context
+from calsync.davserver import context, radicale_hooks
 from calsync.davserver.context import DavAbort
 from calsync.davserver.service import DavService, View
-from calsync.items import Item
+from calsync.items import Item, expansion
 
 log = logging.getLogger("calsync.davserver")
 
@@ -56,12 +72,19 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
+EVERY = (radicale_filter.TIMESTAMP_MIN, radicale_filter.TIMESTAMP_MAX)  # all of time
+
+
 def facts_of(text: str) -> Facts:
-    """UID, main component and enclosing time range, as Radicale computes them."""
+    """UID, main component and enclosing time range, as Radicale computes them
+    (a range whose expansion stopped at the budget runs to the end of time)."""
     vobj = vobject.readOne(text)
     tag = radicale_item.find_tag(vobj)
     uid = radicale_item.get_uid_from_object(vobj) or ""
+    watch = expansion.watch()
     start, end = radicale_item.find_time_range(vobj, tag)
+    if watch.truncated:
+        end = radicale_filter.TIMESTAMP_MAX
     return uid, tag, start, end
 
 
@@ -203,15 +226,16 @@ class Calendar(_Base):
                 text = _text(item.raw)
                 try:
                     facts = facts_of(text)
-                except Exception as e:  # vobject's errors are of many kinds
+                except Exception as e:  # vobject's and Radicale's errors are of many kinds
                     log.warning(
-                        "calendar %s: item %s (UID %s) cannot be served: %s",
+                        "calendar %s: item %s (UID %s): no time range (%s); it is served "
+                        "as spanning all of time",
                         self.name,
                         href,
                         item.uid,
                         e,
                     )
-                    continue
+                    facts = (item.uid, item.kind, *EVERY)
                 out[href] = facts
                 learned[etag] = facts
                 if batch is not None:
@@ -250,7 +274,10 @@ class Calendar(_Base):
     def get_filtered(
         self, filters: Iterable[ET.Element]
     ) -> Iterable[tuple[radicale_item.Item, bool]]:
-        """Time-range and component prefilters from cached facts (no parsing)."""
+        """Time-range and component prefilters from cached facts (no parsing); the
+        items they cannot decide are matched here, as Radicale would, but
+        conservatively (see the module docstring), and returned as matched."""
+        filters = list(filters)
         tag, start, end, simple = radicale_filter.simplify_prefilters(filters, "VCALENDAR")
         chosen: list[tuple[LazyItem, bool]] = []
         for item in self._items(sorted(self.view.ids)):
@@ -263,7 +290,23 @@ class Calendar(_Base):
         if chosen:  # read only the chosen items' text, not the whole calendar's
             batch = chosen[0][0]._batch
             batch.pending &= {item.href for item, _ in chosen}
-        return chosen
+        if not filters:
+            return chosen
+        return [(item, True) for item, done in chosen if done or self._matches(item, filters)]
+
+    def _matches(self, item: LazyItem, filters: list[ET.Element]) -> bool:
+        """Radicale's own test of the filters, except that an expansion stopped at
+        the budget counts as a match, and so does an item spanning all of time
+        that Radicale cannot test."""
+        watch = expansion.watch()
+        try:
+            matched = all(radicale_report.test_filter("VCALENDAR", item, f) for f in filters)
+        except Exception as e:  # the errors of vobject and Radicale are of many kinds
+            if item.time_range != EVERY:
+                raise  # as Radicale would: the request fails, or the filter was bad
+            log.info("calendar %s: item %s cannot be tested (%s): matched", self.name, item.href, e)
+            return True
+        return matched or watch.truncated
 
     def has_uid(self, uid: str) -> bool:
         view = self.view
@@ -359,6 +402,7 @@ class Storage(radicale_storage.BaseStorage):
 
     def __init__(self, configuration: Any, service: DavService) -> None:
         super().__init__(configuration)
+        radicale_hooks.install()  # every rule expansion of Radicale's is bounded from now on
         self.service = service
         self.started = __import__("time").time()
         self._write = threading.Lock()

@@ -41,8 +41,8 @@ from typing import Any, TypeVar
 from dateutil import rrule as _du
 
 MAX_OCCURRENCES = 20_000  # a daily rule for 54 years
-MAX_STEPS = 200_000  # periods walked: a daily walk of 550 years
-MAX_SECONDS = 0.5
+MAX_STEPS = 50_000  # periods walked: a daily walk of 137 years
+MAX_SECONDS = 0.25
 _CLOCK_EVERY = 64  # steps between looks at the clock
 
 T = TypeVar("T")
