@@ -14,8 +14,9 @@ Rules (an item breaking one is refused with an ``ItemError`` naming it):
 - it parses, with components nested at most ``lines.MAX_DEPTH`` deep;
 - every date and date-time of its events, to-dos and journals (and their
   alarms) -- DTSTART, DTEND, DUE, RECURRENCE-ID, RDATE, EXDATE, COMPLETED, an
-  absolute TRIGGER, a rule's UNTIL -- lies in the years ``FIRST_YEAR`` to
-  ``LAST_YEAR``;
+  absolute TRIGGER -- lies in the years ``FIRST_YEAR`` to ``LAST_YEAR`` (a
+  rule's UNTIL may be any date: 9999-12-31 is how some devices say "forever",
+  and nothing is computed from it but where an expansion stops);
 - every duration (DURATION, a relative TRIGGER) is at most ``MAX_DURATION``.
 
 Together these keep every value a conversion computes (end = start +
@@ -42,7 +43,6 @@ MAX_DURATION = timedelta(days=MAX_YEARS * 366)
 
 _TIMES = ("DTSTART", "DTEND", "DUE", "RECURRENCE-ID", "RDATE", "EXDATE", "COMPLETED")
 _YEAR = re.compile(r"^\s*(\d{4})(?:\d{4}|-\d{2}-\d{2})")
-_UNTIL = re.compile(r"(?i)(?:^|;)\s*UNTIL\s*=\s*([^;]*)")
 _DURATION = re.compile(
     r"^\s*[+-]?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?\s*$", re.I
 )
@@ -69,8 +69,6 @@ def _problem(comp: Component) -> str | None:
             prop.name == "TRIGGER" and (prop.param("VALUE") or "").upper() == "DATE-TIME"
         ):
             values = re.split(r"[,/]", prop.value)  # lists, and a PERIOD's two ends
-        elif prop.name in ("RRULE", "EXRULE"):
-            values = _UNTIL.findall(prop.value)
         elif prop.name in ("DURATION", "TRIGGER"):
             values = [prop.value]
         for value in values:

@@ -15,7 +15,7 @@ import datetime as dt
 import re
 import zoneinfo
 
-from calsync.items import Item, ItemError, vcal
+from calsync.items import Item, ItemError, limits, vcal
 
 ICAL = "text/calendar"
 VCAL = "text/x-vcalendar"
@@ -44,7 +44,14 @@ def reconcile(written: Item, device: Item) -> Item:
 
 
 def decode(data: bytes, content_type: str | None, *, source: str) -> Item:
-    """The one item a device sent (ItemError naming ``source`` when unusable)."""
+    """The one item a device sent (ItemError naming ``source`` when unusable),
+    checked as every device input is (``calsync.items.limits``)."""
+    item = _decode(data, content_type, source=source)
+    limits.check_input(item, source)
+    return item
+
+
+def _decode(data: bytes, content_type: str | None, *, source: str) -> Item:
     ct = (content_type or "").split(";", 1)[0].strip().lower()
     if ct not in ("", ICAL, VCAL, "text/x-calendar", "text/vcalendar"):
         raise ItemError(f"unsupported content type {content_type}", source=source)

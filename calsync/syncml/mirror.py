@@ -370,33 +370,66 @@ class DeviceDB:
         policy: str = "merge",
         fallback: str = "newest",
     ) -> list[int]:
-        """Store the device's changes; one SyncML status per change."""
-        out: list[int] = []
+        """Store the device's changes; one SyncML status per change.
+
+        No conversion runs while the write lock on the shared database is held
+        (other devices' sessions wait for it): the device's items are decoded
+        and checked first, and a vCalendar copy is reconciled with what we
+        wrote between two short transactions.
+        """
         slow = mode in (SLOW_SYNC, REFRESH_FROM_CLIENT)
+        decoded = [self._decode(ch, where) for ch in changes]
+        out: list[int] = []
+        later: dict[str, tuple[Item, Item]] = {}  # guid -> (what we wrote, the device's copy)
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             index = _Index(self, ds, slow)
-            for ch in changes:
-                try:
-                    out.append(self._apply_one(ds, index, ch, where, policy, fallback))
-                except ItemError as e:
-                    log.error("%s: item %s: %s", where, ch.luid, e.reason)
-                    out.append(UNSUPPORTED_MEDIA_TYPE if "content type" in e.reason else 400)
+            for ch, item in zip(changes, decoded, strict=True):
+                if isinstance(item, ItemError):
+                    log.error("%s: item %s: %s", where, ch.luid, item.reason)
+                    out.append(UNSUPPORTED_MEDIA_TYPE if "content type" in item.reason else 400)
+                    continue
+                out.append(self._apply_one(ds, index, ch, item, later, policy, fallback))
+        if later:
+            merged = {guid: content.reconcile(*pair) for guid, pair in later.items()}
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                for guid, item in merged.items():
+                    for row in self.rows(ds, "guid = ?", (guid,)):
+                        self._device_content(ds, row, item, policy, fallback)
         return out
+
+    @staticmethod
+    def _decode(ch: IncomingChange, where: str) -> Item | ItemError | None:
+        """The item of a device's Add or Replace (None for a Delete)."""
+        if ch.op == "Delete":
+            return None
+        assert ch.data is not None
+        try:
+            return content.decode(ch.data, ch.content_type, source=f"{where}/{ch.luid}")
+        except ItemError as e:
+            return e
 
     def _row(self, ds: int, guid: str) -> Row:
         return self.rows(ds, "guid = ?", (guid,))[0]
 
     def _apply_one(
-        self, ds: int, index: _Index, ch: IncomingChange, where: str, policy: str, fallback: str
+        self,
+        ds: int,
+        index: _Index,
+        ch: IncomingChange,
+        item: Item | None,
+        later: dict[str, tuple[Item, Item]],
+        policy: str,
+        fallback: str,
     ) -> int:
         guid = index.by_luid.get(ch.luid)
         row = self._row(ds, guid) if guid is not None else None
-        if ch.op == "Delete":
+        if ch.op == "Delete" or item is None:
             index.forget(row)
+            if row is not None:
+                later.pop(row.guid, None)
             return self._device_delete(ds, row, ch.soft)
-        assert ch.data is not None
-        item = content.decode(ch.data, ch.content_type, source=f"{where}/{ch.luid}")
         if row is None:
             row = index.match(item)
             if row is not None:
@@ -411,11 +444,14 @@ class DeviceDB:
         index.seen(row, ch.luid)
         if item.uid != row.uid:
             item = item.with_uid(row.uid)  # the row's UID is the item's identity
-        if content.is_vcal(ch.data, ch.content_type):
-            # a vCalendar copy lacks what vCalendar cannot carry: not a deletion
+        if content.is_vcal(ch.data or b"", ch.content_type):
+            # a vCalendar copy lacks what vCalendar cannot carry: not a deletion;
+            # reconciled once this transaction is over (see ``apply``)
             written = Item(row.base, row.uid, row.kind) if row.base is not None else row.item
-            item = content.reconcile(written, item)
-        self._device_content(ds, row, item, policy, fallback)
+            later[row.guid] = (written, item)
+        else:
+            later.pop(row.guid, None)
+            self._device_content(ds, row, item, policy, fallback)
         return ITEM_ADDED if ch.op == "Add" else OK
 
     def _device_content(self, ds: int, row: Row, item: Item, policy: str, fallback: str) -> None:

@@ -98,6 +98,20 @@ def test_an_item_at_the_edge_of_time_converts_or_fails_as_an_item(times: str) ->
         assert e.id == "far@x"
 
 
+def test_a_rule_until_the_end_of_time_converts_both_ways() -> None:
+    """UNTIL=9999-12-31 (how some devices say "forever") is allowed at device input,
+    so a zone's local time of it, which overflows, must not stop the conversion."""
+    body = (
+        "BEGIN:VEVENT\r\nUID:ever@x\r\nDTSTART;TZID=Europe/Berlin:20250101T100000\r\n"
+        "RRULE:FREQ=DAILY;UNTIL=99991231T235959Z\r\nSUMMARY:Ever\r\nEND:VEVENT\r\n"
+    )
+    item = Item.from_bytes(calendar(body))
+    limits.check_input(item)
+    (back,), errors = vcal.vcal_to_items(vcal.item_to_vcal(item))
+    assert not errors
+    assert back.master().value("RRULE") == "FREQ=DAILY;UNTIL=99991231T235959Z"  # type: ignore[union-attr]
+
+
 def test_a_vcal_entry_at_the_edge_of_time_fails_alone() -> None:
     far = (
         "BEGIN:VEVENT\r\nUID:far@x\r\nDTSTART:99991231T230000\r\nDTEND:99991231T235900\r\n"
@@ -124,7 +138,6 @@ def test_rendering_to_vcal_names_the_item_that_cannot_be_converted() -> None:
     [
         ("", "99991231T230000Z", "DTSTART"),
         ("", "00010101T000000Z", "DTSTART"),
-        ("RRULE:FREQ=YEARLY;UNTIL=99991231T000000Z", "20250101T100000Z", "RRULE"),
         ("EXDATE:20260101T100000Z,99990101T100000Z", "20250101T100000Z", "EXDATE"),
         ("RDATE;VALUE=PERIOD:99990101T100000Z/PT1H", "20250101T100000Z", "RDATE"),
         ("DURATION:P100000W", "20250101T100000Z", "DURATION"),
@@ -166,7 +179,7 @@ def test_ordinary_device_input_passes() -> None:
     )
     body = (
         "BEGIN:VEVENT\r\nUID:ok@x\r\nDTSTART;TZID=W. Europe:19500101T100000\r\n"
-        "RRULE:FREQ=YEARLY;UNTIL=20991231T000000Z\r\nRDATE;VALUE=PERIOD:20300101T100000Z/PT1H\r\n"
+        "RRULE:FREQ=YEARLY;UNTIL=99991231T235959Z\r\nRDATE;VALUE=PERIOD:20300101T100000Z/PT1H\r\n"
         "DURATION:PT1H\r\nBEGIN:VALARM\r\nTRIGGER;RELATED=END:-P1W\r\nACTION:DISPLAY\r\n"
         "END:VALARM\r\nEND:VEVENT\r\n"
     )

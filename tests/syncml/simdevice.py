@@ -35,6 +35,7 @@ class SessionLog:
     our_alert: int = 0
     received: list[tuple[str, str]] = field(default_factory=list)  # (op, luid or guid)
     sync_status: int = 0
+    item_status: dict[str, int] = field(default_factory=dict)  # our statuses of its changes
     finished: bool = False
 
 
@@ -47,11 +48,13 @@ class SimPhone:
         *,
         encoding: str = "wbxml",
         datastore: str = "calendar",
+        content_type: str = "text/calendar",
     ) -> None:
         self.cfg = cfg
         self.backend = backend
         self.dev = Device(name, encoding=encoding)
         self.datastore = datastore
+        self.content_type = content_type  # what it prefers (DevInf) and sends
         self.items: dict[str, bytes] = {}
         self.changed: set[str] = set()  # LUIDs added/replaced since the last good sync
         self.deleted: set[str] = set()
@@ -122,7 +125,7 @@ class SimPhone:
                     )
                 ],
             )
-            data = dev.encode(dev.header("md5"), [devinf_put(), al])
+            data = dev.encode(dev.header("md5"), [devinf_put(pref=self.content_type), al])
             reply = drive(session.receive(data, dev.content_type, 0.0), self.backend)
             msg = parse(reply)
             hdr = next(s for s in msg.commands if isinstance(s, Status) and s.cmd == "SyncHdr")
@@ -156,7 +159,7 @@ class SimPhone:
                 data = re.sub(rb"UID:[^\r\n]*\r?\n", b"", data)
             changes.append(
                 Change(
-                    0, kind, meta=Meta(type="text/calendar"), items=[Item(source=luid, data=data)]
+                    0, kind, meta=Meta(type=self.content_type), items=[Item(source=luid, data=data)]
                 )
             )
         if not slow and log.our_alert in (200, 202):
@@ -176,6 +179,10 @@ class SimPhone:
         log.sync_status = next(
             (s.code for s in msg.commands if isinstance(s, Status) and s.cmd == "Sync"), 0
         )
+        for s in msg.commands:
+            if isinstance(s, Status) and s.cmd in ("Add", "Replace", "Delete"):
+                for ref in s.source_refs:
+                    log.item_status[ref] = s.code
         if lose_package_4:
             return log  # the reply never arrived: nothing applied, nothing committed
         self.pending_maps = []

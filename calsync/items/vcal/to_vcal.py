@@ -470,7 +470,7 @@ class Writer:
             raw_start = datetime.combine(start, time())
         try:
             again = rules.to_ical(rules.parse(text), start, raw_start, self.frame().convert)
-        except (rules.RuleError, ValueError):
+        except (rules.RuleError, ValueError, OverflowError):  # an end near 9999-12-31
             return False
         return again == value  # exactly: a rewritten rule would be a change to sync
 
