@@ -150,25 +150,26 @@ def budgeted() -> Iterator[None]:
 # -- the hook ------------------------------------------------------------------------------
 
 
+def _counted(name: str) -> Any:
+    """dateutil's day-set method ``name``, counting a step first."""
+    plain = getattr(_du._iterinfo, name)
+
+    def counted(self: Any, year: int, month: int, day: int) -> Any:
+        _step()
+        return plain(self, year, month, day)
+
+    return counted
+
+
 class CountedWalk(_du._iterinfo):
-    """dateutil's per-walk helper, counting one step per period walked (no
-    ``__slots__`` of its own: the base's ``__init__`` walks ``self.__slots__``)."""
+    """dateutil's per-walk helper, counting one step per period walked: every walk
+    calls one of these once a period (no ``__slots__`` of its own: the base's
+    ``__init__`` walks ``self.__slots__``)."""
 
-    def ydayset(self, year: int, month: int, day: int) -> Any:
-        _step()
-        return super().ydayset(year, month, day)
-
-    def mdayset(self, year: int, month: int, day: int) -> Any:
-        _step()
-        return super().mdayset(year, month, day)
-
-    def wdayset(self, year: int, month: int, day: int) -> Any:
-        _step()
-        return super().wdayset(year, month, day)
-
-    def ddayset(self, year: int, month: int, day: int) -> Any:
-        _step()
-        return super().ddayset(year, month, day)
+    ydayset = _counted("ydayset")
+    mdayset = _counted("mdayset")
+    wdayset = _counted("wdayset")
+    ddayset = _counted("ddayset")
 
 
 def hooked_walk() -> type:
