@@ -447,6 +447,9 @@ def _repeat(rule: str, first: date | datetime, times: _Times, week_start: int) -
             return None
         end = until.date() if isinstance(until, datetime) else until
     elif "COUNT" in parts:
+        from calsync.items import expansion  # with dateutil: only for rules with a count
+
+        watch = expansion.watch()
         try:
             count = int(parts["COUNT"])
             found = occurrences(rule, first, limit=count)
@@ -454,8 +457,9 @@ def _repeat(rule: str, first: date | datetime, times: _Times, week_start: int) -
             return None
         if not found:
             return None
-        last = times.local(found[-1])
-        end = last.date() if isinstance(last, datetime) else last
+        if not watch.truncated:  # else: longer than an expansion may run, so no end
+            last = times.local(found[-1])
+            end = last.date() if isinstance(last, datetime) else last
     return Repeat(kind, end, interval, on, week_start)
 
 

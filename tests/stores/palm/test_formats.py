@@ -479,3 +479,29 @@ def test_palm_os5_tasks_are_read_and_never_written(tmp_path: Path) -> None:
     s.flush()
     s.end_sync({id: v for id, v in listing.versions.items()})
     assert path.read_bytes() == data  # not one byte changed, dirty flag included
+
+
+@pytest.mark.timeout(120)
+def test_a_count_past_the_expansion_budget_repeats_without_an_end() -> None:
+    """Issue 19: expansions stop at a budget (``items.expansion``); a COUNT past it
+    must not end the Palm's repeat at the last occurrence that was computed."""
+    from calsync.items import expansion
+    from calsync.stores.palm import ical
+
+    ctx = ical.Context(None, "cp1252", [], "20250101T000000Z")
+
+    def repeat(count: int) -> datebook.Repeat | None:
+        item = Item.from_bytes(
+            b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:r@x\r\n"
+            b"DTSTAMP:20250101T000000Z\r\nDTSTART;VALUE=DATE:20250101\r\n"
+            + f"RRULE:FREQ=DAILY;COUNT={count}\r\n".encode()
+            + b"SUMMARY:Daily\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+        appt, _ = ical.appointment(item, ctx)
+        return appt.repeat
+
+    short = repeat(10)
+    assert short is not None and short.end == date(2025, 1, 10)
+    long = repeat(100_000_000)
+    assert long is not None and long.end is None  # not 20,000 days after the start
+    assert expansion.MAX_OCCURRENCES < 100_000_000
