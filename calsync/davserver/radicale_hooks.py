@@ -9,9 +9,11 @@ range a client asks for: one FREQ=SECONDLY event made a one-year REPORT run for
 minutes.  ``install()`` replaces that method (and the ``rruleset`` property
 built on it) with one that
 
-- builds the same set under an expansion budget (vobject peeks at the first
-  occurrence while building it; past the budget the set is built without that
-  peek), and
+- builds the same set under a tenth of an expansion budget (vobject peeks at
+  the first occurrence while building it, which a rule that never matches
+  would walk to year 9999; past the budget the set is built without that
+  peek, and the DTSTART it would have added when the rule skips it is left
+  out), and
 - returns it as a ``BoundedRuleSet``, whose every iteration (``__iter__``, which
   dateutil's ``between``, ``before``, indexing and ``count`` all go through) is
   ``calsync.items.expansion.bounded``.
@@ -48,9 +50,12 @@ class BoundedRuleSet(rrule.rruleset):
         return expansion.bounded(super().__iter__())
 
 
+PEEK_STEPS = expansion.MAX_STEPS // 10  # a first occurrence is near its start
+
+
 def _bounded_getrruleset(self: Any, addRDate: bool = False) -> Any:  # vobject's names
     try:
-        with expansion.budgeted():
+        with expansion.budgeted(PEEK_STEPS):
             found = original_getrruleset(self, addRDate)
     except expansion.ExpansionCapped:
         found = original_getrruleset(self, False)  # no peek at the first occurrence

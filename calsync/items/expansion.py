@@ -59,15 +59,16 @@ class _Exhausted(Exception):
 class Budget:
     """Steps and time one expansion may spend."""
 
-    __slots__ = ("deadline", "steps")
+    __slots__ = ("deadline", "max_steps", "steps")
 
-    def __init__(self) -> None:
+    def __init__(self, max_steps: int = MAX_STEPS) -> None:
         self.steps = 0
+        self.max_steps = max_steps
         self.deadline = time.monotonic() + MAX_SECONDS
 
     def step(self) -> None:
         self.steps += 1
-        if self.steps > MAX_STEPS or (
+        if self.steps > self.max_steps or (
             self.steps % _CLOCK_EVERY == 0 and time.monotonic() > self.deadline
         ):
             raise _Exhausted
@@ -134,10 +135,11 @@ def bounded(rule: Iterable[T]) -> Iterator[T]:
 
 
 @contextmanager
-def budgeted() -> Iterator[None]:
-    """Run a block that walks rules under one budget; ``ExpansionCapped`` past it."""
+def budgeted(max_steps: int = MAX_STEPS) -> Iterator[None]:
+    """Run a block that walks rules under one budget (of ``max_steps`` periods at
+    most); ``ExpansionCapped`` past it."""
     outer = _state.budget
-    _state.budget = Budget()
+    _state.budget = Budget(max_steps)
     try:
         yield
     except _Exhausted:
