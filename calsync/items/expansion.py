@@ -17,9 +17,11 @@ Rules:
   so far, never an exception, and the stop is counted per thread
   (``watch()``), so a caller that must not take a partial answer for the whole
   (a time-range match, the end of a recurrence) can tell and be conservative;
-- ``bounded(rule)`` is the expansion (any dateutil rule or set, or vobject's);
-  ``budgeted()`` runs other code that walks rules (building a set that peeks at
-  its first occurrence) under one budget, and raises ``ExpansionCapped`` past it.
+- ``bounded(rule)`` is the expansion (any dateutil rule or set, or vobject's,
+  built without dateutil's ``cache=True``: a walk stopped by the budget would
+  keep the cache's lock); ``budgeted()`` runs other code that walks rules
+  (building a set that peeks at its first occurrence) under one budget, and
+  raises ``ExpansionCapped`` past it.
 
 The periods are counted by the one hook this module puts into dateutil: its
 per-walk helper class (``dateutil.rrule._iterinfo``, instantiated by
