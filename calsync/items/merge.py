@@ -18,6 +18,8 @@ Rules:
   RESOURCES by value; ATTACH, COMMENT, CONTACT, RELATED-TO by line) and VALARMs
   merge as sets: an element is kept if both sides have it, or if one side
   added it; it is dropped if one side removed it and the other did not touch it;
+  an attendee both sides changed merges parameter by parameter (one side's
+  PARTSTAT, the other's CN);
 - bookkeeping properties (DTSTAMP, LAST-MODIFIED, SEQUENCE) take the maximum.
 
 Everything works on the light ``lines`` tree, so untouched properties keep
@@ -243,6 +245,8 @@ def _merge_set(name: str, l0: list[Prop] | None, la: list[Prop], lb: list[Prop])
                 out.append(pa)
             elif p0 is not None and pa.canonical() == p0.canonical():
                 out.append(pb)  # b changed it (e.g. an attendee's PARTSTAT)
+            elif p0 is not None and name in _BY_ADDRESS:
+                out.append(_merge_params(p0, pa, pb))  # both changed one attendee
             else:
                 out.append(pa)
         elif pa is not None:
@@ -250,6 +254,22 @@ def _merge_set(name: str, l0: list[Prop] | None, la: list[Prop], lb: list[Prop])
                 out.append(pa)  # added by a, or changed by a while b dropped it
         elif pb is not None and (p0 is None or p0.canonical() != pb.canonical()):
             out.append(pb)
+    return out
+
+
+def _merge_params(p0: Prop, pa: Prop, pb: Prop) -> Prop:
+    """One attendee both sides changed: parameter by parameter, the side that
+    changed it wins; a parameter both changed differently is a's."""
+
+    def table(p: Prop) -> dict[str, str | None]:
+        return {k: p.param(k) for k, _ in p.params}
+
+    t0, ta, tb = table(p0), table(pa), table(pb)
+    out = pa
+    for key in list(ta) + [k for k in tb if k not in ta]:
+        v0, va, vb = t0.get(key), ta.get(key), tb.get(key)
+        if vb != v0 and va == v0:
+            out = out.with_param(key, vb)
     return out
 
 

@@ -130,6 +130,30 @@ def test_attendees_and_categories_merge_as_sets() -> None:
     assert cats == {"Work", "Urgent", "Team"}
 
 
+def test_one_attendee_edited_on_both_sides_merges_by_parameter() -> None:
+    """A's PARTSTAT and B's CN on the same attendee both survive; a parameter
+    both changed differently is A's (as the whole line was before)."""
+    a = edit(
+        BASE,
+        "ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:ann@example.org",
+        "ATTENDEE;PARTSTAT=ACCEPTED;ROLE=CHAIR:mailto:ann@example.org",
+    )
+    b = edit(
+        BASE,
+        "ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:ann@example.org",
+        "ATTENDEE;CN=Ann;PARTSTAT=NEEDS-ACTION;ROLE=OPT-PARTICIPANT:mailto:ann@example.org",
+    )
+    res = resolve("merge", item(BASE), item(a), item(b))
+    m = res.result.master()
+    assert m is not None
+    ann = next(p for p in m.all("ATTENDEE") if "ann@" in p.value)
+    assert (ann.param("PARTSTAT"), ann.param("CN"), ann.param("ROLE")) == (
+        "ACCEPTED",
+        "Ann",
+        "CHAIR",
+    )
+
+
 def test_attendee_removed_on_one_side() -> None:
     a = BASE.replace("ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:bob@example.org\r\n", "")
     b = edit(BASE, "SUMMARY:Weekly", "SUMMARY:Other")
