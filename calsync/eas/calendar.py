@@ -61,7 +61,7 @@ from calsync.eas.model import (
 from calsync.eas.props import MappingError, Options, Outgoing
 from calsync.eas.recurrence import Inexpressible, RecurrenceError, from_rrule, to_rrule
 from calsync.eas.timezone import blob_for_zone, zone_for_blob
-from calsync.items.item import PRODID, Item, ItemError
+from calsync.items.item import Item
 from calsync.items.lines import Component, Prop, quote
 from calsync.items.vcal.times import (
     TimeError,
@@ -291,26 +291,12 @@ def _busy(comp: Component) -> BusyStatus:
 
 def _reminder(comp: Component, start: TimeValue, end: TimeValue, ctx: _Ctx) -> int | None:
     """Minutes before the start of the first alarm a phone can show."""
-    begin = props.instant(start, ctx.opts.device_zone if not isinstance(start, datetime) else UTC)
-    finish = props.instant(end, ctx.opts.device_zone if not isinstance(end, datetime) else UTC)
-    for alarm in comp.children("VALARM"):
-        if (alarm.value("ACTION") or "").strip().upper() not in ("DISPLAY", "AUDIO"):
-            continue
-        trigger = alarm.get("TRIGGER")
-        if trigger is None:
-            continue
-        try:
-            if (trigger.param("VALUE") or "").upper() == "DATE-TIME":
-                fires = ctx.time(trigger)
-                before = begin - props.instant(fires, UTC)
-            else:
-                offset = parse_duration(trigger.value)
-                anchor = finish if (trigger.param("RELATED") or "").upper() == "END" else begin
-                before = begin - (anchor + offset)
-        except (TimeError, MappingError):
-            continue
-        if before >= timedelta(0):
-            return int(before.total_seconds() // 60)
+    begin = props.instant(start, ctx.opts.device_zone)
+    finish = props.instant(end, ctx.opts.device_zone)
+    for trigger in props.phone_alarms(comp):
+        fires = props.fires_at(trigger, begin, finish, ctx.cal, ctx.opts, ctx.warnings)
+        if fires is not None and fires <= begin:
+            return int((begin - fires).total_seconds() // 60)
     return None
 
 
@@ -548,7 +534,7 @@ def appointment_to_item(
         raise MappingError("the appointment has no StartTime")
     uid = uid or appt.uid or appt.client_uid or new_uid(uid_seed)
     zone = _zone_in(appt, opts)
-    cal = Component("VCALENDAR", [Prop("VERSION", (), "2.0"), Prop("PRODID", (), PRODID.decode())])
+    cal = props.new_calendar()
     ctx = _Ctx(opts, cal, zone, [])
     master = Component("VEVENT", [Prop("UID", (), uid)])
     stamp = appt.dtstamp or datetime.now(UTC)
@@ -579,10 +565,7 @@ def appointment_to_item(
     cal.subs.extend(_zone_components(zone, [master, *overrides], start, appt, opts))
     cal.subs.append(master)
     cal.subs.extend(overrides)
-    try:
-        return Item.from_tree(cal)
-    except ItemError as e:
-        raise MappingError(str(e)) from None
+    return props.finish(cal)
 
 
 def _zone_in(appt: Appointment | RecurrenceException, opts: Options) -> tzinfo:
@@ -694,15 +677,8 @@ def _set_reminder(comp: Component, minutes: int) -> None:
             s.name == "VALARM" and (s.value("ACTION") or "").strip().upper() in ("DISPLAY", "AUDIO")
         )
     ]
-    alarm = Component(
-        "VALARM",
-        [
-            Prop("ACTION", (), "DISPLAY"),
-            Prop("DESCRIPTION", (), "Reminder"),
-            Prop("TRIGGER", (), fmt_duration(-timedelta(minutes=max(0, minutes)))),
-        ],
-    )
-    comp.subs.append(alarm)
+    trigger = Prop("TRIGGER", (), fmt_duration(-timedelta(minutes=max(0, minutes))))
+    comp.subs.append(props.display_alarm(trigger))
 
 
 def _set_attendees(comp: Component, attendees: list[Attendee], opts: Options) -> None:

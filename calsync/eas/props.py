@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from html.parser import HTMLParser
@@ -29,10 +29,18 @@ from typing import Generic, TypeVar
 
 from calsync.eas.model import Body, BodyType, Sensitivity
 from calsync.eas.timezone import BlobTz, blob_vtimezone
+from calsync.items.item import PRODID, Item, ItemError
 from calsync.items.lines import Component, Prop
 from calsync.items.vcal import zones
 from calsync.items.vcal.text import ical_escape, ical_join, ical_list, ical_unescape
-from calsync.items.vcal.times import TimeError, TimeValue, fmt_ical, parse_ical, tz_name
+from calsync.items.vcal.times import (
+    TimeError,
+    TimeValue,
+    fmt_ical,
+    parse_duration,
+    parse_ical,
+    tz_name,
+)
 
 T = TypeVar("T")
 
@@ -252,6 +260,59 @@ def html_to_text(markup: str) -> str:
     parser.close()
     lines = [ln.strip() for ln in "".join(parser.out).split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+# -- items and alarms -------------------------------------------------------------------------
+
+
+def new_calendar() -> Component:
+    return Component("VCALENDAR", [Prop("VERSION", (), "2.0"), Prop("PRODID", (), PRODID.decode())])
+
+
+def finish(cal: Component) -> Item:
+    """The item of a calendar a mapping built."""
+    try:
+        return Item.from_tree(cal)
+    except ItemError as e:
+        raise MappingError(str(e)) from None
+
+
+def phone_alarms(comp: Component) -> Iterator[Prop]:
+    """The TRIGGERs of the alarms a phone shows (DISPLAY and AUDIO), in order."""
+    for alarm in comp.children("VALARM"):
+        trigger = alarm.get("TRIGGER")
+        if trigger is not None and (alarm.value("ACTION") or "").strip().upper() in PHONE_ACTIONS:
+            yield trigger
+
+
+PHONE_ACTIONS = ("DISPLAY", "AUDIO")
+
+
+def fires_at(
+    trigger: Prop,
+    start: datetime | None,
+    end: datetime | None,
+    cal: Component,
+    opts: Options,
+    warnings: list[str],
+) -> datetime | None:
+    """When an alarm fires: its absolute time, or its duration from the start
+    (the end for RELATED=END; the other one if that is missing)."""
+    try:
+        if (trigger.param("VALUE") or "").upper() == "DATE-TIME":
+            return instant(read_time(trigger, cal, opts, warnings), UTC)
+        related_end = (trigger.param("RELATED") or "").upper() == "END"
+        anchor = (end if related_end else start) or end or start
+        return anchor + parse_duration(trigger.value) if anchor is not None else None
+    except (TimeError, MappingError):
+        return None
+
+
+def display_alarm(trigger: Prop) -> Component:
+    """The one alarm a device's reminder becomes."""
+    return Component(
+        "VALARM", [Prop("ACTION", (), "DISPLAY"), Prop("DESCRIPTION", (), "Reminder"), trigger]
+    )
 
 
 # -- times -----------------------------------------------------------------------------------

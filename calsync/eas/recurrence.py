@@ -47,7 +47,7 @@ from calsync.eas.model import (
     RecurrenceType,
     TaskRecurrence,
 )
-from calsync.items.vcal.rules import ical_parts
+from calsync.items.vcal.rules import RuleError, byday, ical_parts
 
 R = TypeVar("R", bound=Recurrence)
 
@@ -316,15 +316,10 @@ def _week(position: int) -> int:
 
 
 def _byday(text: str | None) -> list[tuple[int, str]]:
-    if not text:
-        return []
-    out = []
-    for item in text.split(","):
-        m = re.fullmatch(r"([+-]?\d{1,2})?(MO|TU|WE|TH|FR|SA|SU)", item.strip())
-        if not m:
-            raise Inexpressible(f"BYDAY value {item!r}")
-        out.append((int(m.group(1) or 0), m.group(2)))
-    return out
+    try:
+        return byday(text) if text else []
+    except RuleError as e:
+        raise Inexpressible(str(e)) from None
 
 
 def _ints(parts: dict[str, str], key: str) -> list[int]:

@@ -36,7 +36,7 @@ from calsync.eas.calendar import new_uid
 from calsync.eas.model import Importance, Task, TaskRecurrence
 from calsync.eas.props import MappingError, Options, Outgoing
 from calsync.eas.recurrence import Inexpressible, RecurrenceError, from_rrule, to_rrule
-from calsync.items.item import PRODID, Item, ItemError
+from calsync.items.item import Item
 from calsync.items.lines import Component, Prop
 from calsync.items.vcal.times import (
     TimeError,
@@ -158,22 +158,12 @@ def _reminder(
     opts: Options,
     warnings: list[str],
 ) -> datetime | None:
-    for alarm in comp.children("VALARM"):
-        if (alarm.value("ACTION") or "").strip().upper() not in ("DISPLAY", "AUDIO"):
-            continue
-        trigger = alarm.get("TRIGGER")
-        if trigger is None:
-            continue
-        try:
-            if (trigger.param("VALUE") or "").upper() == "DATE-TIME":
-                return props.instant(props.read_time(trigger, cal, opts, warnings), UTC)
-            related_end = (trigger.param("RELATED") or "").upper() == "END"
-            anchor = (due if related_end else start) or due or start
-            if anchor is None:
-                continue
-            return props.instant(anchor, opts.device_zone) + parse_duration(trigger.value)
-        except (TimeError, MappingError):
-            continue
+    begin = props.instant(start, opts.device_zone) if start is not None else None
+    end = props.instant(due, opts.device_zone) if due is not None else None
+    for trigger in props.phone_alarms(comp):
+        fires = props.fires_at(trigger, begin, end, cal, opts, warnings)
+        if fires is not None:
+            return fires
     return None
 
 
@@ -192,7 +182,7 @@ def task_to_item(
 ) -> Item:
     """The item a device's task stands for (UID: ``uid``, else ``new_uid``;
     DTSTAMP: ``stamp``, else now)."""
-    cal = Component("VCALENDAR", [Prop("VERSION", (), "2.0"), Prop("PRODID", (), PRODID.decode())])
+    cal = props.new_calendar()
     comp = Component("VTODO", [Prop("UID", (), uid or new_uid(uid_seed))])
     comp.props.append(Prop("DTSTAMP", (), fmt_utc(stamp or datetime.now(UTC))))
     start = _time_in(task.start_date, task.utc_start_date, opts)
@@ -220,16 +210,8 @@ def task_to_item(
     if task.recurrence is not None and start is not None:
         _recurrence_in(comp, task.recurrence, start, opts)
     if task.reminder_set and task.reminder_time is not None:
-        comp.subs.append(
-            Component(
-                "VALARM",
-                [
-                    Prop("ACTION", (), "DISPLAY"),
-                    Prop("DESCRIPTION", (), "Reminder"),
-                    Prop("TRIGGER", (("VALUE", "DATE-TIME"),), fmt_utc(task.reminder_time)),
-                ],
-            )
-        )
+        trigger = Prop("TRIGGER", (("VALUE", "DATE-TIME"),), fmt_utc(task.reminder_time))
+        comp.subs.append(props.display_alarm(trigger))
     tzid = tz_name(opts.device_zone)
     if any(p.param("TZID") == tzid for p in comp.props):
         years = [v.year for v in (start, due) if v is not None]
@@ -237,10 +219,7 @@ def task_to_item(
         if vtz is not None:
             cal.subs.append(vtz)
     cal.subs.append(comp)
-    try:
-        return Item.from_tree(cal)
-    except ItemError as e:
-        raise MappingError(str(e)) from None
+    return props.finish(cal)
 
 
 def _time_in(local: datetime | None, utc: datetime | None, opts: Options) -> TimeValue | None:

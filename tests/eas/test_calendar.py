@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from dateutil.rrule import rrulestr
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from calsync.eas.calendar import (
     apply_instance_delete,
@@ -37,6 +39,7 @@ from calsync.eas.props import MappingError, Options
 from calsync.eas.timezone import blob_for_zone
 from calsync.items import Item, loads_one
 from calsync.items.lines import Component
+from tests.eas.test_recurrence import shaped_rrules
 
 YEAR = 2026
 V14 = Options(version="14.1", user_email="me@example.com", year=YEAR)
@@ -633,3 +636,48 @@ def test_a_series_brings_the_vtimezone_of_its_years() -> None:
     assert "20261025T030000" in tz.serialize()  # the change of the series' last year
     single = appointment_to_item(Appointment(start_time=utc(2026, 1, 1)), V14)
     assert single.timezones() == []  # UTC needs none
+
+
+# -- series through a device, property-based ------------------------------------------------------
+
+ZONES = ["Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Kolkata", "UTC"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shaped_rrules(),
+    st.sampled_from(ZONES),
+    st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2030, 12, 31)),
+    st.sampled_from(["", ";COUNT=12", ";UNTIL=20311231T000000Z"]),
+    st.sampled_from(["14.1", "16.1"]),
+)
+def test_a_series_through_the_device_keeps_its_occurrences(
+    rule: str, zone: str, around: datetime, end: str, version: str
+) -> None:
+    """RRULE -> appointment -> RRULE: the same occurrences (as instants) for
+    three years, in zones of both hemispheres, through daylight saving."""
+    tz = ZoneInfo(zone)
+    rule += end
+    local = around.replace(second=0, microsecond=0)
+    first = list(rrulestr(rule, dtstart=local.replace(tzinfo=tz))[:1])
+    assume(first)
+    start = first[0].replace(tzinfo=None)
+    stamp = start.strftime("%Y%m%dT%H%M%S")
+    dtstart = f"DTSTART:{stamp}Z" if zone == "UTC" else f"DTSTART;TZID={zone}:{stamp}"
+    item = event(f"RRULE:{rule}", start=dtstart, end="DURATION:PT1H")
+    opts = Options(version=version, year=YEAR)
+    out = item_to_appointment(item, opts)
+    if out.data.recurrence is None:  # refused (and said so): test_recurrence covers why
+        assert any("first occurrence only" in w for w in out.warnings)
+        return
+    back = master(appointment_to_item(out.data, opts))
+    back_start = back.get("DTSTART")
+    assert back_start is not None and back_start.param("TZID") == (None if zone == "UTC" else zone)
+    limit = start.replace(tzinfo=tz) + timedelta(days=3 * 365)
+
+    def instants(value: str) -> list[datetime]:
+        expanded = rrulestr(value, dtstart=start.replace(tzinfo=tz))
+        between = expanded.between(start.replace(tzinfo=tz), limit, inc=True)
+        return [o.astimezone(UTC) for o in between]
+
+    assert instants(back.value("RRULE") or "") == instants(rule)

@@ -27,31 +27,22 @@ from calsync.eas.tasks import item_to_task
 from calsync.eas.timezone import blob_for_zone
 from calsync.items import Item, ItemError, items_from_stream, loads_one
 from calsync.items.lines import Component
+from tests.items.test_vcal_reconcile import LAPTOP as VCAL_LAPTOP
 
 V14 = Options(version="14.1", user_email="me@example.com", year=2026)
 V16 = Options(version="16.1", user_email="me@example.com", year=2026)
 
 MOZ = "/mozilla.org/20050126_1/Europe/Berlin"
+# the zone as Thunderbird writes it (the vCalendar mirror's test item has it)
+BERLIN = VCAL_LAPTOP[
+    VCAL_LAPTOP.index("BEGIN:VTIMEZONE") : VCAL_LAPTOP.index("END:VTIMEZONE") + 15
+].replace("\r\n", "\n")
+assert MOZ in BERLIN
 LAPTOP = f"""\
 BEGIN:VCALENDAR
 VERSION:2.0
 PRODID:-//t//EN
-BEGIN:VTIMEZONE
-TZID:{MOZ}
-BEGIN:STANDARD
-DTSTART:19701025T030000
-TZOFFSETFROM:+0200
-TZOFFSETTO:+0100
-RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU
-END:STANDARD
-BEGIN:DAYLIGHT
-DTSTART:19700329T020000
-TZOFFSETFROM:+0100
-TZOFFSETTO:+0200
-RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU
-END:DAYLIGHT
-END:VTIMEZONE
-BEGIN:VEVENT
+{BERLIN}BEGIN:VEVENT
 UID:u1
 DTSTAMP:20260101T000000Z
 DTSTART;TZID={MOZ}:20260106T100000

@@ -170,29 +170,20 @@ def test_exchange_blobs_decode_to_their_fields() -> None:
     assert blob.daylight_bias == -60
 
 
-@pytest.mark.parametrize(
-    ("wire", "zone"),
-    [
-        (PACIFIC, "America/Los_Angeles"),
-        (AUS_EASTERN, "Australia/Sydney"),
-        (INDIA, "Asia/Kolkata"),
-        (ARIZONA, "America/Phoenix"),
-    ],
-)
+EXCHANGE = [
+    (PACIFIC, "America/Los_Angeles"),
+    (AUS_EASTERN, "Australia/Sydney"),
+    (INDIA, "Asia/Kolkata"),
+    (ARIZONA, "America/Phoenix"),
+]
+
+
+@pytest.mark.parametrize(("wire", "zone"), EXCHANGE)
 def test_our_blob_for_a_zone_is_byte_for_byte_the_one_exchange_writes(wire: str, zone: str) -> None:
     assert blob_for_zone(ZoneInfo(zone), YEAR).to_base64() == wire
 
 
-@pytest.mark.parametrize(
-    ("wire", "zone"),
-    [
-        (PACIFIC, "America/Los_Angeles"),
-        (AUS_EASTERN, "Australia/Sydney"),
-        (INDIA, "Asia/Kolkata"),
-        (ARIZONA, "America/Phoenix"),
-        (EASTERN_SHORT_NAMES, "America/New_York"),
-    ],
-)
+@pytest.mark.parametrize(("wire", "zone"), [*EXCHANGE, (EASTERN_SHORT_NAMES, "America/New_York")])
 def test_exchange_blobs_name_their_iana_zone(wire: str, zone: str) -> None:
     found = zone_for_blob(TimeZoneBlob.from_base64(wire), YEAR)
     assert found.tzid == zone

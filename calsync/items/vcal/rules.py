@@ -333,7 +333,8 @@ def ical_parts(value: str) -> dict[str, str]:
     return parts
 
 
-def _byday(value: str) -> list[tuple[int, str]]:
+def byday(value: str) -> list[tuple[int, str]]:
+    """A BYDAY value as (ordinal, day) pairs (ordinal 0: none); RuleError if invalid."""
     out: list[tuple[int, str]] = []
     for item in value.split(","):
         m = re.fullmatch(r"([+-]?\d{1,2})?(MO|TU|WE|TH|FR|SA|SU)", item.strip())
@@ -381,14 +382,14 @@ def from_ical(
         if not parts:
             rule = VcalRule("D", interval)
         elif set(parts) == {"BYDAY"} and interval == 1:
-            days = _byday(parts.pop("BYDAY"))
+            days = byday(parts.pop("BYDAY"))
             if any(n for n, _ in days):
                 raise RuleError("DAILY with BYDAY ordinals")
             rule = VcalRule("W", 1, weekdays=[d for _, d in days])
         else:
             raise RuleError(f"DAILY with {', '.join(sorted(parts))}")
     elif freq == "WEEKLY":
-        days = _byday(parts.pop("BYDAY")) if "BYDAY" in parts else [(0, _weekday(dtstart))]
+        days = byday(parts.pop("BYDAY")) if "BYDAY" in parts else [(0, _weekday(dtstart))]
         if parts or any(n for n, _ in days):
             raise RuleError("WEEKLY with more than BYDAY")
         names = [d for _, d in days]
@@ -423,7 +424,7 @@ def from_ical(
 
 def _monthly(parts: dict[str, str], interval: int, dtstart: TimeValue) -> VcalRule:
     if "BYDAY" in parts and "BYMONTHDAY" not in parts:
-        days = _byday(parts.pop("BYDAY"))
+        days = byday(parts.pop("BYDAY"))
         setpos = parts.pop("BYSETPOS", None)
         if parts:
             raise RuleError(f"MONTHLY with {', '.join(sorted(parts))}")
@@ -525,6 +526,7 @@ def until_as_date(value: TimeValue) -> date:
 __all__ = [
     "RuleError",
     "VcalRule",
+    "byday",
     "from_ical",
     "normalize",
     "occurrences",
