@@ -597,7 +597,7 @@ def _zone_components(
 def _boundary(moment: datetime, all_day: bool, ctx: _Ctx) -> TimeValue:
     if all_day:
         return props.all_day_date(moment, ctx.zone)
-    local = moment.astimezone(ctx.zone)
+    local = props.as_utc(moment).astimezone(ctx.zone)
     return local.astimezone(UTC) if tz_name(ctx.zone) == "UTC" else local
 
 

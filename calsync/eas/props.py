@@ -361,11 +361,18 @@ def instant(value: TimeValue, zone: tzinfo) -> datetime:
     return datetime(value.year, value.month, value.day, tzinfo=zone).astimezone(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A wire time as an aware UTC value (the wire's times are UTC; a naive one
+    is read so, never in the server's local zone)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def all_day_date(moment: datetime, zone: tzinfo) -> date:
     """The date an all-day boundary means: local midnight in ``zone`` (what 14.x
     clients send), else a date-shaped UTC midnight (16.x, and servers that
     send an all-zero blob), else the nearest local midnight (a device whose
     zone rules differ from ours by an hour).  Never a day east or west."""
+    moment = as_utc(moment)
     local = moment.astimezone(zone)
     if local.hour == local.minute == local.second == 0:
         return local.date()

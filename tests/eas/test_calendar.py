@@ -3,6 +3,7 @@ zones, series with exceptions, 16.x instance edits, what cannot be sent."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -165,6 +166,22 @@ def test_all_day_events_from_devices_of_every_zone(zone: str) -> None:
         comp = master(appointment_to_item(appt, Options(device_zone=tz, year=YEAR)))
         assert lines(comp, "DTSTART") == ["DTSTART;VALUE=DATE:20260701"], appt
         assert lines(comp, "DTEND") == ["DTEND;VALUE=DATE:20260702"], appt
+
+
+def test_naive_wire_times_are_utc_not_the_server_s_local_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        appt = Appointment(start_time=datetime(2026, 3, 10, 9), end_time=datetime(2026, 3, 10, 10))
+        berlin = Options(device_zone=ZoneInfo("Europe/Berlin"), year=YEAR)
+        assert lines(master(appointment_to_item(appt, berlin)), "DTSTART") == [
+            "DTSTART;TZID=Europe/Berlin:20260310T100000"
+        ]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_an_all_day_end_not_after_the_start_is_the_next_day() -> None:
