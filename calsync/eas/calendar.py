@@ -532,6 +532,7 @@ def appointment_to_item(
     ``new_uid(uid_seed)``."""
     if appt.start_time is None:
         raise MappingError("the appointment has no StartTime")
+    props.check_wire(appt)
     uid = uid or appt.uid or appt.client_uid or new_uid(uid_seed)
     zone = _zone_in(appt, opts)
     cal = props.new_calendar()
@@ -886,6 +887,7 @@ def _find(item: Item, instance_id: datetime, opts: Options) -> tuple[Component, 
 def apply_instance_delete(item: Item, instance_id: datetime, opts: Options) -> Item:
     """The series without the occurrence ``instance_id`` names (an EXDATE; an
     override of it is removed)."""
+    props.check_wire(RecurrenceException(instance_id=instance_id))
     master, rid, ctx = _find(item, instance_id, opts)
     key = rid.astimezone(UTC) if isinstance(rid, datetime) else rid
     ctx.cal.subs = [
@@ -898,7 +900,7 @@ def apply_instance_delete(item: Item, instance_id: datetime, opts: Options) -> I
     }
     if key not in known:
         master.props.append(props.time_prop("EXDATE", rid))
-    return Item.from_tree(ctx.cal)
+    return props.finish(ctx.cal)
 
 
 def apply_instance_edit(
@@ -907,6 +909,8 @@ def apply_instance_edit(
     """The series with the occurrence ``instance_id`` names changed as the
     device says (the fields it sent, over the existing override or the
     occurrence as the series gives it); what the device did not send stays."""
+    props.check_wire(edited)
+    props.check_wire(RecurrenceException(instance_id=instance_id))
     master, rid, ctx = _find(item, instance_id, opts)
     key = rid.astimezone(UTC) if isinstance(rid, datetime) else rid
     start, end = _span(master, ctx)
@@ -937,7 +941,7 @@ def apply_instance_edit(
         else:
             kept_props.append(prop)
     master.props = kept_props
-    return Item.from_tree(ctx.cal)
+    return props.finish(ctx.cal)
 
 
 def _key_of(prop: Prop, ctx: _Ctx) -> object:

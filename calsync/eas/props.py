@@ -22,14 +22,15 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from html.parser import HTMLParser
 from typing import Generic, TypeVar
 
-from calsync.eas.model import Body, BodyType, Sensitivity
+from calsync.eas.model import Body, BodyType, Sensitivity, element_of
 from calsync.eas.timezone import BlobTz, blob_vtimezone
 from calsync.items.item import PRODID, Item, ItemError
+from calsync.items.limits import FIRST_YEAR, LAST_YEAR, MAX_DURATION, check_input
 from calsync.items.lines import Component, Prop
 from calsync.items.vcal import zones
 from calsync.items.vcal.text import ical_escape, ical_join, ical_list, ical_unescape
@@ -86,6 +87,35 @@ class Outgoing(Generic[T]):
 
     data: T
     warnings: list[str] = field(default_factory=list)
+
+
+# -- device data within limits ------------------------------------------------------------------
+
+
+def check_wire(data: object, where: str = "") -> None:
+    """Refuse (``MappingError``) device data a conversion cannot compute with:
+    a time outside ``items.limits``' years (every StartTime, Until,
+    ExceptionStartTime...), a reminder longer than its longest duration.  The
+    item made of it is then checked as every device input is
+    (``limits.check_input``, by ``finish``)."""
+    if isinstance(data, list):
+        for value in data:
+            check_wire(value, where)
+        return
+    if not is_dataclass(data):
+        return
+    for f in fields(data):
+        value = getattr(data, f.name)
+        name = f"{where}{element_of(f.name)}"
+        if isinstance(value, datetime) and not FIRST_YEAR <= value.year <= LAST_YEAR:
+            raise MappingError(f"{name} {value:%Y-%m-%d}: years {FIRST_YEAR} to {LAST_YEAR} only")
+        if f.name == "reminder" and value is not None and not 0 <= value <= _MAX_MINUTES:
+            raise MappingError(f"{name} {value}: not a reminder (0 to {_MAX_MINUTES} minutes)")
+        if isinstance(value, list) or is_dataclass(value):
+            check_wire(value, f"{name}/")
+
+
+_MAX_MINUTES = int(MAX_DURATION.total_seconds() // 60)
 
 
 # -- texts -------------------------------------------------------------------------------------
@@ -270,11 +300,13 @@ def new_calendar() -> Component:
 
 
 def finish(cal: Component) -> Item:
-    """The item of a calendar a mapping built."""
+    """The item of a calendar a mapping built, checked as every device input."""
     try:
-        return Item.from_tree(cal)
+        item = Item.from_tree(cal)
+        check_input(item)
     except ItemError as e:
         raise MappingError(str(e)) from None
+    return item
 
 
 def phone_alarms(comp: Component) -> Iterator[Prop]:

@@ -182,6 +182,7 @@ def task_to_item(
 ) -> Item:
     """The item a device's task stands for (UID: ``uid``, else ``new_uid``;
     DTSTAMP: ``stamp``, else now)."""
+    props.check_wire(task)
     cal = props.new_calendar()
     comp = Component("VTODO", [Prop("UID", (), uid or new_uid(uid_seed))])
     comp.props.append(Prop("DTSTAMP", (), fmt_utc(stamp or datetime.now(UTC))))

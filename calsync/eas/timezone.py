@@ -98,6 +98,8 @@ class SystemTime:
                 date(self.year, self.month, self.day)
             except ValueError:
                 problems.append(f"date {self.year}-{self.month}-{self.day}")
+            if not 1601 <= self.year <= 9899:  # Windows' first year; calsync's last
+                problems.append(f"year {self.year}")
         else:
             if not 0 <= self.day_of_week <= 6:
                 problems.append(f"weekday {self.day_of_week}")

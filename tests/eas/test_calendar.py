@@ -421,6 +421,43 @@ def test_uids() -> None:
     assert appointment_to_item(client, V16, uid="kept").uid == "kept"
 
 
+@pytest.mark.parametrize(
+    ("appt", "message"),
+    [
+        (
+            Appointment(start_time=datetime(9999, 12, 31, 23, tzinfo=UTC), all_day_event=True),
+            "StartTime 9999-12-31",
+        ),
+        (Appointment(start_time=utc(2026, 1, 1), reminder=10**12), "Reminder"),
+        (Appointment(start_time=utc(2026, 1, 1), reminder=-5), "Reminder"),
+        (
+            Appointment(
+                start_time=utc(2026, 1, 1),
+                recurrence=Recurrence(until=datetime(1, 1, 1, tzinfo=UTC)),
+            ),
+            "Recurrence/Until",
+        ),
+        (
+            Appointment(
+                start_time=utc(2026, 1, 1),
+                recurrence=Recurrence(),
+                exceptions=[RecurrenceException(exception_start_time=utc(9990, 1, 1))],
+            ),
+            "Exceptions/ExceptionStartTime",
+        ),
+    ],
+)
+def test_device_data_out_of_limits_is_refused_with_the_element(
+    appt: Appointment, message: str
+) -> None:
+    """Never an OverflowError: what the mapping cannot compute with is a
+    MappingError naming the element (the limits of every device input)."""
+    with pytest.raises(MappingError, match=message):
+        appointment_to_item(appt, V14)
+    with pytest.raises(MappingError):
+        apply_instance_edit(series(), utc(9999, 1, 1), EventFields(subject="x"), V16)
+
+
 def test_without_a_start_time_the_appointment_is_refused() -> None:
     with pytest.raises(MappingError, match="StartTime"):
         appointment_to_item(Appointment(subject="x"), V14)
