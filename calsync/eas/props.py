@@ -14,7 +14,11 @@ Rules:
   with ``X-EAS-SENSITIVITY=1``, so that PRIVATE stays PRIVATE elsewhere and
   the device gets its value back;
 - times: a TZID is resolved through the item's VTIMEZONE (``vcal.zones``),
-  floating times are in ``Options.floating_zone``.
+  floating times are in ``Options.floating_zone``; a naive wire time is UTC;
+- device data is checked before anything is computed from it (``check_wire``:
+  the years and durations of ``items.limits``) and the item made of it as
+  every device input (``limits.check_input``): a MappingError, never an
+  OverflowError.
 """
 
 from __future__ import annotations
