@@ -204,7 +204,7 @@ def calsync_run(run: Path, url: str) -> list[str]:
         cfg = run / "config.toml"
         cfg.write_text(
             f'[general]\nstate_dir = "{run}/state"\n\n'
-            f'[stores.local]\ntype = "vdir"\npath = "{run}/local"\n\n'
+            f'[stores.local]\ntype = "vdir"\npath = "{run}/local"\ncreate = true\n\n'
             f'[stores.server]\ntype = "caldav"\nurl = "{url}"\n'
             f'username = "{USER}"\npassword = "{PASSWORD}"\n\n'
             '[pairs.bench]\na = "local"\nb = "server"\n'

@@ -428,7 +428,10 @@ def parse(text: str, path: Path | None = None) -> tuple[Config, list[ConfigError
             )
             continue
         cls = store_class(type_name)
-        errors += _check_options(cls.options, section, where, lines, path, ignore=("type",))
+        problems = _check_options(cls.all_options(), section, where, lines, path, ignore=("type",))
+        if not problems:
+            problems = _path_errors(cls, section, where, lines, path)
+        errors += problems
         cfg.stores[name] = section
     for name, section in raw.get("pairs", {}).items():
         where = f"pairs.{name}"
@@ -477,6 +480,35 @@ def parse(text: str, path: Path | None = None) -> tuple[Config, list[ConfigError
     if path is not None:
         cfg.warnings += _permission_warnings(raw, path)
     return cfg, errors
+
+
+def _path_errors(
+    cls: type[Store], section: dict[str, Any], where: str, lines: _Lines, path: Path | None
+) -> list[ConfigError]:
+    """A store's local path that is not there: a typo (``create = true`` makes it).
+
+    A vdir's directory must exist; for a file (``ics``, ``vcs``) its directory
+    must, and a missing file is created empty, as before.  Relative paths are
+    the config file's directory's, as the store resolves them.
+    """
+    if cls.path_kind is None or section.get("create", False):
+        return []
+    from calsync.stores._files import expand_path
+
+    target = expand_path(section["path"], path.parent if path else None)
+    must = target if cls.path_kind == "dir" else target.parent
+    if must.is_dir():
+        return []
+    what = "directory" if cls.path_kind == "dir" else "directory of the file"
+    problem = "is not a directory" if must.exists() else "does not exist"
+    return [
+        ConfigError(
+            f"the {what} {must} {problem} (a typo? set create = true to have calsync create it)",
+            path=path,
+            line=lines.key(where, "path"),
+            key=f"{where}.path",
+        )
+    ]
 
 
 def _reference_errors(

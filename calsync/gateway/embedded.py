@@ -134,6 +134,7 @@ def embedded(*, discover_thunderbird: bool = True) -> Embedded:
         "[stores.hub]",
         'type = "vdir"',
         f"path = {_q(str(hub))}",
+        "create = true  # the hub is calsync's own: made again if it goes away",
         "",
     ]
     if tb is not None:

@@ -16,6 +16,11 @@ Each store module registers its ``type`` in ``STORE_TYPES`` below (imported
 lazily, so ``calsync sync`` of two vdirs never imports the CalDAV client) and
 declares its configuration keys in ``options``, which ``calsync.config``
 validates generically.
+
+A store kept at a local ``path`` says what the path names (``path_kind``):
+then it also takes ``create`` (``CREATE``), and a path that is not there (a
+typo, a disk not mounted) is a configuration error unless ``create = true``;
+the store itself never makes a missing path without it either.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from calsync.items import Item, ItemError
 from calsync.plain import Frozen, Plain
@@ -145,6 +150,15 @@ class Option(Frozen):
         object.__setattr__(self, "secret", secret)
 
 
+# the ``create`` key of every store with a ``path_kind`` (see the module docstring)
+CREATE = Option(
+    bool,
+    "create the path (and missing parent directories) when it does not exist; "
+    "without it a missing path is a configuration error (a typo, a disk not mounted)",
+    default=False,
+)
+
+
 class StoreContext(Plain):
     """What a store gets from its surroundings."""
 
@@ -168,6 +182,9 @@ class Store(ABC):
     # Stores that mark changes themselves (a Palm's dirty and deleted flags):
     # the engine calls end_sync() once the sync's status is committed.
     marks_changes: ClassVar[bool] = False
+    # what the ``path`` key names, for a store kept on the local disk: "dir" (it
+    # must exist) or "file" (its directory must exist; a missing file is made)
+    path_kind: ClassVar[Literal["dir", "file"] | None] = None
 
     def __init__(self, name: str, ctx: StoreContext) -> None:
         self.name = name
@@ -177,6 +194,13 @@ class Store(ABC):
     def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
         """Build the store from its (already validated) config section."""
         raise NotImplementedError
+
+    @classmethod
+    def all_options(cls) -> dict[str, Option]:
+        """``options`` and the keys every store of its kind takes (``create``)."""
+        if cls.path_kind is None:
+            return cls.options
+        return {**cls.options, "create": CREATE}
 
     # -- the contract ---------------------------------------------------------
 
@@ -281,6 +305,15 @@ class Store(ABC):
     ) -> StoreError:
         return kind(message, store=self.name, id=id)
 
+    def missing_directory(self, directory: Path) -> StoreError:
+        """The store's directory went away after the configuration was checked (a
+        disk unmounted...): the pair stops, and nothing is created without ``create``."""
+        return self.error(
+            StoreUnavailable,
+            f"the directory {directory} does not exist (not mounted? set create = true "
+            "to have calsync create it)",
+        )
+
 
 def store_class(type_name: str) -> type[Store]:
     """The Store subclass registered for ``type_name`` (imported on demand)."""
@@ -293,6 +326,7 @@ def store_class(type_name: str) -> type[Store]:
 
 
 __all__ = [
+    "CREATE",
     "STORE_TYPES",
     "FlushFailed",
     "ItemRejected",

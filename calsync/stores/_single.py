@@ -77,7 +77,9 @@ def to_newline(data: bytes, newline: bytes) -> bytes:
 
 class SingleFileStore(Store, Generic[P]):
     buffered = True
+    path_kind = "file"
     empty_file: ClassVar[bytes] = b""  # what a missing file is created with
+    create = True  # make a missing file's directory (the config's own default: no)
 
     def __init__(self, name: str, ctx: StoreContext, path: Path) -> None:
         super().__init__(name, ctx)
@@ -91,7 +93,9 @@ class SingleFileStore(Store, Generic[P]):
 
     @classmethod
     def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
-        return cls(name, ctx, expand_path(section["path"], ctx.config_dir))
+        store = cls(name, ctx, expand_path(section["path"], ctx.config_dir))
+        store.create = section.get("create", False)
+        return store
 
     def identity(self) -> str:
         return f"{self.type}:{os.path.realpath(self.path)}"
@@ -137,7 +141,10 @@ class SingleFileStore(Store, Generic[P]):
 
     def _load(self) -> None:
         if not self.path.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            elif not self.path.parent.is_dir():  # gone since the config was checked
+                raise self.missing_directory(self.path.parent)
             try:
                 write_atomic(self.path, self.empty_file, fsync=True, exclusive=True)
             except FileExistsError:

@@ -72,6 +72,7 @@ class _Ahead:
 
 class VdirStore(Store):
     type = "vdir"
+    path_kind = "dir"
     options: ClassVar[dict[str, Option]] = {
         "path": Option(str, "directory holding one .ics file per item", required=True),
         "fileext": Option(str, "file name extension of items", default=".ics"),
@@ -92,11 +93,13 @@ class VdirStore(Store):
         *,
         fileext: str = ".ics",
         fsync: str = "batch",
+        create: bool = True,
     ) -> None:
         super().__init__(name, ctx)
         self.path = path
         self.fileext = fileext
         self.fsync = fsync
+        self.create = create  # make the directory when missing (the config's own default: no)
         self._written: list[Path | str] = []
         self._dir = str(path)  # plain strings on the hot path: no Path objects per item
         self._dir_ok = False
@@ -114,6 +117,7 @@ class VdirStore(Store):
             expand_path(section["path"], ctx.config_dir),
             fileext=section.get("fileext", ".ics"),
             fsync=section.get("fsync", "batch"),
+            create=section.get("create", False),
         )
 
     def identity(self) -> str:
@@ -124,7 +128,10 @@ class VdirStore(Store):
 
     def _ensure_dir(self) -> None:
         if not self._dir_ok:
-            self.path.mkdir(parents=True, exist_ok=True)
+            if self.create:
+                self.path.mkdir(parents=True, exist_ok=True)
+            elif not os.path.isdir(self._dir):  # gone since the config was checked
+                raise self.missing_directory(self.path)
             self._dir_ok = True
 
     def expect_list(self) -> None:

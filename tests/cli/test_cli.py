@@ -22,6 +22,7 @@ path = "laptop.ics"
 [stores.phone]
 type = "vdir"
 path = "phone"
+create = true
 
 [pairs.main]
 a = "laptop"
@@ -125,19 +126,19 @@ def test_item_failure_exit_1_names_item(tmp_path: Path) -> None:
             ":6: stores.phone.type: unknown store type",
         ),
         (CONFIG.replace('path = "phone"\n', ""), ":5: stores.phone.path: required key"),
-        (CONFIG.replace('conflict = "newest"', 'conflict = "random"'), ":12: pairs.main.conflict"),
+        (CONFIG.replace('conflict = "newest"', 'conflict = "random"'), ":13: pairs.main.conflict"),
         (
             CONFIG.replace('b = "phone"', 'b = "tablet"'),
-            ":11: pairs.main.b: no store named 'tablet'",
+            ":12: pairs.main.b: no store named 'tablet'",
         ),
-        (CONFIG + "pathh = 1\n", ":13: pairs.main.pathh: unknown key"),
+        (CONFIG + "pathh = 1\n", ":14: pairs.main.pathh: unknown key"),
         (
             CONFIG + '[syncml.accounts.alice]\npassword = "x"\ncalendar = "tablet"\n',
-            ":15: syncml.accounts.alice.calendar: no store named 'tablet'",
+            ":16: syncml.accounts.alice.calendar: no store named 'tablet'",
         ),
         (
             CONFIG + '[caldav.users.bob]\npassword = "x"\ncalendars = ["phone", "tablet"]\n',
-            ":15: caldav.users.bob.calendars: no store named 'tablet'",
+            ":16: caldav.users.bob.calendars: no store named 'tablet'",
         ),
         ("[stores.x\n", ": not valid TOML"),
         (CONFIG.replace("[pairs.main]", '[pairs.main]\nmax_delete = "lots"'), "max_delete"),
@@ -321,7 +322,9 @@ def test_a_one_shot_first_sync_forks_helpers_and_an_in_process_caller_does_not(
     and half of a large batch of new files to forked helpers (from 4 items here);
     the result is the same as without them, and a library caller's process is
     never forked."""
-    config = CONFIG.replace('type = "ics"\npath = "laptop.ics"', 'type = "vdir"\npath = "laptop"')
+    config = CONFIG.replace(
+        'type = "ics"\npath = "laptop.ics"', 'type = "vdir"\npath = "laptop"\ncreate = true'
+    )
     (tmp_path / "config.toml").write_text(config)
     (tmp_path / "phone").mkdir()
     for i in range(30):

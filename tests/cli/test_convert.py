@@ -50,6 +50,7 @@ path = "{tmp}/phone.vcs"
 [stores.folder]
 type = "vdir"
 path = "{tmp}/folder"
+create = true
 [pairs.main]
 a = "laptop"
 b = "phone"

@@ -121,6 +121,7 @@ def test_exit_codes_and_output_match_click(tmp_path: Path) -> None:
     import sys
 
     (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     good = (
         f'[general]\nstate_dir = "{tmp_path}/state"\n'
         f'[stores.a]\ntype = "vdir"\npath = "{tmp_path}/a"\n'

@@ -25,6 +25,7 @@ state_dir = "{tmp}/state"
 [stores.hub]
 type = "vdir"
 path = "{tmp}/hub"
+create = true
 [stores.laptop]
 type = "ics"
 path = "{tmp}/laptop.ics"

@@ -306,7 +306,7 @@ def test_store_unreachable_is_503_not_empty(tmp_path: Path) -> None:
 
     text = config_text(tmp_path).replace(
         f'path = "{tmp_path}/laptop.ics"',
-        f'path = "{tmp_path}/no/such/dir/laptop.ics"',
+        f'path = "{tmp_path}/no/such/dir/laptop.ics"\ncreate = true',
     )
     (tmp_path / "no").write_text("a file where a directory should be")
     g = start(tmp_path, text)

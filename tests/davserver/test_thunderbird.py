@@ -29,6 +29,7 @@ state_dir = "{tmp}/state"
 [stores.hub]
 type = "vdir"
 path = "{tmp}/hub"
+create = true
 [server]
 listen = "127.0.0.1:{port}"
 [caldav.users.alice]

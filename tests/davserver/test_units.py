@@ -16,6 +16,7 @@ BASE = """
 [stores.hub]
 type = "vdir"
 path = "{tmp}/hub"
+create = true
 """
 
 
@@ -27,7 +28,7 @@ def problems(tmp: Path, text: str) -> list[str]:
 def test_caldav_section_is_validated_with_file_line_and_key(tmp_path: Path) -> None:
     assert problems(tmp_path, '[caldav.users.alice]\npassword = "x"\ncalendars = ["hub"]\n') == []
     errs = problems(tmp_path, '[caldav.users.alice]\ncalendars = ["hub"]\n')
-    assert len(errs) == 1 and "caldav.users.alice.password" in errs[0] and ":5:" in errs[0]
+    assert len(errs) == 1 and "caldav.users.alice.password" in errs[0] and ":6:" in errs[0]
     errs = problems(tmp_path, '[caldav.users.alice]\npassword = "x"\n')
     assert "calendars" in errs[0]
     errs = problems(tmp_path, '[caldav.users."a/b"]\npassword = "x"\ncalendars = ["hub"]\n')

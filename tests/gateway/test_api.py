@@ -29,6 +29,7 @@ state_dir = "{tmp}/state"
 [stores.dir]
 type = "vdir"
 path = "{tmp}/dir"
+create = true
 [stores.file]
 type = "ics"
 path = "{tmp}/file.ics"

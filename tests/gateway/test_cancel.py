@@ -18,6 +18,7 @@ state_dir = "{tmp}/state"
 [stores.src]
 type = "vdir"
 path = "{tmp}/src"
+create = true
 [stores.dst]
 type = "{kind}"
 path = "{tmp}/{dst}"

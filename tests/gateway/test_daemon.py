@@ -218,7 +218,7 @@ def test_sighup_reloads_the_configuration_and_refuses_a_broken_one(tmp_path: Pat
 
         other = tmp_path / "other"
         config.write_text(
-            good + f'\n[stores.other]\ntype = "vdir"\npath = "{other}"\n'
+            good + f'\n[stores.other]\ntype = "vdir"\npath = "{other}"\ncreate = true\n'
             '\n[pairs.q]\na = "dir"\nb = "other"\n'
         )
         (vdir / "e1.ics").write_bytes(event("e1", "Before the reload"))

@@ -32,9 +32,11 @@ state_dir = "{tmp / "state"}"
 [stores.hub]
 type = "vdir"
 path = "{tmp / "hub"}"
+create = true
 [stores.tb]
 type = "vdir"
 path = "{tmp / "tb"}"
+create = true
 [stores.file]
 type = "ics"
 path = "{tmp / "file.ics"}"

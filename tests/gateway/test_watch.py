@@ -17,6 +17,7 @@ def config(tmp: Path, extra: str = "") -> object:
 [stores.dir]
 type = "vdir"
 path = "{tmp / "dir"}"
+create = true
 [stores.file]
 type = "ics"
 path = "{tmp / "file.ics"}"

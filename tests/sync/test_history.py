@@ -24,6 +24,7 @@ retention_days = 30
 [stores.a]
 type = "vdir"
 path = "{root}/a"
+create = true
 [stores.b]
 type = "ics"
 path = "{root}/b.ics"

@@ -39,6 +39,7 @@ state_dir = "{state}"
 [stores.laptop]
 type = "vdir"
 path = "{store}"
+create = true
 [syncml.accounts.alice]
 password = "s3cret-Pa55"
 calendar = "laptop"

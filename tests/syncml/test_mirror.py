@@ -40,6 +40,7 @@ state_dir = "{tmp / "state"}"
 [stores.laptop]
 type = "vdir"
 path = "{self.store}"
+create = true
 [syncml.accounts.alice]
 password = "secret"
 calendar = "laptop"

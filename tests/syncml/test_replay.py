@@ -38,6 +38,7 @@ state_dir = "{tmp / "state"}"
 [stores.laptop]
 type = "vdir"
 path = "{store}"
+create = true
 [syncml]
 aliases = {{ horde = "calendar" }}
 [syncml.accounts.{user}]

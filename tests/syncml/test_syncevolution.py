@@ -191,6 +191,7 @@ state_dir = "{tmp / "state"}"
 [stores.laptop]
 type = "vdir"
 path = "{tmp / "store"}"
+create = true
 [syncml.accounts.test]
 password = "test"
 calendar = "laptop"

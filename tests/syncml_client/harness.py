@@ -118,6 +118,7 @@ state_dir = "{tmp / "state"}"
 [stores.local]
 type = "vdir"
 path = "{local}"
+create = true
 [stores.server]
 {section}
 [pairs.p]
@@ -155,6 +156,7 @@ state_dir = "{self.tmp / "srvstate"}"
 [stores.laptop]
 type = "vdir"
 path = "{self.store}"
+create = true
 [syncml]
 {self.server_extra}
 [syncml.accounts.test]

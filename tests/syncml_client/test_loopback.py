@@ -307,6 +307,7 @@ state_dir = "{tmp_path / "state"}"
 [stores.local]
 type = "vdir"
 path = "{local}"
+create = true
 [stores.server]
 {client_section(LOOP_URL)}
 [pairs.p]

@@ -39,6 +39,7 @@ state_dir = "{state}"
 [stores.laptop]
 type = "vdir"
 path = "{store}"
+create = true
 [syncml.accounts.alice]
 password = "s3cret-Pa55"
 calendar = "laptop"
@@ -73,6 +74,7 @@ state_dir = "{tmp / "state"}"
 [stores.local]
 type = "vdir"
 path = "{self.local}"
+create = true
 [stores.server]
 {section}
 [pairs.p]

@@ -84,6 +84,7 @@ state_dir = "{tmp / "state"}"
 [stores.local]
 type = "vdir"
 path = "{self.local}"
+create = true
 [stores.server]
 {section}
 [pairs.p]

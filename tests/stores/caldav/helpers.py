@@ -27,6 +27,7 @@ def config(
         "[stores.local]",
         'type = "vdir"',
         f'path = "{vdir}"',
+        "create = true",
         "[stores.server]",
         'type = "caldav"',
         f'url = "{url}"',

@@ -135,7 +135,7 @@ def test_config_block_is_ready_to_paste(tmp_path: Path) -> None:
     parsed = tomllib.loads(block)
     assert set(parsed["stores"]) == {"thunderbird-home", "thunderbird-work"}
     cfg, errors = parse(
-        block + '\n[stores.phone]\ntype = "vdir"\npath = "x"\n', tmp_path / "c.toml"
+        block + '\n[stores.phone]\ntype = "vdir"\npath = "x"\ncreate = true\n', tmp_path / "c.toml"
     )
     assert not errors
     store = cfg.store("thunderbird-work")

@@ -39,6 +39,7 @@ calendar = "Home"
 [stores.dir]
 type = "vdir"
 path = "{vdir}"
+create = true
 
 [pairs.p]
 a = "tb"

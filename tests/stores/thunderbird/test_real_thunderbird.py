@@ -141,7 +141,7 @@ def test_both_directions_with_real_thunderbird(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(
         f'[stores.tb]\ntype = "thunderbird"\nprofile = "{profile}"\ncalendar = "Home"\n'
-        f'[stores.dir]\ntype = "vdir"\npath = "{vdir}"\n'
+        f'[stores.dir]\ntype = "vdir"\npath = "{vdir}"\ncreate = true\n'
         '[pairs.p]\na = "tb"\nb = "dir"\n',
         encoding="utf-8",
     )

@@ -98,7 +98,8 @@ def test_unstorable_items_fail_alone_through_the_engine(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_text(
         f'[stores.tb]\ntype = "thunderbird"\nprofile = "{profile}"\ncalendar = "calsync-test"\n'
-        f'[stores.dir]\ntype = "vdir"\npath = "{vdir}"\n[pairs.p]\na = "tb"\nb = "dir"\n'
+        f'[stores.dir]\ntype = "vdir"\npath = "{vdir}"\ncreate = true\n'
+        '[pairs.p]\na = "tb"\nb = "dir"\n'
     )
     r = run_pair(load(config), "p")
     assert r.added_a == 1
