@@ -610,7 +610,30 @@ def resolve_secret(section: dict[str, Any], key: str = "password") -> str | None
     if sys.platform == "win32" and not isinstance(command, list):
         args = ["cmd", "/c", command]
     try:
-        out = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True)
-    except (OSError, subprocess.SubprocessError) as e:
-        raise ConfigError(f"{key}_command failed: {type(e).__name__}") from None
-    return out.stdout.splitlines()[0].strip() if out.stdout else ""
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"{key}_command failed: no answer within 60 s") from None
+    except OSError as e:
+        raise ConfigError(
+            f"{key}_command failed: cannot run {args[0]}: {e.strerror or e}"
+        ) from None
+    secret = out.stdout.splitlines()[0].strip() if out.stdout else ""
+    if out.returncode != 0:
+        raise ConfigError(
+            f"{key}_command failed (exit status {out.returncode})"
+            + _command_said(out.stderr, secret)
+        )
+    return secret
+
+
+def _command_said(stderr: str, secret: str, limit: int = 500) -> str:
+    """What a failed secret command wrote to stderr, for its error message: its
+    last lines, with what it printed as the secret (if anything) blanked out."""
+    text = stderr.strip()
+    if secret:
+        text = text.replace(secret, "***")
+    if not text:
+        return ""
+    if len(text) > limit:
+        text = "..." + text[-limit:]
+    return ": " + " / ".join(line.strip() for line in text.splitlines() if line.strip())

@@ -17,6 +17,8 @@ import os
 import sys
 from typing import Any
 
+from calsync.sync import REPORTED_KEY
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -59,11 +61,46 @@ def collect_less_often() -> None:
 
 
 def setup_logging(verbose: int) -> None:
-    """Log warnings and errors; ``-v`` adds progress, ``-vv`` debugging."""
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(
+    """Log warnings and errors; ``-v`` adds progress, ``-vv`` debugging; ``-q``
+    (a negative ``verbose``: the ``-v`` minus the ``-q``) leaves errors only.
+
+    Called again when a command's own ``-v``/``-q`` come after the global ones."""
+    level = (
+        logging.ERROR
+        if verbose < 0
+        else logging.WARNING
+        if verbose == 0
+        else logging.INFO
+        if verbose == 1
+        else logging.DEBUG
+    )
+    root = logging.getLogger()
+    if _ours and _ours[0] in root.handlers:  # ours already (the global options')
+        root.setLevel(level)
+        return
+    before = list(root.handlers)
+    logging.basicConfig(  # a no-op where a program set up logging its own way
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    _ours[:] = [h for h in root.handlers if h not in before]
+
+
+_ours: list[logging.Handler] = []  # the handler setup_logging made, if it made one
+
+
+class _Unreported(logging.Filter):
+    """Drops the log records whose news the command prints itself (``REPORTED``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, REPORTED_KEY, False)
+
+
+def results_printed() -> None:
+    """This command prints the sync results (every item error, why a pair
+    stopped): the engine's log lines saying the same are not printed too."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _Unreported) for f in handler.filters):
+            handler.addFilter(_Unreported())
 
 
 def main(argv: list[str] | None = None) -> Any:

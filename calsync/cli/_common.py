@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from calsync.cli import EXIT_USAGE
+from calsync.cli import EXIT_USAGE, setup_logging
 from calsync.config import Config, ConfigError, default_config_path, load_all
 
 if TYPE_CHECKING:
@@ -59,6 +59,41 @@ def config_option(f: F) -> F:
     )(f)
 
 
+def _count(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    """A command's own ``-v``/``-q`` add to the global ones (``calsync sync -v``)."""
+    if value and param.name:
+        obj = root_obj(ctx)
+        obj[param.name] = obj.get(param.name, 0) + value
+        setup_logging(verbosity(obj))
+
+
+def verbosity(obj: dict[str, Any]) -> int:
+    """The ``-v`` minus the ``-q`` of the whole call (global and the command's)."""
+    return int(obj.get("verbose", 0)) - int(obj.get("quiet", 0))
+
+
+def verbosity_options(f: F) -> F:
+    """``-v``/``-q`` accepted after the command too (every command has them)."""
+    import click
+
+    f = click.option(
+        "-q",
+        "--quiet",
+        count=True,
+        expose_value=False,
+        callback=_count,
+        help="fewer log lines (errors only)",
+    )(f)
+    return click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        callback=_count,
+        help="more log lines (-vv for debug)",
+    )(f)
+
+
 def config_path(ctx: click.Context) -> Path | None:
     path: Path | None = (ctx.find_root().obj or {}).get("config_path")
     return path
@@ -69,20 +104,44 @@ def load_config(ctx: click.Context) -> Config:
     return load_config_from(root_obj(ctx))
 
 
+# why the embedded default may have no pair (`status` and `sync` say it)
+NO_EMBEDDED_PAIRS = (
+    "no Thunderbird calendar was found to pair with the hub (see `calsync discover`); "
+    "phones sync with the hub through the gateway (`calsync`)"
+)
+
+
+def embedded_in_use(obj: dict[str, Any]) -> tuple[Config, Path] | None:
+    """The embedded default's configuration and the file showing it, when this
+    call names no configuration, there is no configuration file, and a first
+    ``calsync`` (the gateway) set the embedded default up; else None."""
+    if obj.get("config_path") is not None or default_config_path().exists():
+        return None
+    from calsync.gateway.embedded import embedded, is_set_up, shown_file
+
+    if not is_set_up():
+        return None
+    return embedded().config, shown_file()
+
+
 def load_config_from(obj: dict[str, Any]) -> Config:
     """The validated configuration, or exit 2 naming every problem.
 
     With no configuration file anywhere, the embedded default that ``calsync``
-    (the gateway) set up is used, if it did.
+    (the gateway) set up is used, if it did, and the command says so (once,
+    on stderr).
     """
     path: Path | None = obj.get("config_path")
     obj["loaded_config"] = path or default_config_path()
-    if path is None and not default_config_path().exists():
-        from calsync.gateway.embedded import embedded, is_set_up
-
-        if is_set_up():
-            obj["loaded_config"] = None
-            return embedded().config
+    found = embedded_in_use(obj)
+    if found is not None:
+        obj["loaded_config"] = None
+        echo(
+            f"calsync: no configuration file ({default_config_path()}): using the "
+            f"embedded default ({found[1]})",
+            err=True,
+        )
+        return found[0]
     try:
         cfg, errors = load_all(path)
     except ConfigError as e:

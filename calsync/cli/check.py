@@ -1,4 +1,4 @@
-"""``calsync check``: validate the configuration."""
+"""``calsync check``: validate the configuration (or the embedded default in use)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,31 @@ import sys
 import click
 
 from calsync.cli import EXIT_OK, EXIT_USAGE
-from calsync.cli._common import config_option, config_path
-from calsync.config import ConfigError, load_all
+from calsync.cli._common import config_option, config_path, embedded_in_use, root_obj
+from calsync.config import Config, ConfigError, load_all
 
 
 @click.command()
 @config_option
 @click.pass_context
 def check(ctx: click.Context) -> None:
-    """Validate the configuration: every problem with its file, line and key."""
-    try:
-        cfg, errors = load_all(config_path(ctx))
-    except ConfigError as e:
-        click.echo(f"calsync: {e}", err=True)
-        sys.exit(EXIT_USAGE)
+    """Validate the configuration: every problem with its file, line and key.
+
+    With no configuration file, the embedded default that `calsync` set up
+    (if it did) is checked: what `sync` and `status` would use."""
+    found = embedded_in_use(root_obj(ctx))
+    errors: list[ConfigError] = []
+    cfg: Config
+    if found is not None:
+        cfg, shown = found
+        where = f"no configuration file: the embedded default ({shown})"
+    else:
+        try:
+            cfg, errors = load_all(config_path(ctx))
+        except ConfigError as e:
+            click.echo(f"calsync: {e}", err=True)
+            sys.exit(EXIT_USAGE)
+        where = str(cfg.path)
     for warning in cfg.warnings:
         click.echo(f"warning: {warning}", err=True)
     for name in cfg.stores if not errors else []:
@@ -33,5 +44,5 @@ def check(ctx: click.Context) -> None:
             click.echo(str(problem), err=True)
         click.echo(f"{len(errors)} problem(s) found", err=True)
         sys.exit(EXIT_USAGE)
-    click.echo(f"{cfg.path}: OK ({len(cfg.stores)} stores, {len(cfg.pairs)} pairs)")
+    click.echo(f"{where}: OK ({len(cfg.stores)} stores, {len(cfg.pairs)} pairs)")
     sys.exit(EXIT_OK)

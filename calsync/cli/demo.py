@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from calsync.cli import EXIT_FAILED, EXIT_GUARD, EXIT_OK
+from calsync.cli import EXIT_FAILED, EXIT_GUARD, EXIT_OK, results_printed
 from calsync.cli.run_sync import summary_line
 from calsync.config import data_dir, parse
 from calsync.stores._files import write_atomic
@@ -94,6 +94,7 @@ def demo() -> None:
         config_path.write_text(CONFIG, encoding="utf-8")
     cfg, errors = parse(config_path.read_text(encoding="utf-8"), config_path)
     assert not errors, errors
+    results_printed()
     result = run_pair(cfg, "demo")
     click.echo(summary_line(result, "laptop", "phone"))
     for err in result.errors:

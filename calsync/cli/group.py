@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from calsync.cli import COMMANDS, DEFAULT_COMMAND, setup_logging
+from calsync.cli._common import verbosity, verbosity_options
 
 
 class LazyGroup(click.Group):
@@ -24,7 +25,17 @@ class LazyGroup(click.Group):
             return None
         module, _, attr = target.partition(":")
         cmd: click.Command = getattr(importlib.import_module(module), attr)
-        return cmd
+        return _with_verbosity(cmd)
+
+
+def _with_verbosity(cmd: click.Command) -> click.Command:
+    """``cmd`` (and a group's subcommands) taking ``-v``/``-q`` after its name too."""
+    if not any(p.name == "verbose" for p in cmd.params):
+        verbosity_options(cmd)
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            _with_verbosity(sub)
+    return cmd
 
 
 HELP = """\
@@ -71,12 +82,15 @@ Exit codes: 0 synced; 1 some items or pairs failed (each named);
     help="configuration file (default: $CALSYNC_CONFIG or the platform config dir)",
 )
 @click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
+@click.option("-q", "--quiet", count=True, help="less log output (errors only)")
 @click.version_option(package_name="calsync")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_path: Path | None, verbose: int, quiet: int) -> None:
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
-    setup_logging(verbose)
+    ctx.obj["verbose"] = verbose
+    ctx.obj["quiet"] = quiet
+    setup_logging(verbosity(ctx.obj))
     if ctx.invoked_subcommand is None:
         cmd = LazyGroup.get_command(cli, ctx, DEFAULT_COMMAND)
         assert cmd is not None

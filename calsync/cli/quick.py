@@ -10,13 +10,17 @@ Rules:
   parses, reports and exits as always.  So this path never decides anything
   differently from click; it only skips loading it.
 
-      calsync [--config PATH] [-v...] sync [--json] [--force] [--dry-run]
-              [--mode MODE] [--config PATH] [PAIR...]
+      calsync [--config PATH] [-v...] [-q...] sync [--json] [--force] [--dry-run]
+              [--mode MODE] [--config PATH] [-v...] [-q...] [PAIR...]
+
+  (``-v``, ``-vv``..., ``--verbose``, and the same of ``-q``/``--quiet``, each
+  an argument of its own: click's ``-vq`` is left to click.)
 
 - As with click: the options after ``sync`` may come in any order, between
   pair names too; ``--opt=value`` is ``--opt value``; the later of two
   ``--config`` or ``--mode`` wins, and ``sync``'s own ``--config`` wins over
-  the one before it.
+  the one before it; ``-v`` and ``-q`` count wherever they are (the
+  verbosity is the ``-v`` minus the ``-q``).
 - ``run`` then does what the click command does (``run_sync``), with click's
   standalone handling of Ctrl-C and of a closed output pipe.
 """
@@ -35,6 +39,7 @@ from calsync.sync import MODES
 
 _FLAGS = {"--json": "as_json", "--force": "force", "--dry-run": "dry_run"}
 _VALUED = ("--config", "--mode")
+_COUNTED = {"-v": 1, "--verbose": 1, "-q": -1, "--quiet": -1}  # to the verbosity
 
 
 class PlainSync:
@@ -44,7 +49,7 @@ class PlainSync:
 
     def __init__(self) -> None:
         self.config: Path | None = None
-        self.verbose = 0
+        self.verbose = 0  # the -v minus the -q
         self.pairs: list[str] = []
         self.as_json = False
         self.force = False
@@ -59,8 +64,7 @@ def parse(args: Sequence[str]) -> PlainSync | None:
     for arg in rest:  # calsync's own options, up to the command
         if arg == "sync":
             break
-        if arg == "--verbose" or (arg[:2] == "-v" and arg[1:] == "v" * (len(arg) - 1)):
-            call.verbose += 1 if arg == "--verbose" else len(arg) - 1
+        if _counted(call, arg):
             continue
         name, value = _valued(arg, rest)
         if name != "--config" or not _set(call, name, value):
@@ -72,11 +76,20 @@ def parse(args: Sequence[str]) -> PlainSync | None:
             setattr(call, _FLAGS[arg], True)
         elif arg[:1] != "-":
             call.pairs.append(arg)
-        else:
+        elif not _counted(call, arg):
             name, value = _valued(arg, rest)
             if name is None or not _set(call, name, value):
                 return None
     return call
+
+
+def _counted(call: PlainSync, arg: str) -> bool:
+    """Take ``-v``, ``-vv``..., ``--verbose`` (or the same of ``-q``) into the verbosity."""
+    step = _COUNTED.get(arg) or _COUNTED.get(arg[:2])
+    if step is None or (arg[:2] != "--" and arg[1:] != arg[1] * (len(arg) - 1)):
+        return False
+    call.verbose += step * (1 if arg[:2] == "--" else len(arg) - 1)
+    return True
 
 
 def _valued(arg: str, rest: Iterator[str]) -> tuple[str | None, str | None]:
@@ -110,7 +123,7 @@ def run(call: PlainSync) -> NoReturn:
     from calsync.cli.run_sync import run_sync
 
     setup_logging(call.verbose)
-    obj = {"own_process": True, "config_path": call.config}
+    obj = {"own_process": True, "config_path": call.config, "verbose": call.verbose}
     try:
         run_sync(
             obj,

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from calsync.cli import EXIT_FAILED, EXIT_GUARD, EXIT_OK, collect_less_often
+from calsync.cli import EXIT_FAILED, EXIT_GUARD, EXIT_OK, collect_less_often, results_printed
 from calsync.cli._common import (
+    NO_EMBEDDED_PAIRS,
     daemon_client,
     echo,
     fail,
@@ -88,12 +89,19 @@ def run_sync(
     ``--config`` path, and ``own_process`` when this process is calsync's own.
     """
     cfg = load_config_from(obj)
-    names = list(pairs) or list(cfg.pairs)
+    names = list(dict.fromkeys(pairs)) or list(cfg.pairs)  # a pair named twice runs once
     unknown = [n for n in names if n not in cfg.pairs]
     if unknown:
         fail(f"no pair named {', '.join(unknown)} (pairs: {', '.join(cfg.pairs) or 'none'})")
     if not names:
-        fail("the configuration has no [pairs.NAME] section: nothing to sync")
+        if cfg.path is not None:
+            fail("the configuration has no [pairs.NAME] section: nothing to sync")
+        # the embedded default pairs the hub with Thunderbird only when it found one
+        if as_json:
+            print_json({"pairs": {}})
+        else:
+            echo(f"no pairs: {NO_EMBEDDED_PAIRS}; nothing to sync")
+        sys.exit(EXIT_OK)
     results = _through_daemon(obj, cfg, names, force=force, dry_run=dry_run, mode=mode)
     if results is not None:
         if not as_json:
@@ -103,6 +111,7 @@ def run_sync(
         if obj.get("own_process"):
             _collect_less()
             _forked.allow()  # bulk reads and writes may fork a helper (see _forked)
+        results_printed()  # each error and guard once: in the results printed below
         from calsync.sync.runner import run_pair
 
         results = {}

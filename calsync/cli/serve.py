@@ -186,6 +186,6 @@ def _banner(
 
 
 def cfg_text_path() -> str:
-    from calsync.config import data_dir
+    from calsync.gateway.embedded import shown_file
 
-    return str(data_dir() / "embedded-config.toml")
+    return str(shown_file())

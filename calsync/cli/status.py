@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
 import click
 
-from calsync.cli._common import config_option, daemon_client, load_config, print_json, root_obj
+from calsync.cli import EXIT_GUARD, EXIT_OK
+from calsync.cli._common import (
+    NO_EMBEDDED_PAIRS,
+    config_option,
+    daemon_client,
+    load_config,
+    print_json,
+    root_obj,
+)
 from calsync.stores import store_class
 from calsync.sync.runner import status_file
 from calsync.sync.status import StatusDB
@@ -65,7 +74,10 @@ def pair_status(cfg: Any, name: str) -> dict[str, Any]:
 @config_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Show each pair's items, last sync and its outcome."""
+    """Show each pair's items, last sync and its outcome.
+
+    Exits 3 when a safety guard stopped a pair's last sync (as that `sync`
+    did): it waits for your decision."""
     cfg = load_config(ctx)
     data = _from_daemon(ctx, cfg)
     if data is None:
@@ -75,9 +87,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
             "pairs": {name: {**pair_status(cfg, name), "daemon": None} for name in cfg.pairs},
             "devices": devices(cfg.state_dir),
         }
+    # like `sync`: 3 when a safety guard stopped a pair's last sync (it waits for you)
+    code = EXIT_GUARD if any(_guarded(st) for st in data["pairs"].values()) else EXIT_OK
     if as_json:
         print_json(data)
-        return
+        sys.exit(code)
+    if not data["pairs"]:
+        click.echo(f"no pairs: {NO_EMBEDDED_PAIRS}" if cfg.path is None else "no pairs configured")
     for name, st in data["pairs"].items():
         head = f"{name}: {st['a']} <-> {st['b']}, {st['items']} items"
         if st["last_run"] is None:
@@ -109,6 +125,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
             f"{dev['items']} items, last sync {dev['last_sync'] or 'never'}"
             + (f" ({dev['last_result']})" if dev.get("last_result") else "")
         )
+    sys.exit(code)
+
+
+def _guarded(st: dict[str, Any]) -> bool:
+    """Whether a pair's last sync was stopped by a safety guard."""
+    return bool((st.get("last_result") or {}).get("guard"))
 
 
 def _from_daemon(ctx: click.Context, cfg: Any) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from calsync.cli._common import config_option, root_obj
+from calsync.cli._common import config_option, root_obj, verbosity_options
 from calsync.cli.run_sync import run_sync
 from calsync.sync import MODES
 
@@ -34,6 +34,7 @@ from calsync.sync import MODES
     "refresh-from-a / refresh-from-b (make the other side an exact copy)",
 )
 @config_option
+@verbosity_options
 @click.pass_context
 def sync(
     ctx: click.Context,

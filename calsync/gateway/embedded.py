@@ -53,6 +53,11 @@ def account_file() -> Path:
     return config_dir() / ACCOUNT_FILE
 
 
+def shown_file() -> Path:
+    """Where the configuration in use is written for the user to see (and copy)."""
+    return data_dir() / "embedded-config.toml"
+
+
 def is_set_up() -> bool:
     """Has ``calsync`` (serve) set up the embedded default on this machine?"""
     return account_file().is_file()
@@ -173,7 +178,7 @@ def embedded(*, discover_thunderbird: bool = True) -> Embedded:
         f'password_command = ["python3", "-c", {_q(reader)}, {_q(str(path))}]',
     )
     try:
-        (root / "embedded-config.toml").write_text(shown, encoding="utf-8")
+        shown_file().write_text(shown, encoding="utf-8")
     except OSError:
         pass
     return Embedded(cfg, hub, user, password, path, tb, unpaired, shown)

@@ -15,3 +15,10 @@ MODES = (
     "refresh-from-a",
     "refresh-from-b",
 )
+
+# ``extra`` of the engine's log records that say what its result says too (an
+# item's error, why a pair stopped): a command that prints the result itself
+# drops them, so that each is said once (``calsync.cli.results_printed``);
+# the daemon, which prints no result, logs them.
+REPORTED_KEY = "calsync_reported"
+REPORTED = {REPORTED_KEY: True}

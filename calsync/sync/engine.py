@@ -34,7 +34,7 @@ from calsync.stores import (
     Store,
     StoreError,
 )
-from calsync.sync import MODES
+from calsync.sync import MODES, REPORTED
 from calsync.sync import history as hist
 from calsync.sync.history import History
 from calsync.sync.packing import unpack
@@ -245,6 +245,8 @@ class SyncResult(Plain):
         }
         if self.stopped:
             out["stopped"] = self.stopped
+            if self.guard:  # a safety guard: it waits for a decision (--force)
+                out["guard"] = True
         return out
 
 
@@ -299,10 +301,10 @@ class Engine:
         except GuardStop as e:
             self.result.stopped = str(e)
             self.result.guard = True
-            log.warning("pair %s: %s", self.opt.name, e)
+            log.warning("pair %s: %s", self.opt.name, e, extra=REPORTED)
         except StoreError as e:
             self.result.stopped = str(e)
-            log.error("pair %s: %s", self.opt.name, e)
+            log.error("pair %s: %s", self.opt.name, e, extra=REPORTED)
         self.result.seconds = time.monotonic() - started
         return self.result
 
@@ -528,7 +530,9 @@ class Engine:
         side = getattr(action, "to", None) or getattr(action, "on", None) or "a"
         id = getattr(action, "id", None)
         store = self.stores[side].name
-        log.error("pair %s: %s: item %s: %s", self.opt.name, store, uid or id, message)
+        log.error(
+            "pair %s: %s: item %s: %s", self.opt.name, store, uid or id, message, extra=REPORTED
+        )
         self.result.errors.append(ItemFailure(store, side, id, uid, message))
 
     def _wrote(self, uid: str, side: str, counter: str) -> None:
@@ -620,6 +624,7 @@ class Engine:
                 self.stores[action.side].name,
                 action.uid or action.id,
                 action.reason,
+                extra=REPORTED,
             )
         elif isinstance(action, Record):
             self.status.stage_put(action.row, action.base.raw if action.base else None)
@@ -765,7 +770,7 @@ class Engine:
                         self.result.errors.append(
                             ItemFailure(store.name, side, None, uid, f"not written: {e.message}")
                         )
-                    log.error("pair %s: %s", self.opt.name, e)
+                    log.error("pair %s: %s", self.opt.name, e, extra=REPORTED)
         crash_point()
         self.status.commit()
         crash_point()

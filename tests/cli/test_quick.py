@@ -7,19 +7,26 @@ from typing import Any
 
 import pytest
 
-from calsync.cli import group, quick
+from calsync.cli import _common, group, quick
 from calsync.cli import sync as sync_command
+from calsync.cli._common import verbosity
 
 
 def through_click(args: list[str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any] | None:
     """What click hands ``run_sync`` (and the -v count) for ``args``; None if it refuses them."""
     seen: dict[str, Any] = {}
 
+    levels: list[int] = []
+
     def run_sync(obj: dict[str, Any], pairs: tuple[str, ...], **options: Any) -> None:
         seen.update(options, pairs=list(pairs), config=obj.get("config_path"))
+        # the verbosity the whole call asked for is the one logging was set to last
+        seen.update(verbose=levels[-1])
+        assert verbosity(obj) == levels[-1]
 
     monkeypatch.setattr(sync_command, "run_sync", run_sync)
-    monkeypatch.setattr(group, "setup_logging", lambda verbose: seen.update(verbose=verbose))
+    monkeypatch.setattr(group, "setup_logging", levels.append)
+    monkeypatch.setattr(_common, "setup_logging", levels.append)
     try:
         group.cli.main(args=args, prog_name="calsync", standalone_mode=False, obj={})
     except Exception:  # click's usage errors
@@ -57,6 +64,13 @@ PLAIN = [
     ["sync", "sync"],  # a pair named sync
     ["--config", "sync", "sync"],  # a file named sync
     ["sync", "--json", "--json"],
+    ["sync", "-v"],
+    ["sync", "-vv", "main", "--verbose"],
+    ["sync", "-q"],
+    ["-q", "sync", "--quiet", "-qq"],
+    ["-v", "sync", "-q", "main"],
+    ["-vv", "sync", "main", "-v"],
+    ["sync", "main", "main"],  # named twice: both ways hand it on as given
 ]
 
 UNUSUAL = [
@@ -73,7 +87,10 @@ UNUSUAL = [
     ["sync", "--config", "."],  # a directory
     ["sync", "--jsn"],
     ["sync", "--json=yes"],
-    ["sync", "-v"],
+    ["sync", "-vq"],  # click takes it as -v -q; left to it
+    ["-qv", "sync"],
+    ["sync", "-vx"],
+    ["sync", "--verbos"],
     ["sync", "--", "--json"],
     ["sync", "-"],
     ["--bogus", "sync"],
@@ -112,7 +129,7 @@ def test_the_quick_path_knows_every_option_of_the_command() -> None:
         if isinstance(param, click.Option)
         for opt in param.opts
     }
-    assert names == set(quick._FLAGS) | set(quick._VALUED)
+    assert names == set(quick._FLAGS) | set(quick._VALUED) | set(quick._COUNTED)
 
 
 def test_exit_codes_and_output_match_click(tmp_path: Path) -> None:

@@ -215,7 +215,7 @@ class CalDAVStore(Store):
         if self.username:
             try:
                 self._password = self._password_source() or ""
-            except Exception as e:  # ConfigError from password_command: no output shown
+            except Exception as e:  # ConfigError from password_command (never the password)
                 raise self.error(StoreUnavailable, f"cannot get the password: {e}") from None
         scheme = None if self.auth_mode == "auto" else self.auth_mode
         if scheme is None and saved.get("auth") in ("basic", "digest"):
