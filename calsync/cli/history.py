@@ -85,4 +85,8 @@ def conflicts(ctx: click.Context, as_json: bool, limit: int) -> None:
     for r in rows:
         extra = f" overlapping: {', '.join(r['overlapping'])}" if r.get("overlapping") else ""
         winner = f" winner: {r['winner']}" if r.get("winner") else ""
-        click.echo(f"{r['time']}  {r['pair']}  {r['uid']}: {r['outcome']}{winner}{extra}")
+        clock = f" decided by: {r['clock']}" if r.get("clock") else ""
+        copy = f" copy: {r['copy_uid']}" if r.get("copy_uid") else ""
+        click.echo(
+            f"{r['time']}  {r['pair']}  {r['uid']}: {r['outcome']}{winner}{extra}{clock}{copy}"
+        )

@@ -55,24 +55,26 @@ class MergeResult:
 Chooser = Callable[[Component | None, Component | None], str]
 
 
+def component_stamp(c: Component | None) -> tuple[str, int, str]:
+    """(LAST-MODIFIED, SEQUENCE, DTSTAMP) of a component, to tell the newer one."""
+    if c is None:
+        return ("", -1, "")
+    try:
+        seq = int((c.value("SEQUENCE") or "0").strip())
+    except ValueError:
+        seq = 0
+    return (
+        (c.value("LAST-MODIFIED") or "").strip(),
+        seq,
+        (c.value("DTSTAMP") or "").strip(),
+    )
+
+
 def newest_chooser(tie: str = "a") -> Chooser:
     """Prefer the component with the newest LAST-MODIFIED, SEQUENCE, DTSTAMP."""
 
-    def stamp(c: Component | None) -> tuple[str, int, str]:
-        if c is None:
-            return ("", -1, "")
-        try:
-            seq = int((c.value("SEQUENCE") or "0").strip())
-        except ValueError:
-            seq = 0
-        return (
-            (c.value("LAST-MODIFIED") or "").strip(),
-            seq,
-            (c.value("DTSTAMP") or "").strip(),
-        )
-
     def choose(a: Component | None, b: Component | None) -> str:
-        sa, sb = stamp(a), stamp(b)
+        sa, sb = component_stamp(a), component_stamp(b)
         if sa == sb:
             return tie
         return "a" if sa > sb else "b"

@@ -21,6 +21,10 @@ A store kept at a local ``path`` says what the path names (``path_kind``):
 then it also takes ``create`` (``CREATE``), and a path that is not there (a
 typo, a disk not mounted) is a configuration error unless ``create = true``;
 the store itself never makes a missing path without it either.
+
+Optional, for conflicts only: ``modified(id)``, when the store changed the item
+(file mtime, CalDAV ``getlastmodified``...), asked for the few items in
+conflict whose own clocks cannot tell which side is newer.
 """
 
 from __future__ import annotations
@@ -265,6 +269,16 @@ class Store(ABC):
     @abstractmethod
     def delete(self, id: str, version: str) -> None:
         """Delete the item if it is still at ``version``."""
+
+    def modified(self, id: str) -> float | None:
+        """When the item ``id`` last changed in this store (seconds since the
+        epoch), or None when the store cannot tell.
+
+        Optional and never on the listing path: the engine asks only for the
+        few items in conflict whose own clocks (LAST-MODIFIED, SEQUENCE,
+        DTSTAMP) cannot tell which side is newer, so it may cost a request.
+        """
+        return None
 
     def begin_sync(self, *, mode: str, side: str, dry_run: bool) -> None:
         """The engine is about to sync this store as side ``side`` ("a"/"b") in ``mode``.

@@ -182,6 +182,13 @@ class SingleFileStore(Store, Generic[P]):
             self._write_cache()
         return Listing(dict(self._versions), dict(self._errors), {u: u for u in self._versions})
 
+    def modified(self, id: str) -> float | None:
+        """The file's mtime as listed: when any of its items last changed, this
+        one at that time or before (a file keeps no time per item)."""
+        if self._stat is None or id not in self._versions:
+            return None
+        return self._stat[1] / 1e9
+
     def _read_cache(self) -> dict[str, Any] | None:
         try:
             with open(self._cache_file, encoding="utf-8") as f:

@@ -201,6 +201,13 @@ class VdirStore(Store):
         data, version, path = self._read(id)
         return Item.from_bytes(data, source=path), version
 
+    def modified(self, id: str) -> float | None:
+        """The item's file's mtime (asked only for items in conflict)."""
+        try:
+            return os.stat(self._file(id)).st_mtime
+        except FileNotFoundError:
+            return None
+
     def _read(self, id: str) -> tuple[bytes, str, str]:
         """The file's bytes, its version and its path."""
         path = self._file(id)

@@ -673,7 +673,8 @@ class Engine:
         self._wrote(act.uid, act.on, "deleted")
 
     def _conflict(self, act: Conflict) -> None:
-        from calsync.sync.conflict import resolve  # only needed when there is a conflict
+        # only needed when there is a conflict
+        from calsync.sync.conflict import Clocks, resolve
 
         base_raw = self.status.base(act.uid) if act.has_base else None
         base = Item(base_raw, act.uid) if base_raw is not None else None
@@ -685,6 +686,7 @@ class Engine:
             act.b.item,
             fallback=self.opt.merge_fallback,
             names=names,
+            clocks=Clocks(lambda: (self._modified("a", act.a), self._modified("b", act.b))),
         )
         result = res.result
         sides: dict[str, tuple[str, str, str]] = {}
@@ -704,6 +706,7 @@ class Engine:
         details: dict[str, Any] = {
             "winner": names[0 if res.winner == "a" else 1] if res.winner else None,
             "overlapping": res.overlapping,
+            "clock": res.clock,
         }
         if res.copy is not None:
             copy_sides: dict[str, tuple[str, str, str]] = {}
@@ -721,12 +724,31 @@ class Engine:
             details=details,
         )
         log.warning(
-            "pair %s: conflict on %s resolved: %s%s",
+            "pair %s: conflict on %s resolved: %s%s%s",
             self.opt.name,
             act.uid,
             res.outcome,
             f" ({', '.join(res.overlapping)})" if res.overlapping else "",
+            f", decided by {res.clock}" if res.clock else "",
         )
+
+    def _modified(self, side: str, state: Changed | New) -> float | None:
+        """When the store of ``side`` last changed the item, if it can tell (and
+        its answer is not merely the item's own stamp: ``conflict.echoes``)."""
+        from calsync.sync.conflict import echoes
+
+        store = self.stores[side]
+        try:
+            when = store.modified(state.id)
+        except (StoreError, OSError) as e:
+            log.info("pair %s: %s: no time for %s: %s", self.opt.name, store.name, state.id, e)
+            return None
+        if when is not None and echoes(state.item, when):
+            log.debug(
+                "pair %s: %s: its time of %s is the item's own", self.opt.name, store.name, state.id
+            )
+            return None
+        return when
 
     # -- durability points ---------------------------------------------------------
 

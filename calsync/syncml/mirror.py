@@ -732,9 +732,15 @@ class MirrorStore(Store):
         self.ds = ds
         self._identity = identity
         self._in_tx = False
+        self._session_time = time.time()
 
     def identity(self) -> str:
         return self._identity
+
+    def modified(self, id: str) -> float | None:
+        """A device tells no time of its edits: the session's, when its change
+        reached calsync (the edit was made then at the latest)."""
+        return self._session_time
 
     def describe(self) -> str:
         return f"device {self.name}"

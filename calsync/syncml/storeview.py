@@ -88,6 +88,9 @@ class KindView(Store):
         if rest:
             yield from self.inner.get_many(rest)
 
+    def modified(self, id: str) -> float | None:
+        return self.inner.modified(id)
+
     def add(self, item: Item) -> tuple[str, str]:
         id, version = self.inner.add(item)
         self._learnt.append((id, version, item.kind, item.uid))

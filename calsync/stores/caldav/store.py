@@ -613,6 +613,21 @@ class CalDAVStore(Store):
             return None
         return None
 
+    def modified(self, id: str) -> float | None:
+        """The server's ``getlastmodified`` of the item: one PROPFIND, asked only
+        for items in conflict; None when the server gives none (or cannot be asked)."""
+        client = self._connect()
+        self._resolve_quietly(client)
+        try:
+            resp = client.propfind(self._url(self._path(id)), ["D:getlastmodified"], "0")
+            if resp.status != 207:
+                return None
+            for r in resp.multistatus().responses:
+                return http_date(r.text(xml.GETLASTMODIFIED))
+        except (DavError, xml.XmlError):
+            return None
+        return None
+
     def _new_etag(self, client: DavClient, path: str, resp: Response) -> str:
         """The ETag of what the server now stores; fetched back when the PUT had none."""
         etag = norm_etag(resp.etag())
@@ -701,3 +716,18 @@ class CalDAVStore(Store):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def http_date(text: str | None) -> float | None:
+    """Seconds since the epoch of an HTTP date (``getlastmodified``'s form,
+    RFC 9110 5.6.7); None when there is none or it does not parse."""
+    if not text or not text.strip():
+        return None
+    from datetime import UTC
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(text.strip())
+    except ValueError:  # not a date
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()

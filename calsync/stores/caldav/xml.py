@@ -32,6 +32,7 @@ def tag(ns: str, name: str) -> str:
 
 
 GETETAG = tag(DAV, "getetag")
+GETLASTMODIFIED = tag(DAV, "getlastmodified")
 GETCTAG = tag(CS, "getctag")
 SYNC_TOKEN = tag(DAV, "sync-token")
 RESOURCETYPE = tag(DAV, "resourcetype")

@@ -56,6 +56,7 @@ from calsync.stores.thunderbird.read import CalendarRows, load_calendar, to_ical
 from calsync.stores.thunderbird.rows import ItemRows
 from calsync.stores.thunderbird.running import Running, running
 from calsync.stores.thunderbird.snapshot import SnapshotError, snapshot, wal_of
+from calsync.stores.thunderbird.times import from_prtime
 from calsync.stores.thunderbird.write import Unstorable, item_rows, replace_item
 from calsync.sync.lock import Busy, pair_lock
 
@@ -225,6 +226,23 @@ class ThunderbirdStore(Store):
             rows = found
         item = to_ical(rows)
         return item, self._versions.get(id, rows.version())
+
+    def modified(self, id: str) -> float | None:
+        """Thunderbird's ``last_modified`` of the item (the newest of its rows; it
+        sets it on every edit); None when the rows have none (imported items)."""
+        self._ensure()
+        assert self._base is not None
+        entry = self._effective.get(id)
+        rows = entry.rows if entry is not None else self._base.items.get(id)
+        if rows is None:
+            return None
+        stamps = [c.main.get("last_modified") for c in (rows.master, *rows.exceptions)]
+        known = [int(v) for v in stamps if isinstance(v, int | float)]
+        if not known:
+            return None
+        from datetime import UTC
+
+        return from_prtime(max(known)).replace(tzinfo=UTC).timestamp()
 
     # -- writing ------------------------------------------------------------------
 
