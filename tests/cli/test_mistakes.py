@@ -9,29 +9,15 @@ reads the configuration understands the embedded default.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli.helpers import calsync
 from tests.conftest import event
 from tests.gateway.helpers import env_for
-
-
-def calsync(
-    tmp: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "calsync", *args],
-        cwd=tmp,
-        env=env or {**os.environ, "CALSYNC_CONFIG": str(tmp / "config.toml")},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
 
 PAIR = (
     '[stores.a]\ntype = "vdir"\npath = "a"\n'

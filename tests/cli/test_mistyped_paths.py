@@ -5,30 +5,15 @@ exits 2, and nothing is created unless the store says ``create = true``.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from calsync.config import parse
 from calsync.sync.runner import run_pair
+from tests.cli.helpers import calsync
 from tests.conftest import event
-
-
-def calsync(
-    tmp: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "calsync", *args],
-        cwd=tmp,
-        env=env or {**os.environ, "CALSYNC_CONFIG": str(tmp / "config.toml")},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def config(tmp: Path, mine: str, *, extra: str = "") -> Path:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from calsync.stores.ics import IcsStore
 from calsync.stores.memory import MemoryStore
 from calsync.stores.vdir import VdirStore
 from calsync.sync.conflict import UNDECIDED, Clocks, resolve
+from tests.cli.helpers import calsync
 from tests.conftest import event
 from tests.sync.helpers import Pair, contents, edit, put, summaries
 
@@ -221,27 +220,17 @@ def test_conflicts_command_says_which_clock_decided(tmp_path: Path) -> None:
         '[pairs.main]\na = "a"\nb = "b"\nconflict = "newest"\n'
     )
 
-    def calsync(*args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "CALSYNC_CONFIG": str(tmp_path / "config.toml")}
-        return subprocess.run(
-            [sys.executable, "-m", "calsync", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
     (tmp_path / "a" / "x.ics").write_bytes(event("x", "Original"))
-    assert calsync("sync").returncode == 0
+    assert calsync(tmp_path, "sync").returncode == 0
     (tmp_path / "a" / "x.ics").write_bytes(event("x", "A edit"))
     (tmp_path / "b" / "x.ics").write_bytes(event("x", "B edit"))
     now = time.time()
     os.utime(tmp_path / "a" / "x.ics", (now, now - 60))
-    out = calsync("sync")
+    out = calsync(tmp_path, "sync")
     assert out.returncode == 0 and "1 conflict(s) resolved" in out.stdout
-    listed = calsync("conflicts")
+    listed = calsync(tmp_path, "conflicts")
     assert "x: newest winner: b decided by: store mtime" in listed.stdout, listed.stdout
-    rows = json.loads(calsync("conflicts", "--json").stdout)["conflicts"]
+    rows = json.loads(calsync(tmp_path, "conflicts", "--json").stdout)["conflicts"]
     assert rows[0]["clock"] == "store mtime" and rows[0]["winner"] == "b"
 
 

@@ -603,27 +603,27 @@ class CalDAVStore(Store):
         return None
 
     def _etag_of(self, client: DavClient, path: str) -> str | None:
-        try:
-            resp = client.propfind(self._url(path), ["D:getetag"], "0")
-            if resp.status != 207:
-                return None
-            for r in resp.multistatus().responses:
-                return norm_etag(r.text(xml.GETETAG))
-        except (DavError, xml.XmlError):
-            return None
-        return None
+        text = self._prop_of(client, path, "D:getetag", xml.GETETAG)
+        return None if text is None else norm_etag(text)
 
     def modified(self, id: str) -> float | None:
         """The server's ``getlastmodified`` of the item: one PROPFIND, asked only
         for items in conflict; None when the server gives none (or cannot be asked)."""
         client = self._connect()
         self._resolve_quietly(client)
+        return http_date(
+            self._prop_of(client, self._path(id), "D:getlastmodified", xml.GETLASTMODIFIED)
+        )
+
+    def _prop_of(self, client: DavClient, path: str, prop: str, name: str) -> str | None:
+        """One property of one resource (PROPFIND, depth 0): its text ("" when the
+        server has no such property for it), or None when there is no answer."""
         try:
-            resp = client.propfind(self._url(self._path(id)), ["D:getlastmodified"], "0")
+            resp = client.propfind(self._url(path), [prop], "0")
             if resp.status != 207:
                 return None
             for r in resp.multistatus().responses:
-                return http_date(r.text(xml.GETLASTMODIFIED))
+                return r.text(name) or ""
         except (DavError, xml.XmlError):
             return None
         return None
