@@ -37,9 +37,9 @@ MISSING = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(MISSING))
+@pytest.mark.parametrize("kind", [*sorted(MISSING), "palm"])
 def test_a_missing_path_is_a_config_error_and_nothing_is_created(tmp_path: Path, kind: str) -> None:
-    body, missing = MISSING[kind]
+    body, missing = MISSING.get(kind, ('type = "palm"\npath = "typo/backup"\n', "typo/backup"))
     path = config(tmp_path, body)
     (tmp_path / "other" / "x.ics").write_bytes(event("x"))
     for command in ("check", "sync", "status"):

@@ -157,6 +157,7 @@ class PalmStore(Store):
     type = "palm"
     buffered = True
     marks_changes = True
+    path_kind = "dir"  # a mistyped folder is a configuration error (create = true makes it)
     options: ClassVar[dict[str, Option]] = {
         "path": Option(
             str,

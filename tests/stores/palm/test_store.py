@@ -170,7 +170,7 @@ def test_items_a_palm_cannot_take_are_refused_by_name(tmp_path: Path) -> None:
 
 
 def test_options_are_validated(tmp_path: Path) -> None:
-    ok = '[stores.p]\ntype = "palm"\npath = "/x"\ntimezone = "Europe/Berlin"\n'
+    ok = '[stores.p]\ntype = "palm"\npath = "/x"\ncreate = true\ntimezone = "Europe/Berlin"\n'
     _, errors = parse(ok)
     assert errors == []
     _, errors = parse('[stores.p]\ntype = "palm"\n')
