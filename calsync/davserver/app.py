@@ -19,6 +19,16 @@
 in memory), keeps the exact bytes for the storage plugin (``context``), and
 answers with the plugin's own status when it aborted (412, 503...) instead of
 Radicale's generic 400/500.
+
+Item names (hrefs) in any script: PEP 3333 hands the path over as latin-1
+characters standing for the URL's bytes, while Radicale expects the decoded
+text (its own server sets ``PATH_INFO`` to ``unquote(path)``).  ``as_text``
+turns one into the other, once, for Radicale and for the storage plugin
+alike; before it, Radicale took ``ä`` (C3 A4) for two characters (its
+listing then escaped them again) and refused names with a byte in
+0x80-0x9F as control characters.  Radicale's own check of names is set to
+refuse only control characters: the storage keeps a name as text and files
+it in a store only where the store takes it as it is.
 """
 
 from __future__ import annotations
@@ -105,6 +115,9 @@ def radicale_configuration(service: DavService, *, debug: bool = False) -> Any:
                 # no refusal by rule length: SyncML devices may add such items too,
                 # and every expansion is bounded (radicale_hooks)
                 "max_vevent_rrule_occurrence": "0",
+                # item names are the client's, kept as text (see Storage): no refusing
+                # of characters a file system might not take
+                "validate_path_value": "none",
             },
             "logging": {"mask_passwords": "True", "level": "debug" if debug else "warning"},
         },
@@ -134,6 +147,14 @@ def build(service: DavService) -> DavWSGI:
     return DavWSGI(Application(radicale_configuration(service, debug=debug)), service)
 
 
+def as_text(environ: dict[str, Any], key: str) -> str:
+    """A WSGI path as the text it names: PEP 3333 gives the URL's bytes as latin-1
+    characters; Radicale takes them for the names themselves (its own server
+    puts ``unquote(path)`` there), so UTF-8 is decoded here, once, strictly."""
+    value: str = environ.get(key, "")
+    return value.encode("latin-1").decode("utf-8")
+
+
 class DavWSGI:
     """Per-request context around Radicale (see module docstring)."""
 
@@ -156,7 +177,12 @@ class DavWSGI:
                 return _answer(start_response, 413, too_large(limit).message + "\n")
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
-        path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        try:
+            path = as_text(environ, "PATH_INFO")
+            environ["SCRIPT_NAME"] = as_text(environ, "SCRIPT_NAME")
+        except UnicodeDecodeError:
+            return _answer(start_response, 400, "the path is not UTF-8 (escape it as UTF-8)\n")
+        environ["PATH_INFO"] = path
         ctx = context.RequestContext(method, path, body)
         context.begin(ctx)
         try:

@@ -2,10 +2,13 @@
 
 A collection is a live view of a configured store: every request lists the
 store (``Store.list``: cheap, no parsing), names each item by an href
-(its store id when that is a plain file name, else a stable derived name,
-or the name the client chose when it created the item), and gives it an
-ETag derived from the store's version of it.  So changes the daemon's pairs
-make to the store are what a client sees next, with no copy to keep in step.
+(its store id when that is a plain name, in any script, else a stable
+derived name, or the name the client chose when it created the item), and
+gives it an ETag derived from the store's version of it.  So changes the
+daemon's pairs make to the store are what a client sees next, with no copy
+to keep in step.  A new item is offered to the store under the client's
+name (``Store.add_named``: a vdir takes it as its file name when it can);
+when the store files it under another id, the state keeps the client's name.
 
 A device's write goes through calsync, in the engine's order:
 
@@ -25,8 +28,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -53,15 +56,28 @@ from calsync.sync.runner import history_file
 log = logging.getLogger("calsync.davserver")
 
 LOCK_WAIT = 20.0  # a device write waits this long for a running sync of the store
-_SAFE_HREF = re.compile(r"^[A-Za-z0-9_@+=~-][A-Za-z0-9._@+=~-]{0,200}$")
+_NOT_PLAIN = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
+
+
+def plain_name(name: str) -> bool:
+    """Whether a name can be an href as it is: one path segment in any script
+    (Radicale escapes it), of at most 201 characters, no hidden name, no
+    control or format character (Radicale refuses those), no trailing space."""
+    if not 0 < len(name) <= 201 or name[0] == "." or name[-1] == " ":
+        return False
+    if "/" in name or "\\" in name:
+        return False
+    # isprintable: the common case at C speed (a listing asks for every item); it
+    # also refuses spaces other than " " (U+3000...), which are fine
+    return name.isprintable() or not any(unicodedata.category(c) in _NOT_PLAIN for c in name)
 
 
 def default_href(id: str) -> str:
-    """The href of a store id: the id itself when it is a plain file name."""
-    if _SAFE_HREF.match(id):
+    """The href of a store id: the id itself when it is a plain name."""
+    if plain_name(id):
         return id
     base = id.rstrip("/").rpartition("/")[2]  # a URL path (a CalDAV store's id)
-    if _SAFE_HREF.match(base):
+    if plain_name(base):
         return base
     return derived_href(id)
 
@@ -263,7 +279,7 @@ class DavService:
                     self._save(name, id, old, user, hist.UPDATE)
                     version = store.update(id, item, version)
                 else:
-                    id, version = store.add(item)
+                    id, version = store.add_named(item, href)
                 store.flush()
         except PreconditionFailed as e:
             raise context.fail(DavAbort(412, f"calendar {name}: {href}: {e.message}")) from None

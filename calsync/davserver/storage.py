@@ -398,7 +398,14 @@ class Calendar(_Base):
 
 
 class Storage(radicale_storage.BaseStorage):
-    """The plugin Radicale instantiates (through the factory in ``davserver.app``)."""
+    """The plugin Radicale instantiates (through the factory in ``davserver.app``).
+
+    Names are text to it, never paths: any script, and characters a file
+    system might refuse (Radicale asks, to choose how strictly to check them).
+    """
+
+    _supports_unicode = True
+    _supports_problematic_chars = True
 
     def __init__(self, configuration: Any, service: DavService) -> None:
         super().__init__(configuration)

@@ -27,7 +27,9 @@ settled before a worker thread (8 of them) or Radicale is involved:
   method's limit is a 413 before a byte is read, a chunked body is counted
   while it arrives, and an XML body goes through ``davserver.bodies.XmlGate``
   on the way (too deep, DTDs, entities: 400) so Radicale only ever parses
-  XML that is safe to parse.
+  XML that is safe to parse;
+* a path whose escapes are not UTF-8 (400): uvicorn would pass it on with
+  U+FFFD in place of the bytes, an item name no client could ask for again.
 
 Nothing here logs a header or a body; a failed login logs the user name it
 tried (shortened) and the address.
@@ -39,6 +41,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
+from urllib.parse import unquote_to_bytes
 
 from a2wsgi import WSGIMiddleware
 from starlette.routing import BaseRoute, Mount, Route
@@ -118,6 +121,19 @@ async def _read_body(scope: Scope, receive: Receive, limit: int, gate: XmlGate |
     return b"".join(parts)
 
 
+def _utf8_path(scope: Scope) -> bool:
+    """Whether the path's escapes spell UTF-8 (the server decoded them already,
+    putting U+FFFD for what is not: a name the client could never ask for again)."""
+    raw = scope.get("raw_path")
+    if raw is None:
+        return True
+    try:
+        unquote_to_bytes(bytes(raw)).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _replay(body: bytes, receive: Receive) -> Receive:
     """``receive`` for the WSGI adapter: the body read already, then the client's events."""
     pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
@@ -162,6 +178,9 @@ class DavGuard:
         if not await self._logged_in(host, user, password, send):
             return
         method = scope["method"]
+        if not _utf8_path(scope):
+            await _plain(send, 400, "the path is not UTF-8 (escape it as UTF-8)\n", [])
+            return
         try:
             body = await _read_body(
                 scope, receive, limit_for(method, self.settings.max_size), gate_for(method)

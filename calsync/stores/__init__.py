@@ -244,6 +244,15 @@ class Store(ABC):
     def add(self, item: Item) -> tuple[str, str]:
         """Store a new item; returns (id, version)."""
 
+    def add_named(self, item: Item, name: str) -> tuple[str, str]:
+        """Store a new item a client chose ``name`` for (a CalDAV href); (id, version).
+
+        A store whose ids are names it may choose (a vdir's file names) files
+        it under ``name`` when that is one it takes as it is; the others
+        ignore the name, as ``add`` does (the caller keeps it then).
+        """
+        return self.add(item)
+
     def expect_list(self) -> None:
         """The engine will call ``list`` after it read the status.
 

@@ -42,6 +42,31 @@ def file_name(uid: str, ext: str) -> str:
     return f"{readable}-{digest}{ext}" if readable else f"{digest}{ext}"
 
 
+_NOT_IN_NAMES = frozenset('<>:"/\\|?*')  # not in Windows file names
+
+
+def client_file_name(name: str, ext: str) -> bool:
+    """Whether a name a client chose for a new item (a CalDAV href) can be its file
+    name as it is: in any script and byte for byte (no normalisation), but
+    listed back (it ends in ``ext``, no leading dot) and fit for every file
+    system the directory may be synced to (at most 200 bytes of UTF-8, none of
+    ``<>:"/\\|?*``, no control or format character, no Windows device name, no
+    dot or space at the end)."""
+    import unicodedata  # only for names clients choose
+
+    if len(name) <= len(ext) or not name.endswith(ext) or name.startswith("."):
+        return False
+    if name[-1] in ". " or _WINDOWS_RESERVED.fullmatch(name):
+        return False
+    if len(name.encode("utf-8", "surrogatepass")) > 200:
+        return False
+    if any(c in _NOT_IN_NAMES for c in name):
+        return False
+    return name.isprintable() or not any(
+        unicodedata.category(c) in ("Zl", "Zp", "Cc", "Cf", "Cs", "Co", "Cn") for c in name
+    )
+
+
 _BYTES_PER_NAME = 64
 
 
@@ -327,22 +352,41 @@ class VdirStore(Store):
         self._wrote(os.path.join(self._dir, name), version)
         return name, version
 
+    def add_named(self, item: Item, name: str) -> tuple[str, str]:
+        """Under ``name`` when it is a ``client_file_name``; else, or when the file
+        system refuses it or another file has that name, as ``add`` does."""
+        if not client_file_name(name, self.fileext):
+            return self.add(item)
+        self._ensure_dir()
+        try:
+            version = self._create(name, item)
+        except OSError:  # a name this file system does not take (too long, not UTF-8...)
+            version = None
+        return (name, version) if version is not None else self._add_now(item)
+
     def _add_now(self, item: Item) -> tuple[str, str]:
         self._ensure_dir()
         base = file_name(item.uid, self.fileext)
         name = base
         for n in range(1, 1000):
             try:
-                return name, self._write(os.path.join(self._dir, name), item, exclusive=True)
-            except FileExistsError:
-                adopted = self._identical(name, item)
-                if adopted is not None:
-                    return name, adopted
-                stem = base[: -len(self.fileext)] if self.fileext else base
-                name = f"{stem}-{n}{self.fileext}"
+                version = self._create(name, item)
             except OSError as e:
                 raise self.error(ItemRejected, f"cannot write {name}: {e}", item.uid) from None
+            if version is not None:
+                return name, version
+            stem = base[: -len(self.fileext)] if self.fileext else base
+            name = f"{stem}-{n}{self.fileext}"
         raise self.error(ItemRejected, "no free file name", item.uid)
+
+    def _create(self, name: str, item: Item) -> str | None:
+        """Write ``item`` as the new file ``name``: its version (or that of the
+        identical file found there, see ``_identical``), None when another file
+        has that name."""
+        try:
+            return self._write(os.path.join(self._dir, name), item, exclusive=True)
+        except FileExistsError:
+            return self._identical(name, item)
 
     def _identical(self, name: str, item: Item) -> str | None:
         """The version of file ``name`` if it holds exactly ``item``, else None.

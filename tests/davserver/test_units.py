@@ -102,12 +102,83 @@ def test_forgotten_tombstones_invalidate_old_tokens_only(
 
 def test_hrefs_are_plain_names_and_stable() -> None:
     assert default_href("abc@x.ics") == "abc@x.ics"
-    assert default_href("/cal/user/ev%201.ics").startswith("calsync-")  # not a plain name
+    assert default_href("/cal/user/ev\x01.ics").startswith("calsync-")  # not a plain name
     assert default_href("/cal/user/ev1.ics") == "ev1.ics"  # a URL path's last segment
-    assert default_href("a/b c") == derived_href("a/b c") == derived_href("a/b c")
+    assert default_href("a/b\tc") == derived_href("a/b\tc") == derived_href("a/b\tc")
     assert default_href(".hidden") != ".hidden"
     assert etag_of("hub", "a", "1") != etag_of("hub", "a", "2") != etag_of("laptop", "a", "2")
     assert etag_of("hub", "a", "1").startswith('"') and etag_of("hub", "a", "1").endswith('"')
+
+
+def test_names_in_any_script_are_hrefs_as_they_are() -> None:
+    """A store id in any script is its own href, unnormalised (NFC and NFD are two
+    names); what Radicale would refuse (control and format characters) or a
+    file system hides (a leading dot) gets a derived name."""
+    from tests.davserver.test_hrefs import NAMES
+
+    for name in NAMES:
+        assert default_href(name) == name
+        assert default_href(f"/cal/user/{name}") == name  # a CalDAV store's id (decoded)
+    assert default_href("ävent.ics") != default_href("a\u0308vent.ics")
+    assert default_href("会議\u3000資料.ics") == "会議\u3000資料.ics"  # an ideographic space
+    for odd in ("a\x85b.ics", "a\u200db.ics", "a\u202eb.ics", "a\u2028b", ".ävent", "ä "):
+        assert default_href(odd) == derived_href(odd), repr(odd)
+    assert default_href("ä" * 201) == "ä" * 201 and default_href("ä" * 202).startswith("calsync-")
+
+
+def test_a_vdir_takes_a_clients_name_as_file_name_only_when_it_is_one(tmp_path: Path) -> None:
+    from calsync.items import Item
+    from calsync.stores import StoreContext
+    from calsync.stores.vdir import VdirStore, client_file_name
+    from tests.conftest import event
+    from tests.davserver.test_hrefs import NAMES
+
+    for name in NAMES:
+        assert client_file_name(name, ".ics")
+    for odd in (
+        "x.ICS",  # not listed back: another extension
+        ".ics",
+        ".hidden.ics",
+        "a:b.ics",
+        "a?.ics",
+        "a*.ics",
+        'a"b.ics',
+        "a<b>.ics",
+        "a|b.ics",
+        "a\\b.ics",
+        "a/b.ics",
+        "CON.ics",
+        "a\x85.ics",
+        "a\u200d.ics",
+        "ä" * 99 + ".ics",  # 202 bytes
+    ):
+        assert not client_file_name(odd, ".ics"), repr(odd)
+    assert client_file_name("ä" * 98 + ".ics", ".ics")
+    assert client_file_name("会議\u3000資料.ics", ".ics")
+    assert client_file_name("a", "") and not client_file_name("a.", "")
+
+    vdir = VdirStore("hub", StoreContext(tmp_path / "cache"), path=tmp_path / "hub")
+    first = Item.from_bytes(event("one@x"))
+    assert vdir.add_named(first, "ä b.ics")[0] == "ä b.ics"
+    assert (tmp_path / "hub" / "ä b.ics").read_bytes() == first.raw
+    # the same item again under that name: adopted, not duplicated
+    assert vdir.add_named(first, "ä b.ics")[0] == "ä b.ics"
+    # a different item under a taken name, or a name that is not a file name: the UID's
+    other = Item.from_bytes(event("two@x"))
+    assert vdir.add_named(other, "ä b.ics")[0] == "two@x.ics"
+    assert vdir.add_named(Item.from_bytes(event("three@x")), "a:b.ics")[0] == "three@x.ics"
+    assert sorted(vdir.list().versions) == sorted(["ä b.ics", "two@x.ics", "three@x.ics"])
+
+
+def test_the_wsgi_path_is_decoded_once_and_strictly() -> None:
+    """PEP 3333 carries the URL's bytes as latin-1 characters; Radicale wants the text."""
+    from calsync.davserver.app import as_text
+
+    for name in ("/alice/hub/ävent.ics", "/alice/hub/град.ics", "/alice/hub/日本 🎉.ics"):
+        assert as_text({"PATH_INFO": name.encode().decode("latin-1")}, "PATH_INFO") == name
+    assert as_text({}, "SCRIPT_NAME") == ""
+    with pytest.raises(UnicodeDecodeError):
+        as_text({"PATH_INFO": "/alice/hub/\xff.ics"}, "PATH_INFO")
 
 
 def test_the_xml_gate_refuses_while_the_body_arrives() -> None:
