@@ -13,6 +13,12 @@ if [ "$(id -u)" = 0 ] && [ -x "$SHARED/peers/install.sh" ]; then
     apt-get update -qq >/dev/null 2>&1
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libpalm-perl >/dev/null
   }
+  # pffexport (pff-tools, libpff's own exporter) is the pst store's test oracle
+  # (tests/stores/pst); curl reads the subscription feeds (tests/gateway/test_feeds.py)
+  { command -v pffexport && command -v curl; } >/dev/null 2>&1 || {
+    apt-get update -qq >/dev/null 2>&1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pff-tools curl >/dev/null
+  }
   # systemd-analyze checks the daemon's service unit (tests/gateway/test_service.py)
   command -v systemd-analyze >/dev/null 2>&1 || {
     apt-get update -qq >/dev/null 2>&1

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from calsync.cli import EXIT_FAILED, EXIT_OK
 from calsync.cli._common import config_option, fail, load_config
 from calsync.cli.convert import read_input, write_output
-from calsync.items.exchange import FORMATS, Format, format_of_name, read_calendar, render
+from calsync.items.exchange import (
+    FORMATS,
+    Format,
+    Read,
+    format_of_name,
+    read_calendar,
+    render,
+)
 from calsync.sync.exchange import ExchangeError, export_items, import_items
 
 
@@ -19,7 +27,8 @@ from calsync.sync.exchange import ExchangeError, export_items, import_items
 @config_option
 @click.pass_context
 def import_file(ctx: click.Context, file_name: str, store_name: str) -> None:
-    """Add or update FILE's items (.ics or .vcs, sniffed; - for stdin) in a store, by UID.
+    """Add or update FILE's items (.ics, .vcs or Outlook .pst/.ost, sniffed; - for stdin) in
+    a store, by UID.
 
     Versions overwritten are kept in the history (`calsync history`, `calsync
     restore`).  Entries that cannot be read are named with their line; the
@@ -28,8 +37,11 @@ def import_file(ctx: click.Context, file_name: str, store_name: str) -> None:
     cfg = load_config(ctx)
     if store_name not in cfg.stores:
         fail(f"no store named {store_name!r} (configured: {', '.join(sorted(cfg.stores))})")
-    data, source = read_input(file_name)
-    found = read_calendar(data, source)
+    source = file_name
+    found = _read_outlook(file_name)
+    if found is None:
+        data, source = read_input(file_name)
+        found = read_calendar(data, source)
     for e in found.errors:
         click.echo(f"calsync: {e}", err=True)
     try:
@@ -50,6 +62,25 @@ def import_file(ctx: click.Context, file_name: str, store_name: str) -> None:
         f"{len(result.unchanged)} unchanged, {len(found.errors) + len(result.failed)} failed"
     )
     sys.exit(EXIT_FAILED if found.errors or result.failed else EXIT_OK)
+
+
+def _read_outlook(file_name: str) -> Read | None:
+    """An Outlook .pst/.ost file's appointments and tasks (None: not such a file)."""
+    if file_name == "-":
+        return None
+    try:
+        with open(file_name, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None  # read_input names the problem
+    from calsync.outlook.pst import is_pst
+
+    if not is_pst(head):
+        return None
+    from calsync.outlook.store import read_items
+
+    items, errors = read_items(Path(file_name), file_name)
+    return Read("ics", items, errors)
 
 
 @click.command("export")

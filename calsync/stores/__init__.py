@@ -49,6 +49,7 @@ STORE_TYPES: dict[str, str] = {
     "vcs": "calsync.stores.vcs:VcsStore",
     "syncml": "calsync.stores.syncml:SyncMLStore",
     "palm": "calsync.stores.palm.store:PalmStore",
+    "pst": "calsync.outlook.store:PstStore",
 }
 
 
