@@ -542,6 +542,7 @@ def _no_store(
 EXTRA_SECTIONS: dict[str, str] = {
     "syncml": "calsync.syncml.config",
     "caldav": "calsync.davserver.config",
+    "feeds": "calsync.gateway.feedconfig",
 }
 
 

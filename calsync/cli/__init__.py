@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "convert": "calsync.cli.convert:convert",
     "import": "calsync.cli.exchange:import_file",
     "export": "calsync.cli.exchange:export_store",
+    "feeds": "calsync.cli.feeds:feeds",
     "serve": "calsync.cli.serve:serve",
     "service": "calsync.cli.service:service",
     "thunderbird": "calsync.cli.thunderbird:thunderbird",

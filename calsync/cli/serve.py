@@ -108,7 +108,7 @@ def serve(
         fail(str(e), EXIT_USAGE)
     accounts = sorted(cfg.section("syncml").get("accounts", {}))
     dav_users = sorted(cfg.section("caldav").get("users", {}))
-    if not cfg.pairs and not accounts and not dav_users:
+    if not cfg.pairs and not accounts and not dav_users and not cfg.section("feeds"):
         fail(
             "nothing to serve: add a [pairs.NAME] or a [syncml.accounts.NAME] section "
             "(see calsync serve --help)"
@@ -120,6 +120,12 @@ def serve(
             f"(calendars at {opts.url('/dav/')}<user>/<store>/)",
             err=True,
         )
+    if cfg.section("feeds"):
+        from calsync.cli.feeds import feed_urls
+
+        # with their tokens: this is the user's own terminal
+        for feed in feed_urls(cfg, opts.url("")):
+            click.echo(f"calsync: feed {feed['name']} at {feed['url']}", err=True)
     try:
         run(create_app(features), opts, stoppable=daemon)
     except KeyboardInterrupt:  # Ctrl-C, after the graceful shutdown

@@ -174,6 +174,10 @@ def features_for(
         from calsync.gateway.caldav import CalDAVFeature
 
         out.append(CalDAVFeature.from_config(cfg, on_store_changed=on_store_changed))
+    if cfg.section("feeds"):
+        from calsync.gateway.feeds import FeedsFeature
+
+        out.append(FeedsFeature.from_config(cfg))
     return out
 
 
@@ -188,6 +192,10 @@ def check_features(cfg: Config) -> None:
         from calsync.davserver.config import load as caldav_settings
 
         caldav_settings(cfg)
+    if cfg.section("feeds"):
+        from calsync.gateway.feedconfig import load as feed_settings
+
+        feed_settings(cfg)
 
 
 def build_app(cfg: Config) -> Starlette:
