@@ -301,8 +301,7 @@ def _exception_info(r: _Reader) -> ExceptionInfo:
     flags = r.one("<H", "an exception's flags")
     exc = ExceptionInfo(local_minutes(start), local_minutes(end), local_minutes(original), flags)
     if flags & Override.SUBJECT:
-        _length, length2 = r.take("<2H", "an exception's subject length")
-        exc.subject = r.raw(length2, "an exception's subject").decode("cp1252", "replace")
+        exc.subject = _text8(r, "subject")
     if flags & Override.MEETING_TYPE:
         exc.meeting_type = r.one("<I", "an exception's meeting type")
     if flags & Override.REMINDER_DELTA:
@@ -310,8 +309,7 @@ def _exception_info(r: _Reader) -> ExceptionInfo:
     if flags & Override.REMINDER:
         exc.reminder_set = bool(r.one("<I", "an exception's reminder flag"))
     if flags & Override.LOCATION:
-        _length, length2 = r.take("<2H", "an exception's location length")
-        exc.location = r.raw(length2, "an exception's location").decode("cp1252", "replace")
+        exc.location = _text8(r, "location")
     if flags & Override.BUSY_STATUS:
         exc.busy_status = r.one("<I", "an exception's busy status")
     if flags & Override.ATTACHMENT:
@@ -321,6 +319,12 @@ def _exception_info(r: _Reader) -> ExceptionInfo:
     if flags & Override.APPT_COLOR:
         r.one("<I", "an exception's color")
     return exc
+
+
+def _text8(r: _Reader, what: str) -> str:
+    """An ExceptionInfo text: its length + 1, its length, its 8-bit characters."""
+    _length, length2 = r.take("<2H", f"an exception's {what} length")
+    return r.raw(length2, f"an exception's {what}").decode("cp1252", "replace")
 
 
 def _extended(r: _Reader, exc: ExceptionInfo, writer2: int) -> None:
