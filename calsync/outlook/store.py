@@ -154,6 +154,13 @@ class PstStore(Store):
             raise ItemError(f"{message.folder}: {e}", source=self.name, id=id) from None
         return item, _version(message)
 
+    def modified(self, id: str) -> float | None:
+        """PidTagLastModificationTime, else PidTagCreationTime (as DTSTAMP; for
+        conflicts whose items' clocks tie)."""
+        message = self._messages.get(id)
+        stamp = (message.get(0x3008) or message.get(0x3007)) if message is not None else None
+        return stamp.timestamp() if stamp is not None else None
+
     # -- writing: refused -------------------------------------------------------------
 
     def _read_only(self, id: str | None) -> ItemRejected:
@@ -183,7 +190,7 @@ class PstStore(Store):
 
 
 def _version(message: Message) -> str:
-    modified = message.get(0x3008)
+    modified = message.get(0x3008) or message.get(0x3007)
     stamp = modified.isoformat() if modified is not None else "-"
     return f"{stamp}/{message.get(0x0E08) or 0}"
 

@@ -163,6 +163,8 @@ def test_store_reads_and_refuses_writes(ost: Path, tmp_path: Path) -> None:
     item, version = store.get(id)
     assert version == listing.versions[id]
     assert store.list().versions == listing.versions  # unchanged file, same listing
+    stamp = item.to_icalendar().walk("VEVENT")[0]["DTSTAMP"].dt.timestamp()
+    assert int(store.modified(id) or 0) == int(stamp)  # PidTagLastModificationTime
     with pytest.raises(ItemRejected, match="read only"):
         store.add(Item.from_bytes(event("new@test")))
     with pytest.raises(ItemRejected, match="read only"):
