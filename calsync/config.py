@@ -187,12 +187,15 @@ class PairConfig(Plain):
 
 
 class Config(Plain):
-    __slots__ = ("pairs", "path", "raw", "stores", "warnings")
+    __slots__ = ("exposed", "pairs", "path", "raw", "stores", "warnings")
     path: Path | None
     raw: dict[str, Any]
     stores: dict[str, dict[str, Any]]
     pairs: dict[str, PairConfig]
     warnings: list[str]
+    # the file holds passwords and others can read it: what to tell the user (commands
+    # refuse to run then, unless --insecure-config; ``calsync check`` reports it)
+    exposed: str | None
 
     def __init__(
         self,
@@ -207,6 +210,7 @@ class Config(Plain):
         self.stores = stores if stores is not None else {}
         self.pairs = pairs if pairs is not None else {}
         self.warnings = warnings if warnings is not None else []
+        self.exposed = None
 
     @property
     def base_dir(self) -> Path | None:
@@ -478,7 +482,7 @@ def parse(text: str, path: Path | None = None) -> tuple[Config, list[ConfigError
         )
     errors += _reference_errors(raw, stores, lines, path)
     if path is not None:
-        cfg.warnings += _permission_warnings(raw, path)
+        cfg.exposed = _exposed_secrets(raw, path)
     return cfg, errors
 
 
@@ -561,19 +565,21 @@ def _has_secret(value: Any) -> bool:
     return False
 
 
-def _permission_warnings(raw: dict[str, Any], path: Path) -> list[str]:
+def _exposed_secrets(raw: dict[str, Any], path: Path) -> str | None:
+    """Why ``path`` must not be used as it is: it holds a password (a ``password``,
+    ``token`` or ``secret`` key anywhere) and other users can read it."""
     if os.name != "posix" or not _has_secret(raw):
-        return []
+        return None
     try:
         mode = path.stat().st_mode
     except OSError:
-        return []
+        return None
     if mode & (stat.S_IRGRP | stat.S_IROTH):
-        return [
+        return (
             f"{path} holds passwords and can be read by other users "
             f"(mode {stat.filemode(mode)}); run: chmod 600 {path}"
-        ]
-    return []
+        )
+    return None
 
 
 def load(path: Path | None = None) -> Config:

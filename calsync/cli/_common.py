@@ -3,8 +3,13 @@
 Free of click at import (``config_option`` loads it when a command is
 declared): ``calsync sync``'s quick path uses these without click.  The
 invocation's shared state is a plain dict, click's root ``ctx.obj``
-(``root_obj``): ``config_path`` (``--config``), ``loaded_config`` (the file
-read), ``own_process`` (this process is calsync's own).
+(``root_obj``): ``config_path`` (``--config``), ``insecure_config``
+(``--insecure-config``), ``loaded_config`` (the file read), ``own_process``
+(this process is calsync's own).
+
+A configuration that holds passwords and that other users can read is refused
+by every command that loads it (exit 2, one line naming the file and the fix),
+unless ``--insecure-config`` is given: then it is a warning.
 """
 
 from __future__ import annotations
@@ -46,10 +51,26 @@ def _remember_config(ctx: click.Context, param: click.Parameter, value: Path | N
         root_obj(ctx)["config_path"] = value
 
 
+def _remember_insecure(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        root_obj(ctx)["insecure_config"] = True
+
+
+INSECURE_HELP = "use a configuration file holding passwords even if other users can read it"
+
+
 def config_option(f: F) -> F:
-    """``--config`` accepted after the subcommand too (``calsync sync --config X``)."""
+    """``--config`` and ``--insecure-config`` accepted after the subcommand too
+    (``calsync sync --config X``)."""
     import click
 
+    f = click.option(
+        "--insecure-config",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember_insecure,
+        help=INSECURE_HELP,
+    )(f)
     return click.option(
         "--config",
         type=click.Path(path_type=Path, dir_okay=False),
@@ -146,10 +167,16 @@ def load_config_from(obj: dict[str, Any]) -> Config:
         cfg, errors = load_all(path)
     except ConfigError as e:
         fail(str(e))
+    problems = [str(e) for e in errors]
+    if cfg.exposed is not None:
+        if not obj.get("insecure_config"):
+            problems.append(f"{cfg.exposed} (or pass --insecure-config)")
+        else:
+            echo(f"calsync: warning: {cfg.exposed}", err=True)
     for warning in cfg.warnings:
         echo(f"calsync: warning: {warning}", err=True)
-    if errors:
-        for problem in errors:
+    if problems:
+        for problem in problems:
             echo(f"calsync: {problem}", err=True)
         sys.exit(EXIT_USAGE)
     return cfg

@@ -34,6 +34,12 @@ def check(ctx: click.Context) -> None:
         where = str(cfg.path)
     for warning in cfg.warnings:
         click.echo(f"warning: {warning}", err=True)
+    if cfg.exposed is not None:  # a problem: every other command refuses this file
+        if root_obj(ctx).get("insecure_config"):
+            click.echo(f"warning: {cfg.exposed}", err=True)
+        else:
+            what = cfg.exposed.removeprefix(f"{cfg.path} ")
+            errors.append(ConfigError(f"{what} (or pass --insecure-config)", path=cfg.path))
     for name in cfg.stores if not errors else []:
         try:
             cfg.store(name)

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from calsync.cli import COMMANDS, DEFAULT_COMMAND, setup_logging
-from calsync.cli._common import verbosity, verbosity_options
+from calsync.cli._common import INSECURE_HELP, verbosity, verbosity_options
 
 
 class LazyGroup(click.Group):
@@ -81,13 +81,18 @@ Exit codes: 0 synced; 1 some items or pairs failed (each named);
     type=click.Path(path_type=Path, dir_okay=False),
     help="configuration file (default: $CALSYNC_CONFIG or the platform config dir)",
 )
+@click.option("--insecure-config", is_flag=True, help=INSECURE_HELP)
 @click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
 @click.option("-q", "--quiet", count=True, help="less log output (errors only)")
 @click.version_option(package_name="calsync")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, verbose: int, quiet: int) -> None:
+def cli(
+    ctx: click.Context, config_path: Path | None, insecure_config: bool, verbose: int, quiet: int
+) -> None:
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
+    if insecure_config:
+        ctx.obj["insecure_config"] = True
     ctx.obj["verbose"] = verbose
     ctx.obj["quiet"] = quiet
     setup_logging(verbosity(ctx.obj))

@@ -10,8 +10,9 @@ Rules:
   parses, reports and exits as always.  So this path never decides anything
   differently from click; it only skips loading it.
 
-      calsync [--config PATH] [-v...] [-q...] sync [--json] [--force] [--dry-run]
-              [--mode MODE] [--config PATH] [-v...] [-q...] [PAIR...]
+      calsync [--config PATH] [--insecure-config] [-v...] [-q...] sync [--json]
+              [--force] [--dry-run] [--mode MODE] [--config PATH] [--insecure-config]
+              [-v...] [-q...] [PAIR...]
 
   (``-v``, ``-vv``..., ``--verbose``, and the same of ``-q``/``--quiet``, each
   an argument of its own: click's ``-vq`` is left to click.)
@@ -37,7 +38,12 @@ from typing import NoReturn
 from calsync.cli import collect_less_often, setup_logging
 from calsync.sync import MODES
 
-_FLAGS = {"--json": "as_json", "--force": "force", "--dry-run": "dry_run"}
+_FLAGS = {
+    "--json": "as_json",
+    "--force": "force",
+    "--dry-run": "dry_run",
+    "--insecure-config": "insecure_config",
+}
 _VALUED = ("--config", "--mode")
 _COUNTED = {"-v": 1, "--verbose": 1, "-q": -1, "--quiet": -1}  # to the verbosity
 
@@ -45,7 +51,16 @@ _COUNTED = {"-v": 1, "--verbose": 1, "-q": -1, "--quiet": -1}  # to the verbosit
 class PlainSync:
     """A parsed plain ``calsync sync`` call."""
 
-    __slots__ = ("as_json", "config", "dry_run", "force", "mode", "pairs", "verbose")
+    __slots__ = (
+        "as_json",
+        "config",
+        "dry_run",
+        "force",
+        "insecure_config",
+        "mode",
+        "pairs",
+        "verbose",
+    )
 
     def __init__(self) -> None:
         self.config: Path | None = None
@@ -54,6 +69,7 @@ class PlainSync:
         self.as_json = False
         self.force = False
         self.dry_run = False
+        self.insecure_config = False
         self.mode = "two-way"
 
 
@@ -65,6 +81,9 @@ def parse(args: Sequence[str]) -> PlainSync | None:
         if arg == "sync":
             break
         if _counted(call, arg):
+            continue
+        if arg == "--insecure-config":
+            call.insecure_config = True
             continue
         name, value = _valued(arg, rest)
         if name != "--config" or not _set(call, name, value):
@@ -123,7 +142,12 @@ def run(call: PlainSync) -> NoReturn:
     from calsync.cli.run_sync import run_sync
 
     setup_logging(call.verbose)
-    obj = {"own_process": True, "config_path": call.config, "verbose": call.verbose}
+    obj = {
+        "own_process": True,
+        "config_path": call.config,
+        "verbose": call.verbose,
+        "insecure_config": call.insecure_config,
+    }
     try:
         run_sync(
             obj,

@@ -8,6 +8,7 @@ command (``calsync.cli.sync``) calls the same ``run_sync``.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -112,6 +113,7 @@ def run_sync(
             _collect_less()
             _forked.allow()  # bulk reads and writes may fork a helper (see _forked)
         results_printed()  # each error and guard once: in the results printed below
+        _close_state_dir(cfg.state_dir)
         from calsync.sync.runner import run_pair
 
         results = {}
@@ -143,6 +145,19 @@ def _collect_less() -> None:
     """
     gc.freeze()
     collect_less_often()
+
+
+def _close_state_dir(state_dir: Any) -> None:
+    """A state directory an older calsync left readable by others is closed (one
+    stat; ``calsync.perms`` is loaded only when there is something to fix)."""
+    try:
+        loose = os.stat(state_dir).st_mode & 0o077
+    except OSError:
+        return  # not there yet: it is created owner-only
+    if loose:
+        from calsync.perms import close_dir
+
+        close_dir(state_dir)
 
 
 def _print_result(cfg: Any, name: str, result: SyncResult, dry_run: bool) -> None:

@@ -14,7 +14,7 @@ import sys
 import click
 
 from calsync.cli import EXIT_USAGE
-from calsync.cli._common import config_option, config_path, fail, load_config
+from calsync.cli._common import config_option, config_path, fail, load_config, root_obj
 from calsync.config import Config, ConfigError, default_config_path
 
 
@@ -89,6 +89,7 @@ def serve(
         as_json=log_json or bool(server.get("log_json")),
         level=logging.DEBUG if verbose <= logging.DEBUG else logging.INFO,
     )
+    _private_state(cfg)
     try:
         opts = listen_options(cfg, listen)
     except ConfigError as e:
@@ -101,7 +102,13 @@ def serve(
             EXIT_USAGE,
         )
     url = _api_url(opts.host, opts.port, opts.scheme)
-    daemon = Daemon(cfg, url=url, config_path=path, watch=False if no_watch else None)
+    daemon = Daemon(
+        cfg,
+        url=url,
+        config_path=path,
+        watch=False if no_watch else None,
+        insecure_config=bool(root_obj(ctx).get("insecure_config")),
+    )
     try:
         features = [daemon, *features_for(cfg, on_store_changed=daemon.store_changed)]
     except ConfigError as e:
@@ -135,6 +142,24 @@ def serve(
         click.echo("calsync: reloading the configuration", err=True)
         logging.shutdown()
         os.execv(sys.executable, sys.orig_argv)
+
+
+def _private_state(cfg: Config) -> None:
+    """The state directory and everything in it owner-only (see ``calsync.perms``):
+    an older calsync left them readable by every local user."""
+    from calsync.gateway.logs import event
+    from calsync.perms import private_dir, tighten
+
+    private_dir(cfg.state_dir)
+    fixed = tighten(cfg.state_dir)
+    if fixed:
+        event(
+            logging.getLogger("calsync.gateway"),
+            "state.private",
+            logging.WARNING,
+            dir=str(cfg.state_dir),
+            fixed=len(fixed),
+        )
 
 
 def _banner(

@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+from calsync.perms import private_file
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections (
     store TEXT PRIMARY KEY,
@@ -92,7 +94,7 @@ class DavState:
     """The SQLite file; thread-safe (one connection, one lock: requests are short)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)  # owner-only; SQLite gives its -wal and -shm the same mode
         self.path = path
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calsync.config import Config, config_dir
+from calsync.perms import private_dir
 
 if TYPE_CHECKING:  # the CLI reads tokens without loading the web stack
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -38,7 +39,7 @@ def token_path(cfg: Config) -> Path:
 
 def write_secret(path: Path, text: str) -> None:
     """Create ``path`` readable by its owner only (0600 from the first byte on)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     try:

@@ -59,8 +59,12 @@ class Daemon:
         config_path: Path | None,
         watch: bool | None = None,
         runner: Runner = run_pair,
+        insecure_config: bool = False,
     ) -> None:
+        """``insecure_config``: a configuration file holding passwords may be
+        readable by others (``--insecure-config``; a reload keeps the rule)."""
         self.cfg = cfg
+        self.insecure_config = insecure_config
         self.url = url
         self.config_path = config_path
         self.scheduler = Scheduler(cfg, runner=runner)
@@ -152,6 +156,8 @@ class Daemon:
 
         try:
             cfg = config.load(self.config_path)
+            if cfg.exposed is not None and not self.insecure_config:
+                return cfg.exposed  # calsync serve would refuse it after the restart
             listen_options(cfg)
             check_features(cfg)  # device accounts and their passwords resolve
         except config.ConfigError as e:

@@ -24,7 +24,10 @@ class WrittenCopies:
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():  # created owner-only (its -wal and -shm follow it)
+                from calsync.perms import private_file
+
+                private_file(self.path)
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(_SCHEMA)

@@ -122,8 +122,8 @@ def _discard(tmp: str) -> None:
         pass
 
 
-def _write_new(path: str, data: bytes, fsync: bool) -> os.stat_result:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+def _write_new(path: str, data: bytes, fsync: bool, mode: int = 0o666) -> os.stat_result:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
     try:
         return _fill(fd, data, fsync)
     finally:
@@ -177,14 +177,15 @@ def _write_new_unnamed(parent: str, path: str, data: bytes, fsync: bool) -> os.s
 
 
 def write_atomic(
-    path: Path | str, data: bytes, *, fsync: bool, exclusive: bool = False
+    path: Path | str, data: bytes, *, fsync: bool, exclusive: bool = False, private: bool = False
 ) -> os.stat_result:
     """Write ``data`` to ``path`` so that readers see all of it or nothing; returns its stat.
 
     ``exclusive``: fail with FileExistsError instead of replacing an existing file.
+    ``private``: readable by the owner only (0600: calsync's state, not the user's files).
     """
     parent = os.path.dirname(path)
-    if exclusive and sys.platform.startswith("linux"):
+    if exclusive and not private and sys.platform.startswith("linux"):
         st = _write_new_unnamed(parent, os.fspath(path), data, fsync)
         if st is not None:
             if fsync:
@@ -192,7 +193,7 @@ def write_atomic(
             return st
     tmp = _temporary_name(parent)
     try:
-        st = _write_new(tmp, data, fsync)
+        st = _write_new(tmp, data, fsync, 0o600 if private else 0o666)
         if exclusive:
             _rename_noreplace(tmp, str(path))
         else:

@@ -199,7 +199,10 @@ class SingleFileStore(Store, Generic[P]):
 
     def _write_cache(self) -> None:
         try:
-            self.ctx.cache_dir.mkdir(parents=True, exist_ok=True)
+            if not self.ctx.cache_dir.is_dir():  # inside the private state directory
+                from calsync.perms import private_dir
+
+                private_dir(self.ctx.cache_dir)
             payload = {
                 "path": str(self.path),
                 "stat": self._stat,
@@ -207,7 +210,7 @@ class SingleFileStore(Store, Generic[P]):
                 "versions": self._versions,
                 "errors": self._errors,
             }
-            write_atomic(self._cache_file, json.dumps(payload).encode(), fsync=False)
+            write_atomic(self._cache_file, json.dumps(payload).encode(), fsync=False, private=True)
         except OSError:
             pass  # a cache, nothing more
 

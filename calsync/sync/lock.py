@@ -16,7 +16,10 @@ class Busy(Exception):
 @contextmanager
 def pair_lock(path: Path, *, wait: float = 0.0) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (waiting up to ``wait`` seconds)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        from calsync.perms import private_dir
+
+        private_dir(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     deadline = time.monotonic() + wait
     try:

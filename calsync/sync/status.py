@@ -66,7 +66,10 @@ class StatusDB:
     """Per-pair status (see module docstring)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():  # created owner-only (its -wal and -shm follow it)
+            from calsync.perms import private_file
+
+            private_file(path)
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from calsync.items import Item, ItemError
+from calsync.perms import private_file
 from calsync.sync.conflict import resolve
 from calsync.syncml import content
 from calsync.syncml.client import Applied, LocalChange, ServerChange
@@ -150,7 +151,7 @@ class SessionState:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(path)  # owner-only; SQLite gives its -wal and -shm the same mode
     db = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from calsync.items import Item, ItemError
+from calsync.perms import private_file
 from calsync.stores import Listing, NotFound, PreconditionFailed, Store, StoreContext
 from calsync.sync.conflict import resolve
 from calsync.syncml import content
@@ -122,7 +123,7 @@ LISTED = ("live", "soft")
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(path)  # owner-only; SQLite gives its -wal and -shm the same mode
     # generous timeout: another device's engine run holds the write lock meanwhile
     db = sqlite3.connect(path, isolation_level=None, timeout=120, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")

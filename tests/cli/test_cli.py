@@ -181,14 +181,14 @@ def test_guard_exit_3(tmp_path: Path) -> None:
     assert "BEGIN:VEVENT" not in (tmp_path / "laptop.ics").read_text()
 
 
-def test_world_readable_password_warns(tmp_path: Path) -> None:
+def test_world_readable_password_is_a_problem(tmp_path: Path) -> None:
     # a secret anywhere in the config (a store's password) triggers the check
     (tmp_path / "config.toml").write_text(
         CONFIG.replace("[stores.phone]", '[stores.phone]\npassword = "hunter2"')
     )
     os.chmod(tmp_path / "config.toml", 0o644)
     out = run(tmp_path, "check", config=None)
-    assert "can be read by other users" in out.stderr
+    assert out.returncode == 2 and "can be read by other users" in out.stderr
     assert "hunter2" not in out.stderr + out.stdout
 
 

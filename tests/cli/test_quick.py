@@ -19,7 +19,12 @@ def through_click(args: list[str], monkeypatch: pytest.MonkeyPatch) -> dict[str,
     levels: list[int] = []
 
     def run_sync(obj: dict[str, Any], pairs: tuple[str, ...], **options: Any) -> None:
-        seen.update(options, pairs=list(pairs), config=obj.get("config_path"))
+        seen.update(
+            options,
+            pairs=list(pairs),
+            config=obj.get("config_path"),
+            insecure_config=bool(obj.get("insecure_config")),
+        )
         # the verbosity the whole call asked for is the one logging was set to last
         seen.update(verbose=levels[-1])
         assert verbosity(obj) == levels[-1]
@@ -45,6 +50,7 @@ def through_quick(args: list[str]) -> dict[str, Any] | None:
         "mode": call.mode,
         "pairs": call.pairs,
         "config": call.config,
+        "insecure_config": call.insecure_config,
         "verbose": call.verbose,
     }
 
@@ -71,6 +77,9 @@ PLAIN = [
     ["-v", "sync", "-q", "main"],
     ["-vv", "sync", "main", "-v"],
     ["sync", "main", "main"],  # named twice: both ways hand it on as given
+    ["--insecure-config", "sync"],
+    ["sync", "main", "--insecure-config"],
+    ["--insecure-config", "-v", "sync", "--insecure-config", "--json"],
 ]
 
 UNUSUAL = [
@@ -97,6 +106,7 @@ UNUSUAL = [
     ["-x", "sync"],
     ["--config", "--json", "sync"],
     ["sync", "--mode", "--json"],
+    ["sync", "--insecure-config=yes"],
 ]
 
 

@@ -273,6 +273,7 @@ def test_non_loopback_listen_is_refused_without_tls(tmp_path: Path) -> None:
     # and the command refuses to start (exit 2), naming the key
     config = tmp_path / "config.toml"
     config.write_text(base)
+    config.chmod(0o600)  # it holds a password
     (tmp_path / "dir").mkdir()
     out = subprocess.run(
         [sys.executable, "-m", "calsync", "serve", "--listen", f"0.0.0.0:{free_port()}"],
@@ -290,6 +291,7 @@ def test_a_second_daemon_for_the_same_state_is_refused(tmp_path: Path) -> None:
     (tmp_path / "dir").mkdir()
     config = tmp_path / "config.toml"
     config.write_text(CONFIG.format(tmp=tmp_path))
+    config.chmod(0o600)  # it holds a password
     d = DaemonProcess(tmp_path, config, "--no-watch", "--log-json")
     try:
         out = d.cli("serve", "--listen", f"127.0.0.1:{free_port()}")

@@ -255,8 +255,11 @@ class CalDAVStore(Store):
             "state": self._state.to_json(),
         }
         try:
-            self.ctx.cache_dir.mkdir(parents=True, exist_ok=True)
-            write_atomic(self._state_file, json.dumps(payload).encode(), fsync=False)
+            if not self.ctx.cache_dir.is_dir():  # inside the private state directory
+                from calsync.perms import private_dir
+
+                private_dir(self.ctx.cache_dir)
+            write_atomic(self._state_file, json.dumps(payload).encode(), fsync=False, private=True)
             self._dirty = False
         except OSError as e:
             log.warning("%s: cannot write the cache %s: %s", self.name, self._state_file, e)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from calsync.items import Item, ItemError
+from calsync.perms import private_dir
 from calsync.stores import (
     ItemRejected,
     Listing,
@@ -427,7 +428,7 @@ class ThunderbirdStore(Store):
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         root = self.ctx.cache_dir / "backups"
         target = root / f"{stamp}-{os.getpid()}"
-        target.mkdir(parents=True, exist_ok=True)
+        private_dir(target)  # copies of calendar data: owner-only, like the state dir
         shutil.copy2(self.db, target / self.db.name)
         wal = wal_of(self.db)
         if wal.exists():

@@ -174,6 +174,7 @@ def test_credentials_never_shown(radicale: Peer, tmp_path: Path) -> None:
     cfg = config(tmp_path, radicale.calendar, vdir)
     text = cfg.path.read_text().replace(f'password = "{PASSWORD}"', f'password = "{secret}"')
     cfg.path.write_text(text)
+    cfg.path.chmod(0o600)  # it holds a password
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CALSYNC_DEBUG": "1"}
     out = []
     for args in (["-vv", "sync"], ["sync", "--json"], ["status", "--json"]):
