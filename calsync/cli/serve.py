@@ -70,7 +70,7 @@ def serve(
     from calsync.gateway.app import create_app, features_for
     from calsync.gateway.daemon import Daemon
     from calsync.gateway.runtime import running_daemon
-    from calsync.gateway.server import listen_options, run
+    from calsync.gateway.server import PortInUse, bind, listen_options, run
 
     emb = None
     explicit = config_path(ctx)
@@ -101,6 +101,10 @@ def serve(
             f"{other.get('url')}); stop it first",
             EXIT_USAGE,
         )
+    try:
+        sock = bind(opts)  # before anything is announced: a port in use is one clear error
+    except PortInUse as e:
+        fail(str(e), EXIT_USAGE)
     url = _api_url(opts.host, opts.port, opts.scheme)
     daemon = Daemon(
         cfg,
@@ -134,7 +138,7 @@ def serve(
         for feed in feed_urls(cfg, opts.url("")):
             click.echo(f"calsync: feed {feed['name']} at {feed['url']}", err=True)
     try:
-        run(create_app(features), opts, stoppable=daemon)
+        run(create_app(features), opts, stoppable=daemon, sock=sock)
     except KeyboardInterrupt:  # Ctrl-C, after the graceful shutdown
         click.echo("calsync: stopped", err=True)
         sys.exit(130)

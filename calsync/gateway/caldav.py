@@ -52,6 +52,7 @@ from calsync.davserver.app import REALM, build
 from calsync.davserver.bodies import BodyRefused, XmlGate, gate_for, limit_for, too_large
 from calsync.davserver.config import DavSettings, load
 from calsync.davserver.service import DavService
+from calsync.gateway.connections import skip_when_gone
 from calsync.gateway.logins import (
     FAILURE_DELAY,
     FailureThrottle,
@@ -254,7 +255,13 @@ class CalDAVFeature:
         self.service = service
         wsgi = build(service)
         self.routes: list[BaseRoute] = [
-            Mount(PREFIX, app=DavGuard(WSGIMiddleware(wsgi, workers=WORKERS), service.settings)),  # type: ignore[arg-type]
+            Mount(
+                PREFIX,
+                app=DavGuard(
+                    WSGIMiddleware(skip_when_gone(wsgi), workers=WORKERS),  # type: ignore[arg-type]
+                    service.settings,
+                ),
+            ),
             Route("/.well-known/caldav", WellKnown()),
             Route("/", WellKnown(propfind_only=True)),
         ]

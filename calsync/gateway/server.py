@@ -4,10 +4,16 @@
 address is refused unless ``allow_remote = true`` *and* TLS is configured
 (``cert``/``key``, or ``tls_cert``/``tls_key``): device passwords and calendars must not cross a
 network in clear.
+
+``bind`` takes the port before anything is announced (a port in use is one
+clear error, exit 2), and uvicorn serves that socket.  Every server runs
+under the connection limits of ``limits.py``, enforced by
+``connections.py`` (timeouts, connection cap, logging once per interval).
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import socket
@@ -21,6 +27,8 @@ import uvicorn
 from starlette.applications import Starlette
 
 from calsync.config import Config, ConfigError
+from calsync.gateway.connections import ConnectionGuard, GuardedServer, QuietWhenGone
+from calsync.gateway.limits import NOFILE_WANTED, Limits, open_file_limit
 
 log = logging.getLogger("calsync.gateway")
 
@@ -101,9 +109,28 @@ def listen_options(cfg: Config, override: str | None = None) -> Listen:
     return opts
 
 
-def _uvicorn_config(app: Starlette, opts: Listen) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
+class PortInUse(Exception):
+    """The address to listen on is taken (or not ours to take)."""
+
+
+def bind(opts: Listen) -> socket.socket:
+    """A socket bound to where the gateway listens (uvicorn listens on it); PortInUse."""
+    family = socket.AF_INET6 if ":" in opts.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((opts.host, opts.port))
+    except OSError as e:
+        sock.close()
+        why = "address already in use" if e.errno == errno.EADDRINUSE else e.strerror or str(e)
+        raise PortInUse(f"cannot listen on {opts.host}:{opts.port}: {why}") from None
+    return sock
+
+
+def _server(app: Starlette, opts: Listen, limits: Limits, open_files: int | None) -> GuardedServer:
+    guard = ConnectionGuard(limits, limits.connection_cap(open_files))
+    config = uvicorn.Config(
+        QuietWhenGone(app, guard),
         host=opts.host,
         port=opts.port,
         log_level="warning",
@@ -114,8 +141,12 @@ def _uvicorn_config(app: Starlette, opts: Listen) -> uvicorn.Config:
         # idle keep-alive connections (a phone, a CalDAV client over TLS) must not hold
         # up a shutdown: after this, the remaining connections are closed
         timeout_graceful_shutdown=3,
-        timeout_keep_alive=30,
+        timeout_keep_alive=limits.keep_alive,
+        http=guard.protocol(),
+        limit_concurrency=max(limits.max_requests, guard.cap + 1),
+        backlog=limits.backlog,
     )
+    return GuardedServer(config, guard)
 
 
 class Stoppable(Protocol):
@@ -124,28 +155,38 @@ class Stoppable(Protocol):
     stop_serving: Callable[[], None] | None
 
 
-def run(app: Starlette, opts: Listen, *, stoppable: Stoppable | None = None) -> None:
+def run(
+    app: Starlette,
+    opts: Listen,
+    *,
+    stoppable: Stoppable | None = None,
+    sock: socket.socket | None = None,
+    limits: Limits | None = None,
+) -> None:
     """Serve until interrupted (SIGINT/SIGTERM), or until ``stoppable.stop_serving()``
-    is called."""
-    server = uvicorn.Server(_uvicorn_config(app, opts))
+    is called.  ``sock``: from ``bind`` (else uvicorn binds itself)."""
+    server = _server(app, opts, limits or Limits(), open_file_limit(raise_to=NOFILE_WANTED))
     if stoppable is not None:
         stoppable.stop_serving = lambda: setattr(server, "should_exit", True)
-    server.run()
+    server.run(sockets=[sock] if sock is not None else None)
 
 
 class BackgroundServer:
     """The app on a free port in a thread (tests and benchmarks)."""
 
     def __init__(
-        self, app: Starlette, host: str = "127.0.0.1", *, tls: tuple[Path, Path] | None = None
+        self,
+        app: Starlette,
+        host: str = "127.0.0.1",
+        *,
+        tls: tuple[Path, Path] | None = None,
+        limits: Limits | None = None,
     ) -> None:
-        """``tls``: (certificate, key) to serve HTTPS."""
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.port = self.sock.getsockname()[1]
-        self.opts = Listen(host, self.port, *(tls or (None, None)))
-        self.server = uvicorn.Server(_uvicorn_config(app, self.opts))
+        """``tls``: (certificate, key) to serve HTTPS; ``limits``: other connection limits."""
+        self.opts = Listen(host, 0, *(tls or (None, None)))
+        self.sock = bind(self.opts)
+        self.port = self.opts.port = self.sock.getsockname()[1]
+        self.server = _server(app, self.opts, limits or Limits(), open_file_limit())
         self.thread = threading.Thread(target=self._run, name="calsync-gateway", daemon=True)
 
     def _run(self) -> None:

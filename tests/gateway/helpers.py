@@ -60,8 +60,15 @@ class DaemonProcess:
     """``calsync serve`` as the user would run it; ``api()`` talks to its control API."""
 
     def __init__(
-        self, tmp: Path, config: Path | None, *args: str, port: int | None = None, **env: str
+        self,
+        tmp: Path,
+        config: Path | None,
+        *args: str,
+        port: int | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+        **env: str,
     ) -> None:
+        """``preexec_fn``: run in the child before calsync starts (resource limits)."""
         self.tmp = tmp
         self.port = port or free_port()
         self.env = env_for(tmp, config, **env)
@@ -75,6 +82,7 @@ class DaemonProcess:
             stdout=self._out,
             stderr=self._log,
             cwd=tmp,
+            preexec_fn=preexec_fn,
         )
         self.url = f"http://127.0.0.1:{self.port}"
         wait_for(self._up, 30, "the daemon to start")

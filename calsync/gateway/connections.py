@@ -1,0 +1,383 @@
+"""Holding clients to the connection limits (``limits.py``), below ASGI.
+
+Why a protocol class: uvicorn's h11 protocol has a keep-alive timeout but no
+timeout for reading a request head or body, and no cap on connections (its
+``limit_concurrency`` answers 503 but keeps every idle socket, and counts
+them).  An ASGI application sees a request only once its head is complete,
+so a client sending headers a byte at a time ("slowloris") can only be cut
+at the protocol level.  1,100 idle sockets under a 1024-file limit made every
+endpoint time out and asyncio log 7 MB a second of failed accepts.
+
+``GuardedH11Protocol`` is uvicorn's ``H11Protocol`` with a ``ConnectionGuard``
+watching every connection (one sweep a second, not a timer per connection):
+
+* waiting for a request head: cut after ``header_timeout`` (from the
+  connection's start, or from the first byte of a kept-alive connection's
+  next request; an idle kept-alive connection is uvicorn's ``keep_alive``);
+* sending a body: cut when nothing arrived for ``body_idle_timeout`` or the
+  body took more than ``body_timeout`` in all; time the server does not read
+  (flow control paused, ``Expect: 100-continue`` not answered yet) does not
+  count;
+* not reading our answer for ``send_timeout``: cut;
+* beyond the connection cap, a new connection evicts the oldest one waiting
+  for a head, else the oldest body in progress for more than ``body_grace``;
+  else the newcomer is closed.  A request being worked on is never evicted.
+
+A cut connection is closed; a handler still waiting for its body sees the
+client gone (``http.disconnect``).  Each request's scope carries
+``scope["extensions"]["calsync.client_gone"]``, a ``threading.Event`` set
+when its connection is lost, for work in threads to look at
+(``client_gone(scope)``; a WSGI app finds the scope in
+``environ["asgi.scope"]``).  What stops when a client goes away:
+
+* an async handler waiting for the body gets ``http.disconnect``; what it
+  sends afterwards is dropped by uvicorn (starlette's ``ClientDisconnect``,
+  raised by ``request.body()`` then, is counted by ``QuietWhenGone``, not
+  logged with a traceback per request);
+* a CalDAV request still waiting for one of Radicale's worker threads is
+  not started (``skip_when_gone``);
+* work already running in a thread (a Radicale request, a SyncML message,
+  a sync the API was asked to wait for) runs to its end: Python cannot stop
+  a thread from outside, and these keep their stores and sessions consistent
+  only by finishing (a sync stops only at its safe points, on shutdown).
+  What bounds them is the work itself (expansion caps, message sizes).
+
+Logging: what the guard does (cuts, evictions, refusals), failed accepts
+(EMFILE and the like: asyncio logs each, and Python 3.11 retries the accept
+up to ``backlog`` times per wake-up) and uvicorn's per-request warnings
+("Invalid HTTP request", "Exceeded concurrency limit") are counted and
+logged as one ``server.pressure`` line at most once per ``log_interval``.
+
+Limits: uvicorn's h11 protocol only (``http="h11"``: httptools, if
+installed, would be picked by "auto" and is not guarded); the attributes of
+``H11Protocol`` used here (``conn``, ``cycle``, ``flow``, ``transport``,
+``on_response_complete``) are uvicorn's own, and the tests that exercise
+every rule fail if a uvicorn release changes them.  Over TLS, uvicorn hands
+a connection to the protocol after the handshake: a client that never
+finishes a handshake holds its socket for asyncio's 60 s handshake timeout
+and is not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import h11
+import uvicorn
+from starlette.requests import ClientDisconnect
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from calsync.gateway.limits import Limits
+from calsync.gateway.logs import event
+
+log = logging.getLogger("calsync.gateway")
+
+GONE = "calsync.client_gone"
+
+# accept() failures that mean "out of resources", not a bad client
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+# uvicorn's per-request warnings -> the count they go to
+UVICORN_NOISE = {
+    "Invalid HTTP request received.": "invalid_request",
+    "Exceeded concurrency limit.": "overloaded",
+}
+
+
+def client_gone(scope: Any) -> bool:
+    """Has the client of this request (an ASGI scope) gone away?"""
+    flag = (scope.get("extensions") or {}).get(GONE)
+    return isinstance(flag, threading.Event) and flag.is_set()
+
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def skip_when_gone(app: WSGIApp) -> WSGIApp:
+    """``app``, except that a request whose client left while it waited for a
+    worker thread is not started (answered with nothing: nobody listens)."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        scope = environ.get("asgi.scope")
+        if scope is not None and client_gone(scope):
+            start_response("499 Client Closed Request", [("Content-Length", "0")])
+            return [b""]
+        return app(environ, start_response)
+
+    return wrapped
+
+
+class Pressure:
+    """Counts of what went wrong, logged as one line at most once per interval."""
+
+    def __init__(self, interval: float, clock: Callable[[], float], **context: Any) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.context = context  # callables -> fields of the line (open connections...)
+        self.counts: Counter[str] = Counter()
+        self.last_logged = float("-inf")
+
+    def note(self, what: str) -> None:
+        """Count one; the guard's sweep logs (so a burst is summed up in its first line)."""
+        self.counts[what] += 1
+
+    def flush(self, *, final: bool = False) -> None:
+        """Log the counts if the interval has passed (``final``: at shutdown, anyway)."""
+        now = self.clock()
+        if not self.counts or (now - self.last_logged < self.interval and not final):
+            return
+        fields = {k: f() for k, f in self.context.items()}
+        event(
+            log, "server.pressure", logging.WARNING, **dict(sorted(self.counts.items())), **fields
+        )
+        self.counts.clear()
+        self.last_logged = now
+
+
+class _UvicornNoise(logging.Filter):
+    """Turns uvicorn's per-request warnings into counts."""
+
+    def __init__(self, pressure: Pressure) -> None:
+        super().__init__()
+        self.pressure = pressure
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        what = UVICORN_NOISE.get(record.msg) if isinstance(record.msg, str) else None
+        if what is None:
+            return True
+        self.pressure.note(what)
+        return False
+
+
+class ConnectionGuard:
+    """The open connections of one server, their deadlines, and the cap."""
+
+    def __init__(
+        self, limits: Limits, cap: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limits = limits
+        self.cap = cap
+        self.clock = clock
+        self.open: set[GuardedH11Protocol] = set()
+        self.waiting: dict[GuardedH11Protocol, None] = {}  # for a request head, oldest first
+        self.bodies: dict[GuardedH11Protocol, None] = {}  # sending a body, oldest first
+        self.pressure = Pressure(
+            limits.log_interval, clock, open=lambda: len(self.open), cap=lambda: self.cap
+        )
+        self._noise = _UvicornNoise(self.pressure)
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def protocol(self) -> type[GuardedH11Protocol]:
+        """The protocol class for uvicorn's ``http``, bound to this guard."""
+        return type("GuardedH11Protocol", (GuardedH11Protocol,), {"guard": self})
+
+    # -- lifecycle (on the server's loop) --------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.set_exception_handler(self._loop_error)
+        logging.getLogger("uvicorn.error").addFilter(self._noise)
+        self._schedule()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        logging.getLogger("uvicorn.error").removeFilter(self._noise)
+        self.pressure.flush(final=True)
+
+    def _schedule(self) -> None:
+        assert self._loop is not None
+        step = min(1.0, self.limits.header_timeout / 4, self.limits.body_idle_timeout / 4)
+        self._timer = self._loop.call_later(step, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self.clock()
+        for conn in list(self.open):
+            conn.check(now)
+        self.pressure.flush()
+        self._schedule()
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS:
+            self.pressure.note(f"accept_failed_{errno.errorcode.get(exc.errno, exc.errno)}")
+            return
+        if isinstance(exc, ValueError) and "_start_serving" in repr(context.get("handle")):
+            # the retries asyncio queued after failed accepts, run once the socket closed
+            self.pressure.note("accept_retry_failed")
+            return
+        loop.default_exception_handler(context)
+
+    # -- connections ------------------------------------------------------------------------
+
+    def admit(self, conn: GuardedH11Protocol) -> None:
+        self.open.add(conn)
+        self.waiting[conn] = None
+        if len(self.open) <= self.cap:
+            return
+        victim = self._victim(conn)
+        if victim is None:
+            conn.cut("refused")
+        else:
+            victim.cut("evicted")
+
+    def _victim(self, newcomer: GuardedH11Protocol) -> GuardedH11Protocol | None:
+        for conn in self.waiting:
+            if conn is not newcomer:
+                return conn
+        for conn in self.bodies:  # the oldest body only: later ones started later
+            if self.clock() - conn.body_started > self.limits.body_grace:
+                return conn
+            break
+        return None
+
+    def forget(self, conn: GuardedH11Protocol) -> None:
+        self.open.discard(conn)
+        self.waiting.pop(conn, None)
+        self.bodies.pop(conn, None)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol under a ``ConnectionGuard`` (see the module docstring)."""
+
+    guard: ClassVar[ConnectionGuard]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        now = self.guard.clock()
+        self.head_since: float | None = now  # waiting for a request head since
+        self.body_started = now
+        self.body_active = 0.0  # seconds spent reading the body (while we read)
+        self.last_read = now
+        self.last_check = now
+        self.send_stalled: float | None = None
+        self.gone: threading.Event | None = None  # the current request's
+
+    # -- uvicorn's protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.head_since = self.last_read = self.guard.clock()
+        self.guard.admit(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.gone is not None:
+            self.gone.set()
+        self.guard.forget(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        now = self.guard.clock()
+        self.last_read = now
+        if self.head_since is None and self in self.guard.waiting:
+            self.head_since = now  # the first byte of a kept-alive connection's next request
+        super().data_received(data)
+
+    def handle_events(self) -> None:
+        cycle = self.cycle
+        super().handle_events()
+        if self.cycle is not cycle and self.cycle is not None:
+            self._request_started()
+
+    def on_response_complete(self) -> None:
+        if not self.transport.is_closing():  # kept alive: waiting for the next request
+            self.head_since = None  # idle until its first byte (uvicorn's keep-alive)
+            self.guard.bodies.pop(self, None)
+            self.guard.waiting[self] = None
+        super().on_response_complete()  # may start a pipelined request at once
+
+    # -- the guard's side -------------------------------------------------------------------
+
+    def _request_started(self) -> None:
+        now = self.guard.clock()
+        self.head_since = None
+        self.guard.waiting.pop(self, None)
+        self.gone = threading.Event()
+        scope: Any = self.cycle.scope  # the handler's task has not run yet
+        scope["extensions"] = {**(scope.get("extensions") or {}), GONE: self.gone}
+        self.body_started = self.last_read = self.last_check = now
+        self.body_active = 0.0
+        if self.conn.their_state is h11.SEND_BODY:
+            self.guard.bodies[self] = None
+
+    def check(self, now: float) -> None:
+        """Cut this connection if it is past a deadline (called by the guard's sweep)."""
+        elapsed, self.last_check = now - self.last_check, now
+        if self.transport is None or self.transport.is_closing():
+            return
+        limits = self.guard.limits
+        if self.head_since is not None:
+            if now - self.head_since > limits.header_timeout:
+                self.cut("header_timeout")
+            return
+        if self.conn.their_state is h11.SEND_BODY and self.cycle is not None:
+            if self.flow.read_paused or self.cycle.waiting_for_100_continue:
+                self.last_read = now  # we are not reading: not the client's doing
+            else:
+                self.body_active += elapsed
+            if now - self.last_read > limits.body_idle_timeout:
+                self.cut("body_idle_timeout")
+                return
+            if self.body_active > limits.body_timeout:
+                self.cut("body_timeout")
+                return
+        else:
+            self.guard.bodies.pop(self, None)
+        if self.flow.write_paused:
+            if self.send_stalled is None:
+                self.send_stalled = now
+            elif now - self.send_stalled > limits.send_timeout:
+                self.cut("send_timeout")
+        else:
+            self.send_stalled = None
+
+    def cut(self, why: str) -> None:
+        """Close this connection; counted under ``why`` (never logged one by one)."""
+        self.guard.pressure.note(why)
+        self.guard.forget(self)
+        if self.gone is not None:
+            self.gone.set()
+        self.transport.close()
+
+
+class QuietWhenGone:
+    """ASGI wrapper: a handler that stops because its client went away
+    (starlette's ``ClientDisconnect``) is counted, not logged as a crash with a
+    traceback (a client could otherwise fill the log by walking away)."""
+
+    def __init__(self, app: Any, guard: ConnectionGuard) -> None:
+        self.app = app
+        self.guard = guard
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            self.guard.pressure.note("handler_saw_client_gone")
+
+
+class GuardedServer(uvicorn.Server):
+    """uvicorn's server with the guard's sweep and loop error handler running."""
+
+    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard) -> None:
+        super().__init__(config)
+        self.guard = guard
+
+    async def startup(self, sockets: Any = None) -> None:
+        self.guard.start(asyncio.get_running_loop())
+        await super().startup(sockets=sockets)
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        try:
+            await super().shutdown(sockets=sockets)
+        finally:
+            self.guard.stop()
