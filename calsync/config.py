@@ -78,6 +78,9 @@ SECTION_OPTIONS: dict[str, dict[str, Option]] = {
             (int, float), "longest wait (s) before retrying a failing pair", default=3600
         ),
         "log_json": Option(bool, "daemon logs as JSON lines instead of key=value text"),
+        "api_remote": Option(
+            bool, "serve the control API (/api/) to other machines too (default: this one only)"
+        ),
     },
 }
 

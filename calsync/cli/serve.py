@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -69,7 +70,7 @@ def serve(
     from calsync.gateway import logs
     from calsync.gateway.app import create_app, features_for
     from calsync.gateway.daemon import Daemon
-    from calsync.gateway.runtime import running_daemon
+    from calsync.gateway.runtime import looks_like_calsync, running_daemon
     from calsync.gateway.server import PortInUse, bind, listen_options, run
 
     emb = None
@@ -95,6 +96,8 @@ def serve(
     except ConfigError as e:
         fail(str(e), EXIT_USAGE)
     other = running_daemon(cfg.state_dir)
+    if other is not None and looks_like_calsync(other["pid"]) is None:
+        other = _answering(other)  # no command line to look at: the daemon must prove it
     if other is not None:
         fail(
             f"a calsync daemon already runs for this state directory (pid {other['pid']}, "
@@ -146,6 +149,17 @@ def serve(
         click.echo("calsync: reloading the configuration", err=True)
         logging.shutdown()
         os.execv(sys.executable, sys.orig_argv)
+
+
+def _answering(info: dict[str, Any]) -> dict[str, Any] | None:
+    """``info`` if the daemon it names proves it runs (``client.identify``), else None."""
+    from calsync.gateway.client import proven
+
+    client = proven(info)
+    if client is None:
+        return None
+    client.close()
+    return info
 
 
 def _private_state(cfg: Config) -> None:

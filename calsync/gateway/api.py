@@ -10,7 +10,9 @@
 ``GET  /api/history``       ``?uid=&limit=``: saved versions (with content);
 ``POST /api/restore``       ``{"uid", "version"?, "to"?}``: put a version back,
                             then sync that store's pairs;
-``GET  /api/openapi.json``  the schema of all this (``openapi.py``).
+``GET  /api/openapi.json``  the schema of all this (``openapi.py``);
+``GET  /api/identify``      ``?nonce=``: the daemon proves it holds the token
+                            (``auth.proof``); the one route served without it.
 
 Everything is behind ``auth.BearerAuth``; the routes here assume the caller
 is the user.  Blocking work (SQLite, stores) runs in threads.
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
+import string
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 
+from calsync.gateway.auth import proof
 from calsync.gateway.logs import event
 from calsync.gateway.openapi import schema
 from calsync.gateway.scheduler import Options
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("calsync.gateway.api")
 
 MAX_BODY = 65536
+MIN_NONCE, MAX_NONCE = 32, 128  # /identify: hex digits
 
 
 class BadRequest(Exception):
@@ -150,6 +156,7 @@ class ControlAPI:
                 Route("/history", self.history, methods=["GET"]),
                 Route("/restore", self.restore, methods=["POST"]),
                 Route("/openapi.json", self.openapi, methods=["GET"]),
+                Route("/identify", self.identify, methods=["GET"]),
             ]
         )
 
@@ -257,3 +264,12 @@ class ControlAPI:
     async def openapi(self, request: Request) -> Response:
         self._seen(request)
         return JSONResponse(schema())
+
+    async def identify(self, request: Request) -> Response:
+        """No token needed, nothing logged (anyone may ask): the proof only."""
+        nonce = request.query_params.get("nonce", "")
+        if not MIN_NONCE <= len(nonce) <= MAX_NONCE or nonce.strip(string.hexdigits):
+            return _error(400, f"nonce must be {MIN_NONCE} to {MAX_NONCE} hex digits")
+        return JSONResponse(
+            {"daemon": "calsync", "pid": os.getpid(), "proof": proof(self.daemon.token, nonce)}
+        )

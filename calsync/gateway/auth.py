@@ -6,12 +6,34 @@ it over: here the key is generated at the daemon's first start into
 status``/``sync``) read it from there.  Every ``/api/`` request without it is
 refused with 401; the comparison is constant-time.  The token is never logged
 and never sent back in any answer.
+
+``BearerAuth`` guards ``/api/``, in this order:
+
+* from another machine: 403, unless ``[server] api_remote = true`` (the API
+  steers every pair; it is for this machine's command line by default, even
+  when devices reach the gateway over the network);
+* another machine's address with ``limits.API_FAILURES`` wrong tokens in the
+  last ``limits.FAILURE_WINDOW`` seconds: 429 (``Retry-After``), before its
+  token is even looked at.  Not this machine's: every local process shares
+  127.0.0.1, so any local user could lock the owner's command line out of the
+  daemon, and a 256-bit token is not guessed in any case (the limit bounds
+  what remote guessing costs the daemon);
+* a wrong or missing token: 401 (and one failure counted for the address).
+
+Proving the daemon's identity (``proof``): before the command line sends the
+token to the URL recorded in ``daemon.json`` (a stale file's port may now be
+anyone's), it sends a random nonce to ``/api/identify`` (no token needed) and
+checks the answer, HMAC-SHA256(token, "calsync-daemon-identity" NUL nonce):
+only a process holding the token file can compute it, and the answer is
+worth nothing else (it is never the token, and never accepted as one).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 import stat
@@ -24,7 +46,10 @@ from calsync.perms import private_dir
 if TYPE_CHECKING:  # the CLI reads tokens without loading the web stack
     from starlette.types import ASGIApp, Receive, Scope, Send
 
+    from calsync.gateway.limits import FailureLimiter
+
 TOKEN_FILE = "api-token"
+IDENTITY = b"calsync-daemon-identity\0"
 
 
 def token_path(cfg: Config) -> Path:
@@ -85,35 +110,89 @@ def check(header: str | None, token: str) -> bool:
     return hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8"))
 
 
-class BearerAuth:
-    """ASGI wrapper: the inner app sees only requests carrying the token."""
+def proof(token: str, nonce: str) -> str:
+    """What the daemon answers to ``nonce`` on ``/api/identify`` (see the module docstring)."""
+    return hmac.new(token.encode("utf-8"), IDENTITY + nonce.encode(), hashlib.sha256).hexdigest()
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+
+async def _refuse(
+    send: Send, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BearerAuth:
+    """ASGI wrapper: the inner app sees only requests carrying the token (see the
+    module docstring; ``open_paths``: served without it, from where the API is)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str,
+        *,
+        remote: bool = False,
+        limiter: FailureLimiter | None = None,
+        open_paths: frozenset[str] = frozenset(),
+    ) -> None:
+        from calsync.gateway.server import is_loopback  # the daemon's side only
+
         self.app = app
         self.token = token
+        self.remote = remote
+        self.limiter = limiter
+        self.open_paths = open_paths
+        self.is_loopback = is_loopback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            header = None
-            for key, value in scope.get("headers", []):
-                if key == b"authorization":
-                    header = value.decode("latin-1")
-                    break
-            if not check(header, self.token):
-                body = json.dumps(
-                    {"error": "missing or wrong API token (see api-token in the config dir)"}
-                ).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 401,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"www-authenticate", b'Bearer realm="calsync"'),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        address = client[0] if client else ""
+        local = self.is_loopback(address)
+        if not self.remote and not local:
+            await _refuse(
+                send,
+                403,
+                "the control API answers this machine only ([server] api_remote = true "
+                "opens it to others)",
+            )
+            return
+        path, root = scope.get("path", ""), scope.get("root_path", "")
+        if path.removeprefix(root) in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        limiter = None if local else self.limiter
+        wait = limiter.blocked(address) if limiter else 0.0
+        if wait:
+            seconds = str(math.ceil(wait)).encode()
+            await _refuse(send, 429, "too many wrong API tokens", ((b"retry-after", seconds),))
+            return
+        header = None
+        for key, value in scope.get("headers", []):
+            if key == b"authorization":
+                header = value.decode("latin-1")
+                break
+        if not check(header, self.token):
+            if limiter is not None:
+                limiter.failed(address)
+            await _refuse(
+                send,
+                401,
+                "missing or wrong API token (see api-token in the config dir)",
+                ((b"www-authenticate", b'Bearer realm="calsync"'),),
+            )
+            return
         await self.app(scope, receive, send)

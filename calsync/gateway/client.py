@@ -4,20 +4,28 @@
 for the same configuration (found by ``runtime``), so a command-line run and
 the daemon never sync one pair at the same time, and what the command prints
 is what the daemon knows.  When none runs they work standalone, as before.
+
+The token goes only to a daemon that has proven it holds it (``identify``:
+``/api/identify`` answers a random nonce with ``auth.proof``): the URL comes
+from ``daemon.json``, and a daemon that died may have left its port to
+anyone.  A daemon that cannot prove it is not used (the command works
+standalone, and says why).
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import os
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from calsync.config import Config
 from calsync.gateway import runtime
-from calsync.gateway.auth import read_token
+from calsync.gateway.auth import proof, read_token
 from calsync.sync.engine import ItemFailure, SyncResult
 
 if TYPE_CHECKING:
@@ -44,12 +52,32 @@ class DaemonClient:
         import httpx  # only when a daemon runs: a standalone sync never pays for it
 
         # a TLS daemon's certificate names its public address, not 127.0.0.1; on
-        # loopback the peer is the daemon we found by its pid file, so skip the check
+        # loopback the peer proves it is our daemon (identify) before it gets the token
+        self.token = token
         self.http: httpx.Client = httpx.Client(
-            headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT},
+            headers={"User-Agent": USER_AGENT},
             verify=not loopback,
             timeout=httpx.Timeout(30.0, read=None),
         )
+
+    def identify(self) -> bool:
+        """Does the daemon prove it holds our token?  If so, it gets the token from now
+        on.  Sends no token."""
+        import httpx
+
+        nonce = secrets.token_hex(16)
+        try:
+            r = self.http.get(self.url + "/api/identify", params={"nonce": nonce}, timeout=10)
+            answer = r.json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        given = answer.get("proof") if isinstance(answer, dict) else None
+        if r.status_code != 200 or not isinstance(given, str):
+            return False
+        if not hmac.compare_digest(given.encode(), proof(self.token, nonce).encode()):
+            return False
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
+        return True
 
     def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         import httpx
@@ -92,11 +120,27 @@ def connect(cfg: Config, config_path: Path | None) -> DaemonClient | None:
     if info.get("config") != want:
         log.info("a daemon runs with another configuration (%s); not using it", info.get("config"))
         return None
+    return proven(info)
+
+
+def proven(info: dict[str, Any]) -> DaemonClient | None:
+    """A client of the daemon ``info`` (from ``daemon.json``) names, once it has proven
+    it holds the token; None (and a warning why) if it does not."""
     token = read_token(Path(str(info.get("token_file", ""))))
     if token is None or not isinstance(info.get("url"), str):
         log.warning("a daemon runs (pid %s) but its API token is not readable", info.get("pid"))
         return None
-    return DaemonClient(info["url"], token, int(info["pid"]))
+    client = DaemonClient(info["url"], token, int(info["pid"]))
+    if not client.identify():
+        client.close()
+        log.warning(
+            "what answers at %s is not the calsync daemon of pid %s (it cannot prove it "
+            "holds the API token): the token is not sent there; working without it",
+            info["url"],
+            info["pid"],
+        )
+        return None
+    return client
 
 
 def result_from_json(name: str, counts: dict[str, Any], details: dict[str, Any]) -> SyncResult:

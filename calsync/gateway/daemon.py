@@ -34,18 +34,27 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from starlette.routing import BaseRoute, Mount
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
 
 from calsync.config import Config
 from calsync.gateway import runtime
 from calsync.gateway.api import ControlAPI
 from calsync.gateway.auth import BearerAuth, ensure_token, token_path
+from calsync.gateway.limits import API_FAILURES, FAILURE_WINDOW, FailureLimiter
 from calsync.gateway.logs import event
 from calsync.gateway.scheduler import Runner, Scheduler
 from calsync.gateway.watch import Watcher
 from calsync.sync.runner import history_file, run_pair
 
 log = logging.getLogger("calsync.gateway.daemon")
+
+
+async def _to_api(request: Request) -> Response:
+    """``/api`` -> ``/api/``, relative: a Location never names a host a client made up."""
+    root = request.scope.get("root_path", "")
+    return Response(status_code=307, headers={"location": f"{root}/api/"})
 
 
 class Daemon:
@@ -74,7 +83,17 @@ class Daemon:
         self.token_file = token_path(cfg)
         self.token = ensure_token(self.token_file)
         self.api = ControlAPI(self)
-        self.routes: list[BaseRoute] = [Mount("/api", app=BearerAuth(self.api, self.token))]
+        gate = BearerAuth(
+            self.api,
+            self.token,
+            remote=bool(cfg.section("server").get("api_remote", False)),
+            limiter=FailureLimiter(API_FAILURES, FAILURE_WINDOW),
+            open_paths=frozenset({"/identify"}),
+        )
+        self.routes: list[BaseRoute] = [
+            Route("/api", _to_api),  # starlette's own redirect would copy the Host header
+            Mount("/api", app=gate),
+        ]
         self.started: float | None = None
         self.reload_requested = False  # serve executes itself again after the shutdown
         self.stop_serving: Callable[[], None] | None = None  # set by whoever serves us

@@ -27,6 +27,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 _ERRORS = {
     "400": _json(_ref("Error"), "bad request (the message says what)"),
     "401": _json(_ref("Error"), "missing or wrong bearer token"),
+    "403": _json(_ref("Error"), "from another machine, without [server] api_remote = true"),
+    "429": _json(_ref("Error"), "too many wrong tokens from this address (see Retry-After)"),
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -326,6 +328,39 @@ def schema() -> dict[str, Any]:
                         "404": _json(_ref("Error"), "no such saved version"),
                         "409": _json(_ref("Error"), "the store changed meanwhile; try again"),
                         **_ERRORS,
+                    },
+                }
+            },
+            "/identify": {
+                "get": {
+                    "summary": "the daemon proves it holds the token, before a client sends it",
+                    "description": "proof = hex HMAC-SHA256(token, "
+                    '"calsync-daemon-identity" NUL nonce); the only request without a token',
+                    "operationId": "identify",
+                    "security": [],
+                    "parameters": [
+                        {
+                            "name": "nonce",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{32,128}$"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["daemon", "pid", "proof"],
+                                "properties": {
+                                    "daemon": {"const": "calsync"},
+                                    "pid": _INT,
+                                    "proof": _STR,
+                                },
+                            },
+                            "the proof",
+                        ),
+                        "400": _ERRORS["400"],
+                        "403": _ERRORS["403"],
                     },
                 }
             },

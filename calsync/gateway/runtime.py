@@ -2,7 +2,11 @@
 
 It holds the daemon's API URL, pid, token file and configuration path (never
 the token).  Written (0600) when the daemon starts, removed when it stops; a
-file left by a daemon that died is recognised by its pid and ignored.
+file left by a daemon that died is recognised by its pid and ignored, and so
+is one whose pid now belongs to a process that is not calsync (its command
+line says so, where the system shows it: ``looks_like_calsync``).  Before a
+client sends the API token to the recorded URL, the daemon proves it holds
+the token (``client.identify``).
 """
 
 from __future__ import annotations
@@ -71,11 +75,26 @@ def alive(pid: int) -> bool:
     return True
 
 
+def looks_like_calsync(pid: int) -> bool | None:
+    """Is process ``pid`` calsync, by its command line (``calsync ...``, ``python -m
+    calsync ...``)?  None: this system does not tell (no ``/proc``)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False if os.path.isdir("/proc/self") else None  # gone, or no /proc
+    except OSError:
+        return None
+    return any(os.path.basename(arg) in (b"calsync", b"calsync.exe") for arg in raw.split(b"\0"))
+
+
 def running_daemon(state_dir: Path) -> dict[str, Any] | None:
-    """The runtime info of a live daemon using ``state_dir``, or None."""
+    """The runtime info of a live daemon using ``state_dir``, or None (none recorded,
+    the recorded one died, or its pid is now another program's)."""
     info = read(state_dir)
     if info is None or not isinstance(info.get("pid"), int) or not alive(info["pid"]):
         return None
     if info["pid"] == os.getpid():
         return None  # we are the daemon
+    if looks_like_calsync(info["pid"]) is False:
+        return None
     return info
