@@ -14,6 +14,7 @@ watching every connection (one sweep a second, not a timer per connection):
 * waiting for a request head: cut after ``header_timeout`` (from the
   connection's start, or from the first byte of a kept-alive connection's
   next request; an idle kept-alive connection is uvicorn's ``keep_alive``);
+  over TLS the handshake is part of this (see below);
 * sending a body: cut when nothing arrived for ``body_idle_timeout`` or the
   body took more than ``body_timeout`` in all; time the server does not read
   (flow control paused, ``Expect: 100-continue`` not answered yet) does not
@@ -52,10 +53,16 @@ Limits: uvicorn's h11 protocol only (``http="h11"``: httptools, if
 installed, would be picked by "auto" and is not guarded); the attributes of
 ``H11Protocol`` used here (``conn``, ``cycle``, ``flow``, ``transport``,
 ``on_response_complete``) are uvicorn's own, and the tests that exercise
-every rule fail if a uvicorn release changes them.  Over TLS, uvicorn hands
-a connection to the protocol after the handshake: a client that never
-finishes a handshake holds its socket for asyncio's 60 s handshake timeout
-and is not counted.
+every rule fail if a uvicorn release changes them.
+
+TLS: were uvicorn given the certificate, asyncio would complete each
+handshake before the protocol hears of the connection, with its own 60 s
+timeout, and the cap would not see sockets that never start one.  So
+``GuardedServer`` takes uvicorn's TLS context (built from the same
+configuration) and listens in plain TCP, and the protocol runs the handshake
+itself (``loop.start_tls``): the connection counts from its first byte, the
+handshake must end within ``header_timeout``, and a failed one is counted,
+never answered in plain text.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import ssl
 import threading
 import time
 from collections import Counter
@@ -174,6 +182,7 @@ class ConnectionGuard:
         self._noise = _UvicornNoise(self.pressure)
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.tls: ssl.SSLContext | None = None  # set by GuardedServer: handshakes are ours
 
     def protocol(self) -> type[GuardedH11Protocol]:
         """The protocol class for uvicorn's ``http``, bound to this guard."""
@@ -253,6 +262,9 @@ class GuardedH11Protocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.raw: asyncio.Transport | None = None  # the TCP transport, under TLS
+        self.handshake: asyncio.Task[None] | None = None
+        self.early = bytearray()  # decrypted before start_tls returned (held for h11)
         now = self.guard.clock()
         self.head_since: float | None = now  # waiting for a request head since
         self.body_started = now
@@ -265,17 +277,53 @@ class GuardedH11Protocol(H11Protocol):
     # -- uvicorn's protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
         self.head_since = self.last_read = self.guard.clock()
+        if self.guard.tls is not None:  # TCP so far: the handshake first (ours)
+            transport.pause_reading()  # no TLS bytes may reach h11
+            self.raw = transport
+            self.guard.admit(self)
+            if not transport.is_closing():
+                loop = asyncio.get_running_loop()
+                self.handshake = loop.create_task(self._start_tls(transport, self.guard.tls))
+            return
+        super().connection_made(transport)
         self.guard.admit(self)
+
+    async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            secure = await loop.start_tls(
+                raw,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self.guard.limits.header_timeout,
+            )
+        except OSError:  # ssl.SSLError, the handshake timeout, a reset: all OSError
+            self.guard.pressure.note("tls_handshake_failed")
+            self.guard.forget(self)
+            raw.close()
+            return
+        if secure is None or secure.is_closing():
+            self.guard.forget(self)
+            return
+        super().connection_made(secure)  # uvicorn's h11 from here
+        if self.early:
+            data, self.early = bytes(self.early), bytearray()
+            self.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.gone is not None:
             self.gone.set()
         self.guard.forget(self)
+        if self.transport is None:  # lost during the TLS handshake: uvicorn never saw it
+            return
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.transport is None:  # the request began with the handshake's last flight
+            self.early += data
+            return
         now = self.guard.clock()
         self.last_read = now
         if self.head_since is None and self in self.guard.waiting:
@@ -287,6 +335,14 @@ class GuardedH11Protocol(H11Protocol):
         super().handle_events()
         if self.cycle is not cycle and self.cycle is not None:
             self._request_started()
+
+    def pause_writing(self) -> None:
+        if self.flow is not None:  # None while our TLS handshake runs
+            super().pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.flow is not None:
+            super().resume_writing()
 
     def on_response_complete(self) -> None:
         if not self.transport.is_closing():  # kept alive: waiting for the next request
@@ -312,7 +368,8 @@ class GuardedH11Protocol(H11Protocol):
     def check(self, now: float) -> None:
         """Cut this connection if it is past a deadline (called by the guard's sweep)."""
         elapsed, self.last_check = now - self.last_check, now
-        if self.transport is None or self.transport.is_closing():
+        transport = self.transport or self.raw
+        if transport is None or transport.is_closing():
             return
         limits = self.guard.limits
         if self.head_since is not None:
@@ -346,7 +403,9 @@ class GuardedH11Protocol(H11Protocol):
         self.guard.forget(self)
         if self.gone is not None:
             self.gone.set()
-        self.transport.close()
+        transport = self.transport or self.raw
+        if transport is not None:
+            transport.close()
 
 
 class QuietWhenGone:
@@ -373,6 +432,9 @@ class GuardedServer(uvicorn.Server):
         self.guard = guard
 
     async def startup(self, sockets: Any = None) -> None:
+        # uvicorn built its TLS context from the configuration: the protocol uses it,
+        # uvicorn listens in plain TCP (see the module docstring)
+        self.guard.tls, self.config.ssl = self.config.ssl, None
         self.guard.start(asyncio.get_running_loop())
         await super().startup(sockets=sockets)
 

@@ -144,6 +144,23 @@ def closed_by_server(s: socket.socket, within: float) -> float:
     raise AssertionError(f"the server kept the connection open for {within} s")
 
 
+def response(s: socket.socket) -> bytes:
+    """One whole HTTP response (with a Content-Length) read from ``s``."""
+    s.settimeout(10)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        ).split(b":")[1]
+    )
+    while len(body) < length:
+        body += s.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
 def pressure(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [
         getattr(r, "fields", {})
@@ -284,11 +301,10 @@ def test_a_kept_alive_connection_may_idle_but_not_dawdle(gw: Gateway) -> None:
         f"GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {gw.daemon.token}\r\n\r\n"
     )
     s.sendall(request.encode())
-    assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    assert response(s).startswith(b"HTTP/1.1 200")
     time.sleep(2.0)  # idle for twice the header timeout: still open (keep-alive: 30 s)
     s.sendall(request.encode())
-    s.settimeout(5)
-    assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    assert response(s).startswith(b"HTTP/1.1 200")
     s.sendall(b"GET /api/st")  # the start of a next request, and nothing more
     assert 0.9 < closed_by_server(s, 5) < 3.0
 
@@ -569,3 +585,48 @@ def test_a_dav_request_abandoned_while_waiting_for_a_worker_is_not_run(
     finally:
         release.set()
         g.server.stop()
+
+
+# -- over TLS ---------------------------------------------------------------------------------
+
+
+def test_over_tls_a_handshake_is_held_to_the_same_limits(tmp_path: Path) -> None:
+    """A socket that never starts its TLS handshake is cut like one that never sends a
+    request head, and counts against the cap while it waits."""
+    import ssl
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from tests.pki import make_pki
+
+    ca, cert, key = make_pki(tmp_path / "pki")
+
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse(request.url.scheme)
+
+    app = Starlette(routes=[Route("/hello", hello)])
+    limits = Limits(header_timeout=1.0, max_connections=16, log_interval=60.0)
+    with BackgroundServer(app, tls=(cert, key), limits=limits) as srv:
+        guard = srv.server.guard
+        assert 0.9 < closed_by_server(connect(srv.port), 5) < 3.0
+        silent = [connect(srv.port) for _ in range(30)]
+        wait_for(lambda: len(guard.open) == 16, 10, "the cap")
+        time.sleep(0.3)
+        assert len(guard.open) == 16
+        # a real client still gets in, over TLS, and the app sees https
+        context = ssl.create_default_context(cafile=str(ca))
+        r = httpx.get(f"https://127.0.0.1:{srv.port}/hello", verify=context, timeout=10)
+        assert r.status_code == 200 and r.text == "https"
+        for s in silent:
+            s.close()
+        # a handshake with garbage is refused without a plain-text answer
+        s = connect(srv.port)
+        s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.settimeout(5)
+        try:
+            answer = s.recv(1024)
+        except ConnectionResetError:
+            answer = b""
+        assert b"HTTP/1.1" not in answer and b"https" not in answer
