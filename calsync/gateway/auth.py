@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 import os
 import secrets
@@ -116,21 +115,16 @@ def proof(token: str, nonce: str) -> str:
 
 
 async def _refuse(
-    send: Send, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
 ) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    from starlette.responses import JSONResponse  # the daemon's side only
+
+    await JSONResponse({"error": message}, status, headers)(scope, receive, send)
 
 
 class BearerAuth:
@@ -164,6 +158,8 @@ class BearerAuth:
         local = self.is_loopback(address)
         if not self.remote and not local:
             await _refuse(
+                scope,
+                receive,
                 send,
                 403,
                 "the control API answers this machine only ([server] api_remote = true "
@@ -177,8 +173,10 @@ class BearerAuth:
         limiter = None if local else self.limiter
         wait = limiter.blocked(address) if limiter else 0.0
         if wait:
-            seconds = str(math.ceil(wait)).encode()
-            await _refuse(send, 429, "too many wrong API tokens", ((b"retry-after", seconds),))
+            seconds = str(math.ceil(wait))
+            await _refuse(
+                scope, receive, send, 429, "too many wrong API tokens", {"retry-after": seconds}
+            )
             return
         header = None
         for key, value in scope.get("headers", []):
@@ -189,10 +187,12 @@ class BearerAuth:
             if limiter is not None:
                 limiter.failed(address)
             await _refuse(
+                scope,
+                receive,
                 send,
                 401,
                 "missing or wrong API token (see api-token in the config dir)",
-                ((b"www-authenticate", b'Bearer realm="calsync"'),),
+                {"www-authenticate": 'Bearer realm="calsync"'},
             )
             return
         await self.app(scope, receive, send)

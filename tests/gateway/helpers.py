@@ -18,6 +18,48 @@ import httpx
 
 from tests.conftest import ROOT
 
+PASSWORD = "pa55-W0rd-for-DAV"
+
+# a pair of two local stores; the state under tmp/state (where env_for puts it too)
+PAIR_CONFIG = """
+[general]
+state_dir = "{tmp}/state"
+[stores.dir]
+type = "vdir"
+path = "{tmp}/dir"
+create = true
+[stores.file]
+type = "ics"
+path = "{tmp}/file.ics"
+[pairs.p]
+a = "dir"
+b = "file"
+conflict = "newest"
+"""
+
+# a CalDAV user and a SyncML account on the pair's vdir
+DEVICES = f"""
+[caldav.users.alice]
+password = "{PASSWORD}"
+calendars = ["dir"]
+[syncml.accounts.phone]
+password = "{PASSWORD}"
+calendar = "dir"
+"""
+
+
+def write_config(tmp: Path, extra: str = "", *, mode: int = 0o600) -> Path:
+    """``config.toml`` in ``tmp``: ``PAIR_CONFIG`` + ``extra``, with ``mode``, and the
+    vdir holding one event (e1)."""
+    from tests.conftest import event
+
+    (tmp / "dir").mkdir(parents=True, exist_ok=True)
+    (tmp / "dir" / "e1.ics").write_bytes(event("e1", "First"))
+    config = tmp / "config.toml"
+    config.write_text(PAIR_CONFIG.format(tmp=tmp) + extra, encoding="utf-8")
+    config.chmod(mode)
+    return config
+
 
 def free_port() -> int:
     with socket.socket() as s:

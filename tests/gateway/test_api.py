@@ -21,26 +21,16 @@ from calsync.gateway.daemon import Daemon
 from calsync.gateway.openapi import schema
 from calsync.gateway.server import BackgroundServer, listen_options
 from tests.conftest import event
-from tests.gateway.helpers import env_for, free_port, wait_for
+from tests.gateway.helpers import PAIR_CONFIG, env_for, free_port, wait_for
 
-CONFIG = """
-[general]
-state_dir = "{tmp}/state"
-[stores.dir]
-type = "vdir"
-path = "{tmp}/dir"
-create = true
-[stores.file]
-type = "ics"
-path = "{tmp}/file.ics"
-[pairs.p]
-a = "dir"
-b = "file"
-conflict = "newest"
+CONFIG = (
+    PAIR_CONFIG
+    + """
 [syncml.accounts.alice]
 password = "s3cret-Pa55"
 calendar = "dir"
 """
+)
 
 
 class Api:

@@ -21,31 +21,7 @@ from calsync.config import parse
 from calsync.gateway.app import create_app
 from calsync.gateway.daemon import Daemon
 from calsync.gateway.server import BackgroundServer
-from tests.conftest import event
-from tests.gateway.helpers import DaemonProcess, env_for, free_port
-
-CONFIG = """
-[general]
-state_dir = "{tmp}/state"
-[stores.dir]
-type = "vdir"
-path = "{tmp}/dir"
-[stores.file]
-type = "ics"
-path = "{tmp}/file.ics"
-[pairs.p]
-a = "dir"
-b = "file"
-"""
-
-
-def write_config(tmp: Path, extra: str = "") -> Path:
-    (tmp / "dir").mkdir(parents=True, exist_ok=True)
-    (tmp / "dir" / "e1.ics").write_bytes(event("e1", "First"))
-    config = tmp / "config.toml"
-    config.write_text(CONFIG.format(tmp=tmp) + extra, encoding="utf-8")
-    config.chmod(0o600)
-    return config
+from tests.gateway.helpers import PAIR_CONFIG, DaemonProcess, env_for, free_port, write_config
 
 
 def test_a_port_in_use_is_one_clear_error_before_anything_is_announced(tmp_path: Path) -> None:
@@ -116,7 +92,7 @@ def test_the_api_answers_this_machine_only_unless_api_remote(tmp_path: Path) -> 
     assert far.get("/api/openapi.json", headers=bearer).status_code == 200
     assert far.get("/api/openapi.json").status_code == 401
     # the key is checked like every other
-    _, errors = parse(CONFIG.format(tmp=tmp_path) + '[server]\napi_remote = "yes"\n')
+    _, errors = parse(PAIR_CONFIG.format(tmp=tmp_path) + '[server]\napi_remote = "yes"\n')
     assert errors and "server.api_remote" in str(errors[0])
 
 

@@ -28,30 +28,7 @@ from calsync.gateway.app import create_app, features_for
 from calsync.gateway.daemon import Daemon
 from calsync.gateway.limits import Limits
 from calsync.gateway.server import BackgroundServer
-from tests.conftest import event
-from tests.gateway.helpers import DaemonProcess, wait_for
-
-PASSWORD = "pa55-W0rd-for-DAV"
-
-CONFIG = f"""
-[general]
-state_dir = "{{tmp}}/state"
-[stores.dir]
-type = "vdir"
-path = "{{tmp}}/dir"
-[stores.file]
-type = "ics"
-path = "{{tmp}}/file.ics"
-[pairs.p]
-a = "dir"
-b = "file"
-[caldav.users.alice]
-password = "{PASSWORD}"
-calendars = ["dir"]
-[syncml.accounts.phone]
-password = "{PASSWORD}"
-calendar = "dir"
-"""
+from tests.gateway.helpers import DEVICES, PASSWORD, DaemonProcess, wait_for, write_config
 
 SHORT = Limits(
     header_timeout=1.0,
@@ -66,9 +43,8 @@ SHORT = Limits(
 
 class Gateway:
     def __init__(self, tmp: Path, limits: Limits) -> None:
-        (tmp / "dir").mkdir(exist_ok=True)
-        (tmp / "dir" / "e1.ics").write_bytes(event("e1", "First"))
-        cfg, errors = parse(CONFIG.format(tmp=tmp), tmp / "config.toml")
+        config = write_config(tmp, DEVICES)
+        cfg, errors = parse(config.read_text(), config)
         assert not errors, errors
         self.daemon = Daemon(cfg, url="http://127.0.0.1", config_path=None, watch=False)
         app = create_app(
@@ -144,6 +120,24 @@ def closed_by_server(s: socket.socket, within: float) -> float:
     raise AssertionError(f"the server kept the connection open for {within} s")
 
 
+def trickle(s: socket.socket, byte: bytes, every: float, most: float = 15) -> float:
+    """Send ``byte`` every ``every`` seconds until the server closes ``s``: how long
+    that took (``most`` at the most)."""
+    s.settimeout(every)
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < most:
+            s.sendall(byte)
+            try:
+                if s.recv(1024) == b"":
+                    break
+            except TimeoutError:
+                continue
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return time.monotonic() - start
+
+
 def response(s: socket.socket) -> bytes:
     """One whole HTTP response (with a Content-Length) read from ``s``."""
     s.settimeout(10)
@@ -186,11 +180,7 @@ def _limit_files() -> None:
 @pytest.mark.slow
 def test_idle_connections_cannot_starve_the_gateway(tmp_path: Path) -> None:
     _open_files(1100 + 200)
-    (tmp_path / "dir").mkdir()
-    (tmp_path / "dir" / "e1.ics").write_bytes(event("e1", "First"))
-    config = tmp_path / "config.toml"
-    config.write_text(CONFIG.format(tmp=tmp_path))
-    config.chmod(0o600)
+    config = write_config(tmp_path, DEVICES)
     d = DaemonProcess(tmp_path, config, "--no-watch", preexec_fn=_limit_files)
     idle: list[socket.socket] = []
     try:
@@ -200,14 +190,7 @@ def test_idle_connections_cannot_starve_the_gateway(tmp_path: Path) -> None:
         )
         wait_for(lambda: d.runs("p") >= 1 and d.idle("p"), 30, "the first sync")
         before = d.log.stat().st_size
-        for _ in range(1100):
-            s = socket.socket()
-            s.setblocking(False)
-            try:
-                s.connect(("127.0.0.1", d.port))
-            except BlockingIOError:
-                pass
-            idle.append(s)
+        idle = [idle_socket(d.port) for _ in range(1100)]
         # for longer than the header timeout, so that cut connections come back
         worst = 0.0
         deadline = time.monotonic() + 14
@@ -234,15 +217,9 @@ def test_idle_connections_cannot_starve_the_gateway(tmp_path: Path) -> None:
                 assert r.status_code in (200, 207, 400), r.status_code
             # the attacker reconnects what was cut
             for i, s in enumerate(idle):
-                if s.fileno() == -1 or _is_closed(s):
+                if _is_closed(s):
                     s.close()
-                    s = socket.socket()
-                    s.setblocking(False)
-                    try:
-                        s.connect(("127.0.0.1", d.port))
-                    except BlockingIOError:
-                        pass
-                    idle[i] = s
+                    idle[i] = idle_socket(d.port)
             time.sleep(0.5)
         assert worst < 2.5, f"a legitimate request took {worst:.2f} s"
         grown = d.log.read_bytes()[before:].decode(errors="replace").splitlines()
@@ -255,6 +232,17 @@ def test_idle_connections_cannot_starve_the_gateway(tmp_path: Path) -> None:
         for s in idle:
             s.close()
         d.stop()
+
+
+def idle_socket(port: int) -> socket.socket:
+    """A connection that will never send anything (connecting in the background)."""
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+        s.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    return s
 
 
 def _is_closed(s: socket.socket) -> bool:
@@ -272,21 +260,7 @@ def _is_closed(s: socket.socket) -> bool:
 def test_a_slowloris_head_is_cut(gw: Gateway) -> None:
     s = connect(gw.port)
     s.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")
-    sent = 0
-    s.settimeout(0.2)
-    start = time.monotonic()
-    try:
-        while time.monotonic() - start < 10:
-            s.sendall(b"X")  # one header byte every 0.2 s: never a complete head
-            sent += 1
-            try:
-                if s.recv(1024) == b"":
-                    break
-            except TimeoutError:
-                continue
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    took = time.monotonic() - start
+    took = trickle(s, b"X", every=0.2)  # one header byte at a time: never a complete head
     assert 0.9 < took < 3.0, took
     s.close()
     # a connection that sends nothing at all goes the same way
@@ -350,19 +324,7 @@ def test_a_trickled_body_is_cut(gw: Gateway) -> None:
         b"POST /sync HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.syncml+xml\r\n"
         b"Content-Length: 100000\r\n\r\n"
     )
-    start = time.monotonic()
-    s.settimeout(0.3)
-    try:
-        while time.monotonic() - start < 15:
-            s.sendall(b"<")  # under the idle timeout each time, never done
-            try:
-                if s.recv(1024) == b"":
-                    break
-            except TimeoutError:
-                continue
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    took = time.monotonic() - start
+    took = trickle(s, b"<", every=0.3)  # under the idle timeout each time, never done
     assert 2.9 < took < 6.0, took
 
 

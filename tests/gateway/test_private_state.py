@@ -16,39 +16,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import event
-from tests.gateway.helpers import DaemonProcess, env_for, wait_for
-
-PASSWORD = "pa55-W0rd-for-DAV"
-
-CONFIG = """
-[stores.dir]
-type = "vdir"
-path = "{tmp}/dir"
-[stores.file]
-type = "ics"
-path = "{tmp}/file.ics"
-[pairs.p]
-a = "dir"
-b = "file"
-conflict = "newest"
-"""
-
-DEVICES = f"""
-[caldav.users.alice]
-password = "{PASSWORD}"
-calendars = ["dir"]
-[syncml.accounts.phone]
-password = "{PASSWORD}"
-calendar = "dir"
-"""
-
-
-def write_config(tmp: Path, extra: str = "", mode: int = 0o600) -> Path:
-    (tmp / "dir").mkdir(exist_ok=True)
-    config = tmp / "config.toml"
-    config.write_text(CONFIG.format(tmp=tmp) + extra, encoding="utf-8")
-    config.chmod(mode)
-    return config
+from tests.gateway.helpers import DEVICES, PASSWORD, DaemonProcess, env_for, wait_for, write_config
 
 
 def calsync(tmp: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -119,7 +87,6 @@ def test_sqlite_side_files_follow_the_database(tmp_path: Path) -> None:
 def test_the_daemon_keeps_every_state_file_private(tmp_path: Path) -> None:
     """history, pairs, syncml.sqlite, davserver.sqlite, daemon.json and their -wal/-shm."""
     config = write_config(tmp_path, DEVICES)
-    (tmp_path / "dir" / "e1.ics").write_bytes(event("e1", "First"))
     old = os.umask(0o022)  # the daemon inherits it
     try:
         d = DaemonProcess(tmp_path, config, "--no-watch")
@@ -173,7 +140,6 @@ def refusal(out: subprocess.CompletedProcess[str], config: Path, *, then: str = 
 
 def test_a_readable_config_with_passwords_is_refused(tmp_path: Path) -> None:
     config = write_config(tmp_path, DEVICES, mode=0o644)
-    (tmp_path / "dir" / "e1.ics").write_bytes(event("e1", "First"))
     # the quick path of a plain `calsync sync`, and click's
     for args in (["sync"], ["sync", "--json", "p"], ["--verbose", "sync"], ["serve"]):
         line = refusal(calsync(tmp_path, config, *args), config)
@@ -196,7 +162,6 @@ def test_a_readable_config_with_passwords_is_refused(tmp_path: Path) -> None:
 
 def test_insecure_config_lets_it_run_with_a_warning(tmp_path: Path) -> None:
     config = write_config(tmp_path, DEVICES, mode=0o644)
-    (tmp_path / "dir" / "e1.ics").write_bytes(event("e1", "First"))
     for args in (["--insecure-config", "sync"], ["sync", "--insecure-config", "p"]):
         out = calsync(tmp_path, config, *args)
         assert out.returncode == 0, out.stderr
