@@ -12,12 +12,12 @@ and never sent back in any answer.
 * from another machine: 403, unless ``[server] api_remote = true`` (the API
   steers every pair; it is for this machine's command line by default, even
   when devices reach the gateway over the network);
-* another machine's address with ``limits.API_FAILURES`` wrong tokens in the
-  last ``limits.FAILURE_WINDOW`` seconds: 429 (``Retry-After``), before its
-  token is even looked at.  Not this machine's: every local process shares
-  127.0.0.1, so any local user could lock the owner's command line out of the
-  daemon, and a 256-bit token is not guessed in any case (the limit bounds
-  what remote guessing costs the daemon);
+* another machine whose wrong tokens emptied its bucket in the failed-login
+  throttle (``logins.FailureThrottle``: 10, then one per 10 s): 429
+  (``Retry-After``), before its token is even looked at.  Not this machine:
+  every local process shares 127.0.0.1, so any local user could lock the
+  owner's command line out of the daemon, and a 256-bit token is not guessed
+  in any case (the throttle bounds what remote guessing costs the daemon);
 * a wrong or missing token: 401 (and one failure counted for the address).
 
 Proving the daemon's identity (``proof``): before the command line sends the
@@ -40,12 +40,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from calsync.config import Config, config_dir
+from calsync.gateway.logins import source_key
 from calsync.perms import private_dir
 
 if TYPE_CHECKING:  # the CLI reads tokens without loading the web stack
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-    from calsync.gateway.limits import FailureLimiter
+    from calsync.gateway.logins import FailureThrottle
 
 TOKEN_FILE = "api-token"
 IDENTITY = b"calsync-daemon-identity\0"
@@ -137,7 +138,7 @@ class BearerAuth:
         token: str,
         *,
         remote: bool = False,
-        limiter: FailureLimiter | None = None,
+        limiter: FailureThrottle | None = None,
         open_paths: frozenset[str] = frozenset(),
     ) -> None:
         from calsync.gateway.server import is_loopback  # the daemon's side only
@@ -171,8 +172,9 @@ class BearerAuth:
             await self.app(scope, receive, send)
             return
         limiter = None if local else self.limiter
-        wait = limiter.blocked(address) if limiter else 0.0
-        if wait:
+        source = source_key(address)
+        wait = limiter.refusal(source) if limiter else None
+        if wait is not None:
             seconds = str(math.ceil(wait))
             await _refuse(
                 scope, receive, send, 429, "too many wrong API tokens", {"retry-after": seconds}
@@ -185,7 +187,7 @@ class BearerAuth:
                 break
         if not check(header, self.token):
             if limiter is not None:
-                limiter.failed(address)
+                limiter.failed(source)
             await _refuse(
                 scope,
                 receive,

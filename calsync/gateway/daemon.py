@@ -42,7 +42,7 @@ from calsync.config import Config
 from calsync.gateway import runtime
 from calsync.gateway.api import ControlAPI
 from calsync.gateway.auth import BearerAuth, ensure_token, token_path
-from calsync.gateway.limits import API_FAILURES, FAILURE_WINDOW, FailureLimiter
+from calsync.gateway.logins import FailureThrottle
 from calsync.gateway.logs import event
 from calsync.gateway.scheduler import Runner, Scheduler
 from calsync.gateway.watch import Watcher
@@ -87,7 +87,7 @@ class Daemon:
             self.api,
             self.token,
             remote=bool(cfg.section("server").get("api_remote", False)),
-            limiter=FailureLimiter(API_FAILURES, FAILURE_WINDOW),
+            limiter=FailureThrottle(),
             open_paths=frozenset({"/identify"}),
         )
         self.routes: list[BaseRoute] = [

@@ -1,9 +1,9 @@
-"""What one client may cost the gateway: every connection and failure limit, in one place.
+"""What one client may cost the gateway: every connection limit, in one place.
 
 Why: ``calsync serve`` faces devices, and soon a LAN.  Whatever a client
 holds (a socket, a file descriptor, a worker, a log line) must be bounded,
 and the bounds must be findable and explained; the code that enforces them
-(``connections.py``, ``auth.py``) takes them from here.
+(``connections.py``, ``server.py``) takes them from here.
 
 Connections (enforced below ASGI, in ``connections.GuardedH11Protocol``):
 
@@ -42,18 +42,12 @@ Connections (enforced below ASGI, in ``connections.GuardedH11Protocol``):
   are counted and logged at most once per interval (one line with the
   counts), never once per connection.
 
-Failed logins: ``API_FAILURES`` wrong API tokens from one address within
-``FAILURE_WINDOW`` seconds, and that address gets 429 for the rest of the
-window (``FailureLimiter``; at most ``FAILURE_ADDRESSES`` addresses are
-remembered, the least recently seen forgotten first).
+Failed logins (passwords, API tokens) are throttled per source address by
+``logins.FailureThrottle``.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 HEADER_TIMEOUT = 10.0
@@ -68,10 +62,6 @@ BACKLOG = 128
 MAX_REQUESTS = 768
 NOFILE_WANTED = 4096
 LOG_INTERVAL = 60.0
-
-API_FAILURES = 10
-FAILURE_WINDOW = 60.0
-FAILURE_ADDRESSES = 4096
 
 
 @dataclass(frozen=True)
@@ -114,52 +104,3 @@ def open_file_limit(raise_to: int | None = None) -> int | None:
             except (ValueError, OSError):
                 pass
     return None if soft == resource.RLIM_INFINITY else int(soft)
-
-
-class FailureLimiter:
-    """Failed attempts per source address, in fixed windows (thread-safe).
-
-    ``failed(addr)`` counts one; once ``limit`` failed within ``window``
-    seconds, ``blocked(addr)`` is the seconds left in that window (0.0:
-    allowed).  The caller refuses a blocked address before checking its
-    credentials, so guessing costs it nothing but the refusal.  Memory is
-    bounded: ``max_addresses`` are remembered, the least recently failed
-    forgotten first.
-    """
-
-    def __init__(
-        self,
-        limit: int,
-        window: float,
-        *,
-        max_addresses: int = FAILURE_ADDRESSES,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.limit = limit
-        self.window = window
-        self.max_addresses = max_addresses
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._seen: OrderedDict[str, tuple[float, int]] = OrderedDict()  # addr -> (start, count)
-
-    def blocked(self, address: str) -> float:
-        with self._lock:
-            entry = self._seen.get(address)
-            if entry is None:
-                return 0.0
-            start, count = entry
-            left = start + self.window - self.clock()
-            if left <= 0:
-                del self._seen[address]
-                return 0.0
-            return left if count >= self.limit else 0.0
-
-    def failed(self, address: str) -> None:
-        with self._lock:
-            now = self.clock()
-            start, count = self._seen.pop(address, (now, 0))
-            if now - start >= self.window:
-                start, count = now, 0
-            self._seen[address] = (start, count + 1)
-            while len(self._seen) > self.max_addresses:
-                self._seen.popitem(last=False)
