@@ -256,10 +256,10 @@ def test_a_slowloris_head_is_cut(gw: Gateway) -> None:
     s = connect(gw.port)
     s.sendall(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")
     took = trickle(s, b"X", every=0.2)  # one header byte at a time: never a complete head
-    assert 0.9 < took < 3.0, took
+    assert 0.9 < took < 5.0, took
     s.close()
     # a connection that sends nothing at all goes the same way
-    assert 0.9 < closed_by_server(connect(gw.port), 5) < 3.0
+    assert 0.9 < closed_by_server(connect(gw.port), 8) < 5.0
     # and the server answers others meanwhile
     assert gw.status().status_code == 200
 
@@ -275,7 +275,7 @@ def test_a_kept_alive_connection_may_idle_but_not_dawdle(gw: Gateway) -> None:
     s.sendall(request.encode())
     assert response(s).startswith(b"HTTP/1.1 200")
     s.sendall(b"GET /api/st")  # the start of a next request, and nothing more
-    assert 0.9 < closed_by_server(s, 5) < 3.0
+    assert 0.9 < closed_by_server(s, 8) < 5.0
 
 
 @pytest.mark.parametrize(
@@ -304,7 +304,7 @@ def test_a_stalled_body_is_cut_on_every_route(
         + b"{" * 10
     )
     took = closed_by_server(s, 8)
-    assert took < 3.0, took
+    assert took < 5.0, took
     assert gw.status().status_code == 200
     assert not (gw.tmp / "dir" / "new.ics").exists()
     # the handler saw the client gone: counted, not a traceback in the log
@@ -320,7 +320,7 @@ def test_a_trickled_body_is_cut(gw: Gateway) -> None:
         b"Content-Length: 100000\r\n\r\n"
     )
     took = trickle(s, b"<", every=0.3)  # under the idle timeout each time, never done
-    assert 2.9 < took < 6.0, took
+    assert 2.9 < took < 8.0, took
 
 
 def test_a_client_that_stops_reading_is_cut(caplog: pytest.LogCaptureFixture) -> None:
@@ -403,7 +403,7 @@ def test_with_every_slot_working_a_newcomer_is_closed(tmp_path: Path) -> None:
             s.sendall(head)
             busy.append(s)
         wait_for(lambda: len(g.guard.bodies) == 16, 10, "16 bodies in progress")
-        assert closed_by_server(connect(g.port), 5) < 1.0
+        assert closed_by_server(connect(g.port), 5) < 2.0
         assert len(g.guard.bodies) == 16  # none of them was evicted for it
         for s in busy:
             s.close()
@@ -432,11 +432,17 @@ def test_pressure_is_logged_once_per_interval(
     time.sleep(1.5)
     lines = pressure(caplog)
     assert len(lines) == 1, lines
-    assert lines[0]["header_timeout"] == 60
+
+    def pending() -> int:
+        return int(gw.guard.pressure.counts.get("header_timeout", 0))
+
+    # a slow machine spreads 60 connects over two sweeps: what the first line did not
+    # count waits for the next line, a minute later
+    assert lines[0]["header_timeout"] + pending() == 60
     more = [connect(gw.port) for _ in range(20)]
-    wait_for(lambda: gw.guard.pressure.counts.get("header_timeout") == 20, 10, "more timeouts")
+    wait_for(lambda: pending() == 60 - lines[0]["header_timeout"] + 20, 10, "more timeouts")
     time.sleep(1.5)
-    assert len(pressure(caplog)) == 1  # counted for the next line, a minute later
+    assert len(pressure(caplog)) == 1
     for s in sockets + more:
         s.close()
 
@@ -567,7 +573,7 @@ def test_over_tls_a_handshake_is_held_to_the_same_limits(tmp_path: Path) -> None
     limits = Limits(header_timeout=1.0, max_connections=16, log_interval=60.0)
     with BackgroundServer(app, tls=(cert, key), limits=limits) as srv:
         guard = srv.server.guard
-        assert 0.9 < closed_by_server(connect(srv.port), 5) < 3.0
+        assert 0.9 < closed_by_server(connect(srv.port), 8) < 5.0
         silent = [connect(srv.port) for _ in range(30)]
         wait_for(lambda: len(guard.open) == 16, 10, "the cap")
         time.sleep(0.3)
