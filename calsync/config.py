@@ -54,6 +54,25 @@ PAIR_OPTIONS: dict[str, Option] = {
         default="50%",
     ),
     "interval": Option((int, float), "seconds between automatic syncs by the daemon", default=300),
+    "collections": Option(
+        (str, list),
+        'sync whole accounts: "all", "from a", "from b", or a list of collection names '
+        '(and ["name", "name on a", "name on b"] for differently named ones); a and b are '
+        "then roots (a CalDAV account, a folder of vdirs) and each collection is its own "
+        "pair PAIR/NAME",
+    ),
+    "create": Option(
+        bool,
+        "with collections: create a collection that exists on one side only on the other",
+        default=True,
+    ),
+    "metadata": Option(
+        list,
+        'calendar properties to sync: ["displayname", "color"]; '
+        "both changed: the conflict rule decides (a-wins, b-wins; else a-wins/b-wins "
+        "of merge_fallback; else reported)",
+        default=[],
+    ),
 }
 
 # Top-level sections other than stores/pairs: name -> key -> Option.
@@ -152,10 +171,13 @@ class PairConfig(Plain):
     __slots__ = (
         "a",
         "b",
+        "collections",
         "conflict",
+        "create",
         "interval",
         "max_delete",
         "merge_fallback",
+        "metadata",
         "name",
         "on_empty",
     )
@@ -167,6 +189,10 @@ class PairConfig(Plain):
     on_empty: str
     max_delete: float | int
     interval: float
+    # None: a plain pair; else the pair's collections (see calsync.sync.collections)
+    collections: str | list[Any] | None
+    create: bool
+    metadata: tuple[str, ...]
 
     def __init__(
         self,
@@ -178,6 +204,9 @@ class PairConfig(Plain):
         on_empty: str = "abort",
         max_delete: float | int = 0.5,
         interval: float = 300.0,
+        collections: str | list[Any] | None = None,
+        create: bool = True,
+        metadata: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.a = a
@@ -187,6 +216,9 @@ class PairConfig(Plain):
         self.on_empty = on_empty
         self.max_delete = max_delete
         self.interval = interval
+        self.collections = collections
+        self.create = create
+        self.metadata = metadata
 
 
 class Config(Plain):
@@ -237,10 +269,18 @@ class Config(Plain):
         return float(self.section("history").get("retention_days", 90))
 
     def store_context(self, name: str) -> StoreContext:
-        """The context (private cache dir...) the named store gets."""
-        return StoreContext(
-            cache_dir=self.state_dir / "stores" / _safe(name), config_dir=self.base_dir
-        )
+        """The context (private cache dir...) the named store gets.
+
+        A collection's store ``ROOT/NAME`` (``calsync.sync.collections``) keeps
+        its cache below its root's."""
+        root, slash, coll = name.partition("/")
+        if slash and root in self.stores and name not in self.raw.get("stores", {}):
+            from calsync.sync.collections import file_key
+
+            cache = self.state_dir / "stores" / _safe(root) / "collections" / file_key(coll)
+        else:
+            cache = self.state_dir / "stores" / _safe(name)
+        return StoreContext(cache_dir=cache, config_dir=self.base_dir)
 
     def store(self, name: str) -> Store:
         """Instantiate the named store."""
@@ -473,6 +513,10 @@ def parse(text: str, path: Path | None = None) -> tuple[Config, list[ConfigError
                 )
             )
             continue
+        shape = _pair_shape_errors(name, section, stores, lines, path)
+        if shape:
+            errors += shape
+            continue
         cfg.pairs[name] = PairConfig(
             name=name,
             a=section["a"],
@@ -482,11 +526,63 @@ def parse(text: str, path: Path | None = None) -> tuple[Config, list[ConfigError
             on_empty=section.get("on_empty", "abort"),
             max_delete=max_delete,
             interval=float(section.get("interval", 300)),
+            collections=section.get("collections"),
+            create=section.get("create", True),
+            metadata=tuple(section.get("metadata", ())),
         )
     errors += _reference_errors(raw, stores, lines, path)
     if path is not None:
         cfg.exposed = _exposed_secrets(raw, path)
     return cfg, errors
+
+
+def _pair_shape_errors(
+    name: str, section: dict[str, Any], stores: dict[str, Any], lines: _Lines, path: Path | None
+) -> list[ConfigError]:
+    """``collections`` and ``metadata`` of a pair (their forms are vdirsyncer's)."""
+    where = f"pairs.{name}"
+
+    def error(key: str, message: str) -> ConfigError:
+        return ConfigError(message, path=path, line=lines.key(where, key), key=f"{where}.{key}")
+
+    errors = []
+    from calsync.stores import META_KEYS
+
+    for key in section.get("metadata", ()):
+        if key not in META_KEYS:
+            errors.append(
+                error("metadata", f"{key!r} cannot be synced (known: displayname, color)")
+            )
+    collections = section.get("collections")
+    if collections is None:
+        return errors
+    from calsync.sync.collections import CollectionsError, parse_spec
+
+    try:
+        parse_spec(collections)
+    except CollectionsError as e:
+        errors.append(error("collections", str(e)))
+    if "/" in name:
+        errors.append(
+            ConfigError(
+                "a pair with collections cannot have '/' in its name (PAIR/NAME names "
+                "its collections)",
+                path=path,
+                line=lines.section(where),
+                key=where,
+            )
+        )
+    for side in ("a", "b"):
+        store = stores.get(section[side]) or {}
+        if store.get("calendar") is not None:
+            errors.append(
+                error(
+                    side,
+                    f"store {section[side]!r} names one calendar; with collections it must "
+                    "be an account or folder root (remove its calendar key)",
+                )
+            )
+    return errors
 
 
 def _path_errors(

@@ -91,7 +91,7 @@ def run_sync(
     """
     cfg = load_config_from(obj)
     names = list(dict.fromkeys(pairs)) or list(cfg.pairs)  # a pair named twice runs once
-    unknown = [n for n in names if n not in cfg.pairs]
+    unknown = [n for n in names if n not in cfg.pairs and not _is_collection(cfg, n)]
     if unknown:
         fail(f"no pair named {', '.join(unknown)} (pairs: {', '.join(cfg.pairs) or 'none'})")
     if not names:
@@ -160,18 +160,40 @@ def _close_state_dir(state_dir: Any) -> None:
         close_dir(state_dir)
 
 
+def _is_collection(cfg: Any, name: str) -> bool:
+    """``PAIR/NAME`` of a pair with collections (its module loaded only then)."""
+    if "/" not in name:
+        return False
+    from calsync.sync.collections import is_sub
+
+    return is_sub(cfg, name)
+
+
 def _print_result(cfg: Any, name: str, result: SyncResult, dry_run: bool) -> None:
-    pair = cfg.pairs[name]
-    line = summary_line(result, pair.a, pair.b)
-    echo(("(dry run) " if dry_run else "") + line)
-    for err in result.errors:
-        echo(f"  error: {err}", err=True)
+    pair = cfg.pairs[name.partition("/")[0] if name not in cfg.pairs else name]
+    prefix = "(dry run) " if dry_run else ""
+    if result.collections is None:
+        echo(prefix + summary_line(result, pair.a, pair.b))
+        for err in result.errors:
+            echo(f"  error: {err}", err=True)
+        return
+    if result.stopped and not result.collections:  # the collections could not be listed
+        echo(prefix + summary_line(result, pair.a, pair.b))
+    for sub, sub_result in result.collections.items():
+        echo(prefix + summary_line(sub_result, f"{pair.a}/{sub}", f"{pair.b}/{sub}"))
+        for err in sub_result.errors:
+            echo(f"  error: {err}", err=True)
 
 
 def _through_daemon(
     obj: dict[str, Any], cfg: Any, names: list[str], *, force: bool, dry_run: bool, mode: str
 ) -> dict[str, SyncResult] | None:
-    """Ask the running daemon to sync (it serializes with its own runs); None: no daemon."""
+    """Ask the running daemon to sync (it serializes with its own runs); None: no daemon.
+
+    A collection's own sub-pair (``PAIR/NAME``: a confirmed deletion, say) runs in
+    this process, under the same lock the daemon's runs of it take."""
+    if any(n not in cfg.pairs for n in names):
+        return None
     client = daemon_client(obj, cfg)
     if client is None:
         return None

@@ -39,16 +39,42 @@ def queued(cfg: Any, store: str) -> dict[str, Any] | None:
 
 
 def pair_status(cfg: Any, name: str) -> dict[str, Any]:
+    """A pair's status; a pair with collections also has ``collections``, each
+    collection's own (the pair's ``items`` and ``last_run`` are their sum and
+    latest, so a reader of plain pairs' fields reads it the same)."""
     pair = cfg.pairs[name]
+    if pair.collections is not None:
+        return _collections_status(cfg, name)
+    return _status(cfg, name, pair.a, pair.b)
+
+
+def _collections_status(cfg: Any, name: str) -> dict[str, Any]:
+    from calsync.sync.collections import load_known
+
+    pair = cfg.pairs[name]
+    out = _status(cfg, name, pair.a, pair.b)
+    subs = {}
+    for coll, info in sorted(load_known(cfg, name).items()):
+        a = f"{pair.a}/{info.get('name_a', coll)}"
+        b = f"{pair.b}/{info.get('name_b', coll)}"
+        subs[coll] = _status(cfg, f"{name}/{coll}", a, b, queued_too=False)
+    out["collections"] = subs
+    out["items"] = sum(st["items"] for st in subs.values())
+    runs = [st["last_run"] for st in subs.values() if st["last_run"]]
+    out["last_run"] = max(runs) if runs else out["last_run"]
+    return out
+
+
+def _status(cfg: Any, name: str, a: str, b: str, *, queued_too: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "a": pair.a,
-        "b": pair.b,
+        "a": a,
+        "b": b,
         "items": 0,
         "last_run": None,
         "last_result": None,
         "queued": {},
     }
-    for store in (pair.a, pair.b):
+    for store in (a, b) if queued_too else ():
         waiting = queued(cfg, store)
         if waiting:
             out["queued"][store] = waiting
@@ -95,30 +121,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if not data["pairs"]:
         click.echo(f"no pairs: {NO_EMBEDDED_PAIRS}" if cfg.path is None else "no pairs configured")
     for name, st in data["pairs"].items():
-        head = f"{name}: {st['a']} <-> {st['b']}, {st['items']} items"
-        if st["last_run"] is None:
-            click.echo(f"{head}, never synced")
-        else:
-            click.echo(f"{head}, last sync {st['last_run']}")
-        if st.get("daemon"):
-            click.echo(f"  daemon: {_schedule_line(st['daemon'])}")
-        for store, waiting in st["queued"].items():
-            click.echo(
-                f"  queued: {store}: {waiting['count']} change(s) waiting since "
-                f"{waiting['since']}: {waiting['reason']}"
-            )
-            for entry in waiting.get("calendars", []):
-                for item in entry.get("items", [])[:20]:
-                    click.echo(f"    {item['op']} {item['uid']}")
-        if st["last_run"] is None:
-            continue
-        res = st["last_result"] or {}
-        if res.get("stopped"):
-            click.echo(f"  stopped: {res['stopped']}")
-        for err in res.get("errors", []):
-            click.echo(
-                f"  error: {err['store']}: {err.get('uid') or err.get('id')}: {err['message']}"
-            )
+        _print_pair(name, st)
+        for coll, sub in st.get("collections", {}).items():
+            _print_pair(f"{name}/{coll}", sub, "  ")
     for dev in data.get("devices", []):
         click.echo(
             f"device {dev['device']} ({dev['account']}, {dev['datastore']}): "
@@ -128,9 +133,38 @@ def status(ctx: click.Context, as_json: bool) -> None:
     sys.exit(code)
 
 
+def _print_pair(name: str, st: dict[str, Any], indent: str = "") -> None:
+    head = f"{indent}{name}: {st['a']} <-> {st['b']}, {st['items']} items"
+    if st["last_run"] is None:
+        click.echo(f"{head}, never synced")
+    else:
+        click.echo(f"{head}, last sync {st['last_run']}")
+    if st.get("daemon"):
+        click.echo(f"{indent}  daemon: {_schedule_line(st['daemon'])}")
+    for store, waiting in st["queued"].items():
+        click.echo(
+            f"{indent}  queued: {store}: {waiting['count']} change(s) waiting since "
+            f"{waiting['since']}: {waiting['reason']}"
+        )
+        for entry in waiting.get("calendars", []):
+            for item in entry.get("items", [])[:20]:
+                click.echo(f"{indent}    {item['op']} {item['uid']}")
+    if st["last_run"] is None:
+        return
+    res = st["last_result"] or {}
+    if res.get("stopped"):
+        click.echo(f"{indent}  stopped: {res['stopped']}")
+    for err in res.get("errors", []):
+        click.echo(
+            f"{indent}  error: {err['store']}: {err.get('uid') or err.get('id')}: {err['message']}"
+        )
+
+
 def _guarded(st: dict[str, Any]) -> bool:
-    """Whether a pair's last sync was stopped by a safety guard."""
-    return bool((st.get("last_result") or {}).get("guard"))
+    """Whether a pair's (or one of its collections') last sync was stopped by a guard."""
+    return bool((st.get("last_result") or {}).get("guard")) or any(
+        _guarded(sub) for sub in st.get("collections", {}).values()
+    )
 
 
 def _from_daemon(ctx: click.Context, cfg: Any) -> dict[str, Any] | None:

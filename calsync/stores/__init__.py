@@ -25,6 +25,13 @@ the store itself never makes a missing path without it either.
 Optional, for conflicts only: ``modified(id)``, when the store changed the item
 (file mtime, CalDAV ``getlastmodified``...), asked for the few items in
 conflict whose own clocks cannot tell which side is newer.
+
+Optional, for whole accounts (a pair's ``collections``, ``calsync discover``):
+a store whose configuration can name a *root* of calendars (a CalDAV account,
+a folder of vdirs) lists them with ``collections()``, makes a new one with
+``create_collection``, and gives the configuration of the store for one of
+them with ``collection_section``.  Optional, for ``metadata``: ``get_meta`` and
+``set_meta`` read and write a calendar's display name and colour (``META_KEYS``).
 """
 
 from __future__ import annotations
@@ -125,6 +132,57 @@ class Listing(Plain):
         self.versions = versions
         self.errors = errors if errors is not None else {}
         self.uids = uids if uids is not None else {}
+
+
+# what a pair's ``metadata`` can sync: a calendar's name and its colour
+META_KEYS = ("displayname", "color")
+
+
+class Collection(Plain):
+    """One calendar of an account or folder root (see ``Store.collections``).
+
+    ``name`` is what pairs match collections by (vdirsyncer's meaning: the last
+    segment of a CalDAV collection's URL, a vdir's directory name); ``where``
+    the URL or path; ``components`` the component types it takes (None: any).
+    """
+
+    __slots__ = ("color", "components", "displayname", "name", "read_only", "where")
+    name: str
+    where: str
+    displayname: str | None
+    color: str | None
+    components: tuple[str, ...] | None
+    read_only: bool
+
+    def __init__(
+        self,
+        name: str,
+        where: str,
+        displayname: str | None = None,
+        color: str | None = None,
+        components: tuple[str, ...] | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self.name = name
+        self.where = where
+        self.displayname = displayname
+        self.color = color
+        self.components = components
+        self.read_only = read_only
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "href": self.where,
+            "displayname": self.displayname,
+            "color": self.color,
+            "components": list(self.components) if self.components is not None else None,
+            "read_only": self.read_only,
+        }
+
+
+class NoCollections(StoreError):
+    """This store cannot be a root of collections (or cannot do what was asked of one)."""
 
 
 class Option(Frozen):
@@ -318,6 +376,38 @@ class Store(ABC):
     def close(self) -> None:
         return None
 
+    # -- optional: an account or folder root (see the module docstring) -------
+
+    def collections(self) -> builtins.list[Collection]:
+        """The calendars under this store's root (its ``url``/``path``)."""
+        raise self.error(NoCollections, f"a {self.type} store cannot hold collections")
+
+    def create_collection(
+        self,
+        name: str,
+        displayname: str | None = None,
+        color: str | None = None,
+        components: tuple[str, ...] | None = None,
+    ) -> Collection:
+        """Make a new, empty calendar ``name`` under the root; the new collection."""
+        raise self.error(NoCollections, f"a {self.type} store cannot create collections")
+
+    def remove_collection(self, collection: Collection) -> None:
+        """Remove an *empty* collection (after a confirmed deletion)."""
+        raise self.error(NoCollections, f"a {self.type} store cannot remove collections")
+
+    def collection_section(self, section: dict[str, Any], collection: Collection) -> dict[str, Any]:
+        """The configuration of the store for one collection, from the root's ``section``."""
+        raise self.error(NoCollections, f"a {self.type} store cannot hold collections")
+
+    def get_meta(self, key: str) -> str | None:
+        """The calendar's ``key`` (one of ``META_KEYS``), or None when it has none."""
+        raise self.error(NoCollections, f"a {self.type} store has no {key}")
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set (None: remove) the calendar's ``key``."""
+        raise self.error(NoCollections, f"a {self.type} store cannot set {key}")
+
     def describe(self) -> str:
         """A short human description, for messages."""
         return f"{self.type} store {self.name}"
@@ -351,10 +441,13 @@ def store_class(type_name: str) -> type[Store]:
 
 __all__ = [
     "CREATE",
+    "META_KEYS",
     "STORE_TYPES",
+    "Collection",
     "FlushFailed",
     "ItemRejected",
     "Listing",
+    "NoCollections",
     "NotFound",
     "Option",
     "PreconditionFailed",

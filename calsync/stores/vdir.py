@@ -2,10 +2,16 @@
 
 The layout vdirsyncer, khal and todoman use.  The version of a file is its
 mtime (ns), inode and size, so listing needs one ``stat`` per file and no read.
+
+A vdir's metadata is a file per key next to the items (``displayname``,
+``color``: one line of text, as khal and vdirsyncer read them).  As the root
+of a pair's ``collections`` the path is a folder whose sub-folders (not hidden)
+are the calendars.
 """
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import time
@@ -16,13 +22,17 @@ from typing import Any, ClassVar
 
 from calsync.items import Item, ItemError
 from calsync.stores import (
+    META_KEYS,
+    Collection,
     ItemRejected,
     Listing,
+    NoCollections,
     NotFound,
     Option,
     PreconditionFailed,
     Store,
     StoreContext,
+    StoreError,
     _forked,
 )
 from calsync.stores._files import Freeing, expand_path, is_leftover, sync_filesystem, write_atomic
@@ -68,6 +78,33 @@ def client_file_name(name: str, ext: str) -> bool:
 
 
 _BYTES_PER_NAME = 64
+
+
+def read_meta(folder: str, key: str) -> str | None:
+    """A vdir's metadata file ``key`` (``displayname``, ``color``): its text,
+    stripped, or None when missing or empty (as vdirsyncer reads it)."""
+    if key not in META_KEYS:
+        raise ValueError(f"unknown metadata {key!r}")
+    try:
+        with open(os.path.join(folder, key), "rb") as f:
+            text = f.read(4096).decode("utf-8", "replace").strip()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    return text or None
+
+
+def write_meta(folder: str, key: str, value: str | None) -> None:
+    """Write (None: remove) a vdir's metadata file ``key``, atomically."""
+    if key not in META_KEYS:
+        raise ValueError(f"unknown metadata {key!r}")
+    path = os.path.join(folder, key)
+    if value is None or not value.strip():
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return
+    write_atomic(path, value.strip().encode("utf-8"), fsync=True)
 
 
 def _version(st: os.stat_result) -> str:
@@ -150,6 +187,79 @@ class VdirStore(Store):
 
     def describe(self) -> str:
         return f"vdir {self.path}"
+
+    # -- a folder of calendars, and a calendar's metadata ----------------------
+
+    def collections(self) -> builtins.list[Collection]:
+        try:
+            names = sorted(os.listdir(self._dir))
+        except FileNotFoundError:
+            if self.create:
+                return []
+            raise self.missing_directory(self.path) from None
+        except OSError as e:
+            raise self.error(StoreError, f"cannot read the folder {self.path}: {e}") from None
+        out = []
+        for name in names:
+            where = os.path.join(self._dir, name)
+            if name[:1] == "." or not os.path.isdir(where):
+                continue
+            out.append(
+                Collection(
+                    name,
+                    where,
+                    displayname=read_meta(where, "displayname"),
+                    color=read_meta(where, "color"),
+                )
+            )
+        return out
+
+    def create_collection(
+        self,
+        name: str,
+        displayname: str | None = None,
+        color: str | None = None,
+        components: tuple[str, ...] | None = None,
+    ) -> Collection:
+        if not name or name[:1] == "." or "/" in name or "\\" in name or "\0" in name:
+            raise self.error(NoCollections, f"{name!r} cannot be a folder name")
+        where = os.path.join(self._dir, name)
+        if self.create:
+            os.makedirs(self._dir, exist_ok=True)
+        try:
+            os.mkdir(where)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise self.error(StoreError, f"cannot make the folder {where}: {e}") from None
+        for key, value in (("displayname", displayname), ("color", color)):
+            if value:
+                write_meta(where, key, value)
+        return Collection(name, where, displayname, color)
+
+    def remove_collection(self, collection: Collection) -> None:
+        for key in META_KEYS:
+            write_meta(collection.where, key, None)
+        try:
+            os.rmdir(collection.where)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise self.error(
+                StoreError, f"cannot remove the folder {collection.where}: {e}"
+            ) from None
+
+    def collection_section(self, section: dict[str, Any], collection: Collection) -> dict[str, Any]:
+        return {**section, "path": collection.where, "create": False}
+
+    def get_meta(self, key: str) -> str | None:
+        return read_meta(self._dir, key)
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        try:
+            write_meta(self._dir, key, value)
+        except OSError as e:
+            raise self.error(StoreError, f"cannot write {key} in {self.path}: {e}") from None
 
     def _ensure_dir(self) -> None:
         if not self._dir_ok:

@@ -165,6 +165,7 @@ class SyncResult(Plain):
     __slots__ = (
         "added_a",
         "added_b",
+        "collections",
         "conflicts",
         "deleted_a",
         "deleted_b",
@@ -188,6 +189,8 @@ class SyncResult(Plain):
     stopped: str | None  # why the whole pair did not sync (guard, store down)
     guard: bool  # True when ``stopped`` is a guard (needs --force or a decision)
     seconds: float
+    # a pair with collections: each one's result (the counts above are their sums)
+    collections: dict[str, SyncResult] | None
 
     def __init__(
         self,
@@ -203,6 +206,7 @@ class SyncResult(Plain):
         stopped: str | None = None,
         guard: bool = False,
         seconds: float = 0.0,
+        collections: dict[str, SyncResult] | None = None,
     ) -> None:
         self.pair = pair
         self.added_a = added_a
@@ -216,6 +220,7 @@ class SyncResult(Plain):
         self.stopped = stopped
         self.guard = guard
         self.seconds = seconds
+        self.collections = collections
 
     def bump(self, what: str, side: str, n: int = 1) -> None:
         key = f"{what}_{side}"
@@ -247,6 +252,8 @@ class SyncResult(Plain):
             out["stopped"] = self.stopped
             if self.guard:  # a safety guard: it waits for a decision (--force)
                 out["guard"] = True
+        if self.collections is not None:  # only for pairs with collections
+            out["collections"] = {n: r.to_json() for n, r in self.collections.items()}
         return out
 
 

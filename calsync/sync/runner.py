@@ -35,9 +35,23 @@ def run_pair(
     The stores may start listing (in helpers, see ``Store.expect_list``) before
     the engine is even loaded: a one-shot sync spends that time importing it.
     """
-    pair = cfg.pairs[name]
+    pair = cfg.pairs.get(name)
+    if pair is None or pair.collections is not None:  # PAIR or PAIR/NAME: collections
+        from calsync.sync.collections import run_collections
+
+        return run_collections(
+            cfg,
+            name,
+            run=run_pair,
+            force=force,
+            dry_run=dry_run,
+            progress=progress,
+            wait=wait,
+            mode=mode,
+            cancel=cancel,
+        )
     try:
-        with pair_lock(cfg.state_dir / "locks" / f"{name}.lock", wait=wait), ExitStack() as stack:
+        with pair_lock(lock_file(cfg, name), wait=wait), ExitStack() as stack:
             try:
                 a = cfg.store(pair.a)
                 b = cfg.store(pair.b)
@@ -67,6 +81,10 @@ def run_pair(
                 cancel=cancel,
             )
             result = engine.run()
+            if pair.metadata and not result.stopped:
+                from calsync.sync.metadata import sync_metadata
+
+                sync_metadata(pair, a, b, status, result, dry_run=dry_run)
             if not dry_run:
                 last = float(status.get_meta("history_pruned") or 0)
                 if time.time() - last > 86400:  # once a day is plenty
@@ -86,8 +104,23 @@ def _stopped(name: str, why: str) -> SyncResult:
     return SyncResult(name, stopped=why)
 
 
+def _file_name(pair: str) -> str:
+    """A pair's name as a relative file path: a collection's sub-pair ``PAIR/NAME``
+    is ``PAIR/<NAME, made safe>`` (a plain pair's name is used as it is)."""
+    if "/" not in pair:
+        return pair
+    from calsync.sync.collections import file_key
+
+    head, _, name = pair.rpartition("/")
+    return f"{head}/{file_key(name)}"
+
+
 def status_file(cfg: Config, pair: str) -> Path:
-    return cfg.state_dir / "pairs" / f"{pair}.sqlite"
+    return cfg.state_dir / "pairs" / f"{_file_name(pair)}.sqlite"
+
+
+def lock_file(cfg: Config, pair: str) -> Path:
+    return cfg.state_dir / "locks" / f"{_file_name(pair)}.lock"
 
 
 def history_file(cfg: Config) -> Path:

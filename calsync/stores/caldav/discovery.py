@@ -6,6 +6,10 @@ home or the calendar itself) -> ``current-user-principal`` (falling back to
 are calendars (schedule inbox/outbox are not).  A calendar matches by display
 name or by its last path segment.  The store caches the result, so this runs
 once, not every sync.
+
+``account`` lists every calendar of the home (for ``calsync discover`` and a
+pair's ``collections``) with the properties a user picks by: display name,
+colour, component types, whether the user may write it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urljoin
 
+from calsync.stores import Collection
 from calsync.stores.caldav import xml
 from calsync.stores.caldav.client import DavClient, DavError, redact
 from calsync.stores.caldav.hrefs import normalize, same
@@ -81,6 +86,53 @@ def _home(client: DavClient, url: str) -> str | None:
             if home:
                 return urljoin(got[0], home)
     return base if xml.is_collection(resp) else None
+
+
+_ACCOUNT_PROPS = [
+    "D:resourcetype",
+    "D:displayname",
+    "A:calendar-color",
+    "C:supported-calendar-component-set",
+    "D:current-user-privilege-set",
+]
+
+
+def home_of(client: DavClient, url: str) -> str:
+    """The calendar home ``url`` leads to (server root, principal or the home itself)."""
+    home = _home(client, url)
+    if home is None:
+        raise DiscoveryError(f"no calendar home found at {redact(url)}")
+    return home if home.endswith("/") else home + "/"
+
+
+def account(client: DavClient, home: str) -> list[Collection]:
+    """Every calendar collection of the home, sorted by name."""
+    resp = client.propfind(home, _ACCOUNT_PROPS, "1")
+    if resp.status in (401, 403):
+        raise DiscoveryError(
+            f"{redact(home)}: access denied (HTTP {resp.status}); check username/password"
+        )
+    if resp.status != 207:
+        raise DiscoveryError(f"PROPFIND {redact(home)}: HTTP {resp.status}")
+    out = []
+    own = normalize(home, home)
+    for r in resp.multistatus().responses:
+        if not xml.is_calendar(r) or same(normalize(r.href, home), own):
+            continue
+        url = urljoin(home, r.href)
+        url = url if url.endswith("/") else url + "/"
+        comps = xml.components(r)
+        out.append(
+            Collection(
+                _segment(url),
+                url,
+                displayname=(r.text(xml.DISPLAYNAME) or "").strip() or None,
+                color=(r.text(xml.CALENDAR_COLOR) or "").strip() or None,
+                components=tuple(sorted(comps)) if comps else None,
+                read_only=xml.read_only(r),
+            )
+        )
+    return sorted(out, key=lambda c: c.name)
 
 
 def find_calendar(client: DavClient, url: str, name: str | None) -> Calendar:

@@ -135,6 +135,8 @@ class Info:
     reports: set[str]
     components: set[str] | None
     is_calendar: bool
+    displayname: str | None = None  # read along for a pair's ``metadata`` (no request more)
+    color: str | None = None
 
 
 @dataclass
@@ -150,7 +152,13 @@ class Result:
     token_later: bool = False
 
 
-INFO_PROPS = ["D:supported-report-set", "C:supported-calendar-component-set", "D:resourcetype"]
+INFO_PROPS = [
+    "D:supported-report-set",
+    "C:supported-calendar-component-set",
+    "D:resourcetype",
+    "D:displayname",
+    "A:calendar-color",
+]
 
 
 def probe(client: DavClient, url: str, *, token: bool) -> Info:
@@ -175,6 +183,8 @@ def probe(client: DavClient, url: str, *, token: bool) -> Info:
         reports=xml.reports(r),
         components=xml.components(r),
         is_calendar=xml.is_calendar(r),
+        displayname=(r.text(xml.DISPLAYNAME) or "").strip() or None,
+        color=(r.text(xml.CALENDAR_COLOR) or "").strip() or None,
     )
 
 

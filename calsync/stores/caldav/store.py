@@ -18,6 +18,7 @@ waiting for its timeout.
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import time
@@ -31,8 +32,10 @@ from urllib.parse import urlsplit
 
 from calsync.items import Item, ItemError
 from calsync.stores import (
+    Collection,
     ItemRejected,
     Listing,
+    NoCollections,
     NotFound,
     Option,
     PreconditionFailed,
@@ -53,7 +56,7 @@ from calsync.stores.caldav.client import (
     is_loopback,
     redact,
 )
-from calsync.stores.caldav.discovery import find_calendar
+from calsync.stores.caldav.discovery import account, find_calendar, home_of
 from calsync.stores.caldav.hrefs import normalize, quote_path, to_url
 from calsync.stores.caldav.listing import (
     PREFETCH_BYTES,
@@ -157,6 +160,8 @@ class CalDAVStore(Store):
         self._collection: str | None = None
         self._state = State()
         self._components: set[str] | None = None
+        self._meta: dict[str, str | None] | None = None  # read along with the listing
+        self._home: str | None = None  # the calendar home, as a root of collections
         self._dirty = False
         self._failures = 0
         self.last_listing = ""  # how the last list() went: unchanged | delta | full
@@ -309,6 +314,7 @@ class CalDAVStore(Store):
         self._state = result.state
         self._prefetch = result.bodies
         self._components = result.info.components
+        self._meta = {"displayname": result.info.displayname, "color": result.info.color}
         self._save()
         if result.token_later:
             pool = ThreadPoolExecutor(1, thread_name_prefix="caldav-token")
@@ -706,6 +712,124 @@ class CalDAVStore(Store):
             return Item.from_bytes(resp.body).uid
         except ItemError:
             return ""
+
+    # -- an account's calendars, a calendar's metadata ---------------------------
+
+    def _home_url(self, client: DavClient) -> str:
+        if self._home is None:
+            self._home = home_of(client, self.url)
+        return self._home
+
+    def collections(self) -> builtins.list[Collection]:
+        client = self._connect()
+        try:
+            return account(client, self._home_url(client))
+        except (DavError, xml.XmlError) as e:
+            raise self._unavailable(e) from None
+
+    def create_collection(
+        self,
+        name: str,
+        displayname: str | None = None,
+        color: str | None = None,
+        components: tuple[str, ...] | None = None,
+    ) -> Collection:
+        """MKCALENDAR with the display name and component set; the colour is set
+        after it with PROPPATCH (a server that refuses it still has the calendar)."""
+        if not name or name in (".", "..") or "/" in name:
+            raise self.error(NoCollections, f"{name!r} cannot be a calendar's URL segment")
+        client = self._connect()
+        try:
+            home = self._home_url(client)
+            url = home + quote_path(name) + "/"
+            body = xml.mkcalendar(displayname or name, components or ())
+            resp = client.request("MKCALENDAR", url, body)
+            if resp.status in (403, 405, 501):
+                raise self.error(
+                    NoCollections,
+                    f"the server refused to create the calendar {redact(url)} "
+                    f"(MKCALENDAR: HTTP {resp.status}); create it there by hand",
+                )
+            if not resp.ok:
+                raise self.error(StoreError, f"MKCALENDAR {redact(url)}: HTTP {resp.status}")
+            made = Collection(name, url, displayname or name, None, components)
+            if color:
+                made.color = (
+                    color if self._proppatch(client, url, {"A:calendar-color": color}) else None
+                )
+            return made
+        except (DavError, xml.XmlError) as e:
+            raise self._unavailable(e) from None
+
+    def remove_collection(self, collection: Collection) -> None:
+        """DELETE the calendar, only when it lists no member any more."""
+        from calsync.stores.caldav.listing import full_listing
+
+        client = self._connect()
+        try:
+            if full_listing(client, collection.where):
+                raise self.error(StoreError, f"{redact(collection.where)} is not empty: it stays")
+            resp = client.request("DELETE", collection.where)
+        except (DavError, xml.XmlError) as e:
+            raise self._unavailable(e) from None
+        if not resp.ok and resp.status != 404:
+            raise self.error(StoreError, f"DELETE {redact(collection.where)}: HTTP {resp.status}")
+
+    def collection_section(self, section: dict[str, Any], collection: Collection) -> dict[str, Any]:
+        out = {k: v for k, v in section.items() if k != "calendar"}
+        out["url"] = collection.where
+        return out
+
+    def get_meta(self, key: str) -> str | None:
+        if self._meta is None:  # not listed in this sync: ask
+            client = self._connect()
+            try:
+                url = self._resolve(client)
+                resp = client.propfind(url, ["D:displayname", "A:calendar-color"], "0")
+                if resp.status != 207 or not (ms := resp.multistatus()).responses:
+                    raise self.error(StoreError, f"PROPFIND {redact(url)}: HTTP {resp.status}")
+            except (DavError, xml.XmlError) as e:
+                raise self._unavailable(e) from None
+            r = ms.responses[0]
+            self._meta = {
+                "displayname": (r.text(xml.DISPLAYNAME) or "").strip() or None,
+                "color": (r.text(xml.CALENDAR_COLOR) or "").strip() or None,
+            }
+        return self._meta.get(key)
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        prop = {"displayname": "D:displayname", "color": "A:calendar-color"}[key]
+        client = self._connect()
+        try:
+            url = self._resolve(client)
+            if not self._proppatch(client, url, {prop: value}):
+                raise self.error(StoreError, f"the server did not take the {key} of {redact(url)}")
+        except (DavError, xml.XmlError) as e:
+            raise self._unavailable(e) from None
+        if self._meta is not None:
+            self._meta[key] = value
+
+    def _proppatch(self, client: DavClient, url: str, values: dict[str, str | None]) -> bool:
+        """Whether the server took every property (a 207 with only 2xx propstats)."""
+        resp = client.request("PROPPATCH", url, xml.proppatch(values))
+        if resp.status != 207:
+            return resp.ok
+        refused = xml.refused_props(resp.body)
+        if refused:
+            log.info("%s: %s refused %s", self.name, redact(url), ", ".join(refused))
+        return not refused
+
+    def adopt(self, collection: str, etags: dict[str, str]) -> None:
+        """Remember ``etags`` (href -> ETag) of ``collection`` as the last listing,
+        without a sync-token: what a migrated status holds (``calsync migrate``).
+        The next listing then asks for ETags only (an initial sync-collection or
+        PROPFIND), never for the items' data."""
+        self._collection = collection if collection.endswith("/") else collection + "/"
+        self._state = State(
+            etags={normalize(h, self._collection): norm_etag(e) for h, e in etags.items()},
+            full_at=time.time(),
+        )
+        self._save()
 
     def flush(self) -> None:
         self._settle_token(wait=False)

@@ -22,8 +22,9 @@ from defusedxml.ElementTree import DefusedXMLParser, fromstring
 DAV = "DAV:"
 CALDAV = "urn:ietf:params:xml:ns:caldav"
 CS = "http://calendarserver.org/ns/"
+APPLE = "http://apple.com/ns/ical/"  # calendar-color, as Apple, DAVx5, Thunderbird use it
 
-NS = {"D": DAV, "C": CALDAV, "CS": CS}
+NS = {"D": DAV, "C": CALDAV, "CS": CS, "A": APPLE}
 
 
 def tag(ns: str, name: str) -> str:
@@ -43,6 +44,8 @@ REPORT_SET = tag(DAV, "supported-report-set")
 COMPONENT_SET = tag(CALDAV, "supported-calendar-component-set")
 PRINCIPAL = tag(DAV, "current-user-principal")
 HOME_SET = tag(CALDAV, "calendar-home-set")
+CALENDAR_COLOR = tag(APPLE, "calendar-color")
+PRIVILEGES = tag(DAV, "current-user-privilege-set")
 
 
 class XmlError(ValueError):
@@ -291,6 +294,28 @@ def components(resp: DavResponse) -> set[str] | None:
     return {c.get("name", "").upper() for c in cs.findall("C:comp", NS)}
 
 
+def read_only(resp: DavResponse) -> bool:
+    """Whether the current user's privileges (when the server says) allow no writes."""
+    ps = resp.props.get(PRIVILEGES)
+    if ps is None:
+        return False
+    granted = {p.tag.rsplit("}", 1)[-1] for priv in ps.findall("D:privilege", NS) for p in priv}
+    return not granted & {"all", "write", "write-content", "bind"}
+
+
+def refused_props(body: bytes) -> list[str]:
+    """Names of the properties a PROPPATCH's multistatus says were not set."""
+    root = parse(body)
+    out = []
+    for propstat in root.iter(tag(DAV, "propstat")):
+        code = parse_status(propstat.findtext("D:status", namespaces=NS))
+        if code is not None and 200 <= code < 300:
+            continue
+        prop = propstat.find("D:prop", NS)
+        out += [child.tag.rsplit("}", 1)[-1] for child in (prop if prop is not None else ())]
+    return out
+
+
 def href_in(resp: DavResponse, name: str) -> str | None:
     """The ``DAV:href`` inside a property (current-user-principal, calendar-home-set)."""
     elem = resp.props.get(name)
@@ -303,7 +328,7 @@ def href_in(resp: DavResponse, name: str) -> str | None:
 # -- request bodies --------------------------------------------------------------
 
 _HEAD = '<?xml version="1.0" encoding="utf-8"?>\n'
-_XMLNS = f'xmlns:D="{DAV}" xmlns:C="{CALDAV}" xmlns:CS="{CS}"'
+_XMLNS = f'xmlns:D="{DAV}" xmlns:C="{CALDAV}" xmlns:CS="{CS}" xmlns:A="{APPLE}"'
 
 
 def _prop(props: list[str]) -> str:
@@ -353,6 +378,17 @@ def uid_query(uid: str, component: str) -> bytes:
         "</C:text-match></C:prop-filter></C:comp-filter></C:comp-filter></C:filter>"
         "</C:calendar-query>"
     ).encode()
+
+
+def proppatch(values: dict[str, str | None]) -> bytes:
+    """PROPPATCH setting (a text) or removing (None) prefixed properties
+    (``D:displayname``, ``A:calendar-color``)."""
+    sets = "".join(f"<{p}>{escape(v)}</{p}>" for p, v in values.items() if v is not None)
+    removes = "".join(f"<{p}/>" for p, v in values.items() if v is None)
+    body = (f"<D:set><D:prop>{sets}</D:prop></D:set>" if sets else "") + (
+        f"<D:remove><D:prop>{removes}</D:prop></D:remove>" if removes else ""
+    )
+    return (_HEAD + f"<D:propertyupdate {_XMLNS}>{body}</D:propertyupdate>").encode()
 
 
 def mkcalendar(displayname: str, comps: tuple[str, ...] = ()) -> bytes:
