@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "serve": "calsync.cli.serve:serve",
     "service": "calsync.cli.service:service",
     "thunderbird": "calsync.cli.thunderbird:thunderbird",
+    "migrate": "calsync.cli.migrate:migrate",
 }
 
 # what plain `calsync` runs: the gateway (on the embedded default without a config)

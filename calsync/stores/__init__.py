@@ -146,13 +146,16 @@ class Collection(Plain):
     the URL or path; ``components`` the component types it takes (None: any).
     """
 
-    __slots__ = ("color", "components", "displayname", "name", "read_only", "where")
+    __slots__ = ("color", "components", "displayname", "hint", "name", "read_only", "where")
     name: str
     where: str
     displayname: str | None
     color: str | None
     components: tuple[str, ...] | None
     read_only: bool
+    # what the root's listing learnt that saves the collection's store a request
+    # (a CalDAV calendar's ctag): handed to it with ``Store.take_hint``
+    hint: object
 
     def __init__(
         self,
@@ -162,6 +165,7 @@ class Collection(Plain):
         color: str | None = None,
         components: tuple[str, ...] | None = None,
         read_only: bool = False,
+        hint: object = None,
     ) -> None:
         self.name = name
         self.where = where
@@ -169,6 +173,7 @@ class Collection(Plain):
         self.color = color
         self.components = components
         self.read_only = read_only
+        self.hint = hint
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -377,6 +382,11 @@ class Store(ABC):
         return None
 
     # -- optional: an account or folder root (see the module docstring) -------
+
+    def take_hint(self, hint: object) -> None:
+        """What its root's listing learnt about this collection (``Collection.hint``),
+        valid for the sync about to start; a store may use it to save a request."""
+        return None
 
     def collections(self) -> builtins.list[Collection]:
         """The calendars under this store's root (its ``url``/``path``)."""

@@ -402,9 +402,11 @@ def run_collections(
         if cancel is not None and cancel():
             break
         if entry.action == "sync":
+            assert entry.a is not None and entry.b is not None
             result = run(
                 sub_config(cfg, pair, entry),
                 sub,
+                hints=(entry.a.hint, entry.b.hint),
                 force=force,
                 dry_run=dry_run,
                 progress=progress,

@@ -29,11 +29,14 @@ def run_pair(
     wait: float = 0.0,
     mode: str = "two-way",
     cancel: Callable[[], bool] | None = None,
+    hints: tuple[object, object] | None = None,
 ) -> SyncResult:
     """Sync one configured pair once.
 
-    The stores may start listing (in helpers, see ``Store.expect_list``) before
-    the engine is even loaded: a one-shot sync spends that time importing it.
+    ``hints``: what a collection's root listing learnt about side a's and b's
+    collection (``Store.take_hint``).  The stores may start listing (in helpers,
+    see ``Store.expect_list``) before the engine is even loaded: a one-shot sync
+    spends that time importing it.
     """
     pair = cfg.pairs.get(name)
     if pair is None or pair.collections is not None:  # PAIR or PAIR/NAME: collections
@@ -57,6 +60,9 @@ def run_pair(
                 b = cfg.store(pair.b)
             except StoreError as e:
                 return _stopped(name, str(e))
+            if hints is not None:
+                a.take_hint(hints[0])
+                b.take_hint(hints[1])
             for store in (a, b):  # closed however this ends: a listing helper is reaped
                 stack.callback(store.close)
                 store.expect_list()

@@ -21,6 +21,7 @@ from calsync.stores import Collection
 from calsync.stores.caldav import xml
 from calsync.stores.caldav.client import DavClient, DavError, redact
 from calsync.stores.caldav.hrefs import normalize, same
+from calsync.stores.caldav.listing import Info
 
 
 class DiscoveryError(DavError):
@@ -90,6 +91,8 @@ def _home(client: DavClient, url: str) -> str | None:
 
 _ACCOUNT_PROPS = [
     "D:resourcetype",
+    "CS:getctag",
+    "D:supported-report-set",
     "D:displayname",
     "A:calendar-color",
     "C:supported-calendar-component-set",
@@ -122,6 +125,15 @@ def account(client: DavClient, home: str) -> list[Collection]:
         url = urljoin(home, r.href)
         url = url if url.endswith("/") else url + "/"
         comps = xml.components(r)
+        hint = Info(
+            ctag=(r.text(xml.GETCTAG) or "").strip() or None,
+            token=None,
+            reports=xml.reports(r),
+            components=comps,
+            is_calendar=True,
+            displayname=(r.text(xml.DISPLAYNAME) or "").strip() or None,
+            color=(r.text(xml.CALENDAR_COLOR) or "").strip() or None,
+        )
         out.append(
             Collection(
                 _segment(url),
@@ -130,6 +142,7 @@ def account(client: DavClient, home: str) -> list[Collection]:
                 color=(r.text(xml.CALENDAR_COLOR) or "").strip() or None,
                 components=tuple(sorted(comps)) if comps else None,
                 read_only=xml.read_only(r),
+                hint=hint,
             )
         )
     return sorted(out, key=lambda c: c.name)

@@ -343,13 +343,18 @@ def refresh(
     full_every: float,
     now: float,
     prefetch: int = PREFETCH_BYTES,
+    info: Info | None = None,
 ) -> Result:
     """The current href -> ETag map (see module docstring); never mutates ``old``.
 
-    ``prefetch``: bytes of calendar data a first listing may read along (0: none)."""
+    ``prefetch``: bytes of calendar data a first listing may read along (0: none).
+    ``info``: the collection's properties as a PROPFIND of its account just read
+    them (with a ctag), instead of a probe of its own: its ctag is then older
+    than what is listed after it, which only ever makes the next sync look again."""
     before = client.requests
     first = old.etags is None
-    info = probe(client, url, token=old.ctagless)
+    if info is None or not info.ctag or old.ctagless:
+        info = probe(client, url, token=old.ctagless)
     if first and info.ctag is None and not old.ctagless:  # a server without a ctag
         info = probe(client, url, token=True)
     if not info.is_calendar:

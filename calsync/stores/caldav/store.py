@@ -56,10 +56,11 @@ from calsync.stores.caldav.client import (
     is_loopback,
     redact,
 )
-from calsync.stores.caldav.discovery import account, find_calendar, home_of
+from calsync.stores.caldav.discovery import DiscoveryError, account, find_calendar, home_of
 from calsync.stores.caldav.hrefs import normalize, quote_path, to_url
 from calsync.stores.caldav.listing import (
     PREFETCH_BYTES,
+    Info,
     ListingError,
     State,
     later_token,
@@ -162,6 +163,7 @@ class CalDAVStore(Store):
         self._components: set[str] | None = None
         self._meta: dict[str, str | None] | None = None  # read along with the listing
         self._home: str | None = None  # the calendar home, as a root of collections
+        self._hint: Info | None = None  # the collection as the account's listing saw it
         self._dirty = False
         self._failures = 0
         self.last_listing = ""  # how the last list() went: unchanged | delta | full
@@ -248,6 +250,8 @@ class CalDAVStore(Store):
             return {}
         if isinstance(data.get("collection"), str):
             self._collection = data["collection"]
+        if isinstance(data.get("home"), str):
+            self._home = data["home"]
         self._state = State.from_json(data.get("state") or {})
         return data
 
@@ -256,6 +260,7 @@ class CalDAVStore(Store):
             "format": STATE_FORMAT,
             "key": self.identity(),
             "collection": self._collection,
+            "home": self._home,
             "auth": self._client.auth.scheme if self._client and self._client.auth else None,
             "state": self._state.to_json(),
         }
@@ -298,7 +303,9 @@ class CalDAVStore(Store):
                     full_every=self.full_every,
                     now=time.time(),
                     prefetch=self.prefetch_bytes,
+                    info=self._hint if attempt == 1 else None,
                 )
+                self._hint = None
             except ListingError as e:
                 if e.status == 404 and self.calendar and attempt == 1:
                     self._collection = None  # moved or renamed: discover again
@@ -721,11 +728,27 @@ class CalDAVStore(Store):
         return self._home
 
     def collections(self) -> builtins.list[Collection]:
+        """The account's calendars: one PROPFIND of the home (found once, then
+        kept in the cache), which also reads each calendar's ctag: its sub-pair's
+        listing then needs no probe of its own (``take_hint``)."""
         client = self._connect()
+        cached = self._home is not None
         try:
-            return account(client, self._home_url(client))
+            try:
+                found = account(client, self._home_url(client))
+            except DiscoveryError:
+                if not cached:
+                    raise
+                self._home = None  # moved: find it again
+                found = account(client, self._home_url(client))
         except (DavError, xml.XmlError) as e:
             raise self._unavailable(e) from None
+        self._save()
+        return found
+
+    def take_hint(self, hint: object) -> None:
+        if isinstance(hint, Info) and hint.ctag:
+            self._hint = hint
 
     def create_collection(
         self,
@@ -778,6 +801,10 @@ class CalDAVStore(Store):
     def collection_section(self, section: dict[str, Any], collection: Collection) -> dict[str, Any]:
         out = {k: v for k, v in section.items() if k != "calendar"}
         out["url"] = collection.where
+        learnt = self._client.auth.scheme if self._client and self._client.auth else None
+        learnt = learnt or self._load().get("auth")  # what the last discovery learnt
+        if out.get("auth", "auto") == "auto" and learnt in ("basic", "digest"):
+            out["auth"] = learnt  # the account's scheme: no challenge per calendar
         return out
 
     def get_meta(self, key: str) -> str | None:
