@@ -723,12 +723,20 @@ class Engine:
                 self._wrote(res.copy.uid, side, "added")
             self.status.stage_put(self._row(res.copy.uid, copy_sides), res.copy.raw)
             details["copy_uid"] = res.copy.uid
+        details["stores"] = {"a": names[0], "b": names[1]}
+        versions = {
+            hist.SIDE_A: (names[0], act.a.item.raw),
+            hist.SIDE_B: (names[1], act.b.item.raw),
+        }
+        if result.hash not in (act.a.item.hash, act.b.item.hash):
+            versions[hist.SIDE_RESULT] = (names[0], result.raw)  # a merge: a third version
         self.history.record_conflict(
             pair=self.opt.name,
             uid=act.uid,
             policy=self.opt.conflict,
             outcome=res.outcome,
             details=details,
+            sides=versions,
         )
         log.warning(
             "pair %s: conflict on %s resolved: %s%s%s",

@@ -3,6 +3,11 @@
 One SQLite file in the state dir, shared by all pairs.  A version is recorded
 (and committed) *before* the store write that replaces it, so even a crash
 right after the write leaves the old version restorable.
+
+A conflict is logged with both sides' versions as they were (``conflict_sides``:
+"a", "b", and the "result" when a merge made a third), so it can be shown side
+by side and decided again later (``sync.resolve``); that decision is kept in
+``resolutions``.  Both are pruned with their conflict.
 """
 
 from __future__ import annotations
@@ -40,6 +45,18 @@ CREATE TABLE IF NOT EXISTS conflicts (
     details TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS conflicts_time ON conflicts(time);
+CREATE TABLE IF NOT EXISTS conflict_sides (
+    conflict INTEGER NOT NULL,
+    side TEXT NOT NULL,
+    store TEXT NOT NULL,
+    content BLOB NOT NULL,
+    PRIMARY KEY (conflict, side)
+);
+CREATE TABLE IF NOT EXISTS resolutions (
+    conflict INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    keep TEXT NOT NULL
+);
 """
 
 # Why a version was saved.
@@ -47,6 +64,16 @@ CONFLICT_LOSER = "conflict-loser"
 REMOTE_DELETE = "remote-delete"
 UPDATE = "update"
 RESTORE = "restore"
+RESOLVE = "resolve"  # replaced when a conflict was decided again (sync.resolve)
+
+# The sides of a logged conflict (``conflict_sides``).
+SIDE_A = "a"
+SIDE_B = "b"
+SIDE_RESULT = "result"  # what a merge made, when it is neither side's version
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 class Version(Plain):
@@ -90,7 +117,7 @@ class Version(Plain):
             "store": self.store,
             "pair": self.pair,
             "id": self.id,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.time)),
+            "time": _iso(self.time),
             "reason": self.reason,
         }
         if with_content:
@@ -193,32 +220,91 @@ class History:
         return [Version(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], unpack(r[8]))]
 
     def record_conflict(
-        self, *, pair: str, uid: str, policy: str, outcome: str, details: dict[str, Any]
-    ) -> None:
-        self.db.execute(
-            "INSERT INTO conflicts(time, pair, uid, policy, outcome, details) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (time.time(), pair, uid, policy, outcome, json.dumps(details, sort_keys=True)),
-        )
+        self,
+        *,
+        pair: str,
+        uid: str,
+        policy: str,
+        outcome: str,
+        details: dict[str, Any],
+        sides: dict[str, tuple[str, bytes]] | None = None,
+    ) -> int:
+        """Log a resolved conflict; ``sides``: side ("a", "b", "result") -> (store,
+        content as it was).  Returns the conflict's number."""
+        with self.db:
+            self.db.execute("BEGIN")
+            cur = self.db.execute(
+                "INSERT INTO conflicts(time, pair, uid, policy, outcome, details) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (time.time(), pair, uid, policy, outcome, json.dumps(details, sort_keys=True)),
+            )
+            n = int(cur.lastrowid or 0)
+            self.db.executemany(
+                "INSERT INTO conflict_sides(conflict, side, store, content) VALUES (?, ?, ?, ?)",
+                [
+                    (n, side, store, pack(content))
+                    for side, (store, content) in (sides or {}).items()
+                ],
+            )
+        return n
 
     def conflicts(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self.db.execute(
-            "SELECT n, time, pair, uid, policy, outcome, details FROM conflicts "
-            "ORDER BY n DESC LIMIT ?",
+            "SELECT c.n, c.time, c.pair, c.uid, c.policy, c.outcome, c.details, r.time, r.keep "
+            "FROM conflicts c LEFT JOIN resolutions r ON r.conflict = c.n "
+            "ORDER BY c.n DESC LIMIT ?",
             (limit,),
         )
-        return [
-            {
-                "n": r[0],
-                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r[1])),
-                "pair": r[2],
-                "uid": r[3],
-                "policy": r[4],
-                "outcome": r[5],
-                **json.loads(r[6]),
-            }
-            for r in rows
-        ]
+        return [self._conflict_json(r) for r in rows]
+
+    def conflict(self, n: int) -> dict[str, Any] | None:
+        """Conflict ``n`` as ``conflicts()`` lists it, with ``sides``: side -> {store,
+        content} (empty for a conflict logged before sides were kept)."""
+        r = self.db.execute(
+            "SELECT c.n, c.time, c.pair, c.uid, c.policy, c.outcome, c.details, r.time, r.keep "
+            "FROM conflicts c LEFT JOIN resolutions r ON r.conflict = c.n WHERE c.n = ?",
+            (n,),
+        ).fetchone()
+        if r is None:
+            return None
+        out = self._conflict_json(r)
+        out["sides"] = {
+            side: {"store": store, "content": unpack(blob).decode("utf-8", "replace")}
+            for side, store, blob in self.db.execute(
+                "SELECT side, store, content FROM conflict_sides WHERE conflict = ?", (n,)
+            )
+        }
+        return out
+
+    def conflict_sides(self, n: int) -> dict[str, tuple[str, bytes]]:
+        """The versions logged with conflict ``n``: side -> (store, content)."""
+        return {
+            side: (store, unpack(blob))
+            for side, store, blob in self.db.execute(
+                "SELECT side, store, content FROM conflict_sides WHERE conflict = ?", (n,)
+            )
+        }
+
+    def record_resolution(self, n: int, keep: str) -> None:
+        """Conflict ``n`` was decided again: ``keep`` ("a", "b" or "both")."""
+        self.db.execute(
+            "INSERT INTO resolutions(conflict, time, keep) VALUES (?, ?, ?) "
+            "ON CONFLICT(conflict) DO UPDATE SET time = excluded.time, keep = excluded.keep",
+            (n, time.time(), keep),
+        )
+
+    @staticmethod
+    def _conflict_json(r: tuple[Any, ...]) -> dict[str, Any]:
+        return {
+            "n": r[0],
+            "time": _iso(r[1]),
+            "pair": r[2],
+            "uid": r[3],
+            "policy": r[4],
+            "outcome": r[5],
+            **json.loads(r[6]),
+            "resolved": {"time": _iso(r[7]), "keep": r[8]} if r[8] is not None else None,
+        }
 
     def prune(self, retention_days: float) -> int:
         if self._db is None and not self.path.exists():
@@ -228,4 +314,10 @@ class History:
             self.db.execute("BEGIN")
             n = self.db.execute("DELETE FROM versions WHERE time < ?", (cutoff,)).rowcount
             self.db.execute("DELETE FROM conflicts WHERE time < ?", (cutoff,))
+            self.db.execute(
+                "DELETE FROM conflict_sides WHERE conflict NOT IN (SELECT n FROM conflicts)"
+            )
+            self.db.execute(
+                "DELETE FROM resolutions WHERE conflict NOT IN (SELECT n FROM conflicts)"
+            )
         return int(n)

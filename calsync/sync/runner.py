@@ -15,6 +15,7 @@ from calsync.sync.lock import Busy, pair_lock
 
 if TYPE_CHECKING:
     from calsync.sync.engine import Progress, SyncResult
+    from calsync.sync.status import StatusDB
 
 BUSY = "another calsync is syncing this pair right now"
 
@@ -98,9 +99,20 @@ def run_pair(
                     status.set_meta("history_pruned", str(time.time()))
                 status.set_meta("last_run", str(time.time()))
                 status.set_meta("last_result", json.dumps(result.to_json()))
+                log_run(status, result)
             return result
     except Busy:
         return _stopped(name, BUSY)
+
+
+def log_run(status: StatusDB, result: SyncResult) -> None:
+    """Add a finished run to the pair's runs log (``StatusDB.record_run``)."""
+    from calsync.sync.status import RUN_ERRORS, RUN_OK, RUN_STOPPED
+
+    outcome = RUN_STOPPED if result.stopped else RUN_ERRORS if result.errors else RUN_OK
+    status.record_run(
+        time.time(), result.seconds, result.changes, result.conflicts, len(result.errors), outcome
+    )
 
 
 def _stopped(name: str, why: str) -> SyncResult:

@@ -3,7 +3,9 @@
 One SQLite file per pair.  Per UID: the id, version and content hash seen on
 each side, and the last synced content (zstd, see ``packing``) as the common ancestor for the
 three-way merge.  ``meta`` holds the stores' identities (to notice a store
-pointed somewhere else) and bookkeeping.
+pointed somewhere else) and bookkeeping; ``runs`` the last ``RUNS_KEPT`` runs
+(when, how long, what changed: the web page plots them), written by
+``record_run`` as the last thing a run does.
 
 Writes are staged and committed in batches by the engine, never before the
 store writes they describe are durable (see ``calsync.sync.execute``): a status
@@ -30,7 +32,45 @@ CREATE TABLE IF NOT EXISTS items (
     base BLOB
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    seconds REAL NOT NULL,
+    changes INTEGER NOT NULL,
+    conflicts INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    outcome TEXT NOT NULL
+);
 """
+
+RUNS_KEPT = 200  # runs remembered per pair (older ones are dropped as new ones come)
+
+# A run's outcome in the runs log.
+RUN_OK = "ok"
+RUN_ERRORS = "errors"  # some items failed, the rest synced
+RUN_STOPPED = "stopped"  # the pair did not sync (a store down, a guard, shutdown)
+
+
+class Run(Plain):
+    """One run of the pair, as ``runs()`` returns it (oldest first)."""
+
+    __slots__ = ("changes", "conflicts", "errors", "outcome", "seconds", "time")
+    time: float
+    seconds: float
+    changes: int
+    conflicts: int
+    errors: int
+    outcome: str
+
+    def __init__(
+        self, time: float, seconds: float, changes: int, conflicts: int, errors: int, outcome: str
+    ) -> None:
+        self.time = time
+        self.seconds = seconds
+        self.changes = changes
+        self.conflicts = conflicts
+        self.errors = errors
+        self.outcome = outcome
 
 
 class Row(Plain):
@@ -121,6 +161,31 @@ class StatusDB:
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+    # -- the runs log ----------------------------------------------------------
+
+    def record_run(
+        self, when: float, seconds: float, changes: int, conflicts: int, errors: int, outcome: str
+    ) -> None:
+        """Append a run to the log (committed at once) and drop the oldest past
+        ``RUNS_KEPT``."""
+        with self.db:
+            self.db.execute("BEGIN")
+            cur = self.db.execute(
+                "INSERT INTO runs(time, seconds, changes, conflicts, errors, outcome) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (when, seconds, changes, conflicts, errors, outcome),
+            )
+            self.db.execute("DELETE FROM runs WHERE n <= ?", ((cur.lastrowid or 0) - RUNS_KEPT,))
+
+    def runs(self, limit: int = RUNS_KEPT) -> list[Run]:
+        """The last ``limit`` runs, oldest first."""
+        cur = self.db.execute(
+            "SELECT time, seconds, changes, conflicts, errors, outcome FROM runs "
+            "ORDER BY n DESC LIMIT ?",
+            (limit,),
+        )
+        return [Run(*r) for r in reversed(cur.fetchall())]
 
     # -- staged writes --------------------------------------------------------
 
