@@ -120,6 +120,7 @@ def serve(
         features = [daemon, *features_for(cfg, on_store_changed=daemon.store_changed)]
     except ConfigError as e:
         fail(str(e), EXIT_USAGE)
+    daemon.attach(features)
     accounts = sorted(cfg.section("syncml").get("accounts", {}))
     dav_users = sorted(cfg.section("caldav").get("users", {}))
     if not cfg.pairs and not accounts and not dav_users and not cfg.section("feeds"):

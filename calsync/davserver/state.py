@@ -21,6 +21,9 @@ changes is the store's.
 * ``items``: facts Radicale needs about an item (UID, component, time range),
   keyed by ETag, so a listing or a time-range query does not parse every
   item each time.
+* ``clients``: who logged in, with which program (User-Agent), last from where
+  and when (the web page lists them as devices); written at most once a
+  minute per user and program.
 """
 
 from __future__ import annotations
@@ -64,11 +67,18 @@ CREATE TABLE IF NOT EXISTS items (
     etag TEXT PRIMARY KEY, uid TEXT NOT NULL, component TEXT NOT NULL,
     start INTEGER NOT NULL, "end" INTEGER NOT NULL, used REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS clients (
+    user TEXT NOT NULL, agent TEXT NOT NULL, address TEXT NOT NULL, last REAL NOT NULL,
+    PRIMARY KEY (user, agent)
+);
 """
 
 TOKEN_PREFIX = "http://calsync.invalid/ns/sync/"
 MAX_TOMBSTONES = 5000  # gone hrefs remembered per store before the oldest are pruned
 ITEM_CACHE_MAX = 200_000
+SEEN_EVERY = 60.0  # seconds between two writes of one client's last login
+MAX_AGENT = 200  # a User-Agent is kept this long at most
+MAX_CLIENTS = 1000  # clients remembered (the longest unseen go first)
 
 
 class InvalidToken(ValueError):
@@ -103,6 +113,7 @@ class DavState:
         self._db.executescript(SCHEMA)
         # store -> {href: etag}: the last listing, so a quiet refresh is a dict compare
         self._seen: dict[str, dict[str, str]] = {}
+        self._client_written: dict[tuple[str, str], float] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -245,6 +256,36 @@ class DavState:
             self._db.executemany(
                 "DELETE FROM hrefs WHERE store = ? AND href = ?", [(store, h) for h in hrefs]
             )
+
+    # -- clients --------------------------------------------------------------------------
+
+    def client_due(self, user: str, agent: str, now: float) -> bool:
+        """Whether a login of ``user`` with ``agent`` is worth writing now (cheap)."""
+        last = self._client_written.get((user, agent[:MAX_AGENT]))
+        return last is None or now - last >= SEEN_EVERY
+
+    def client_seen(self, user: str, agent: str, address: str, now: float) -> None:
+        """Remember a login (a few writes a minute at most: ``client_due`` first)."""
+        agent = agent[:MAX_AGENT]
+        with self._lock:
+            self._client_written[(user, agent)] = now
+            self._db.execute(
+                "INSERT OR REPLACE INTO clients(user, agent, address, last) VALUES (?, ?, ?, ?)",
+                (user, agent, address, now),
+            )
+            self._db.execute(
+                "DELETE FROM clients WHERE rowid NOT IN "
+                "(SELECT rowid FROM clients ORDER BY last DESC LIMIT ?)",
+                (MAX_CLIENTS,),
+            )
+
+    def clients(self) -> list[tuple[str, str, str, float]]:
+        """(user, agent, address, last login), the latest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT user, agent, address, last FROM clients ORDER BY last DESC"
+            ).fetchall()
+        return [(str(u), str(a), str(ad), float(t)) for u, a, ad, t in rows]
 
     # -- properties ----------------------------------------------------------------------
 

@@ -2,11 +2,15 @@
 
 ``GET  /api/status``        pairs (``calsync status --json``'s fields, plus a
                             ``daemon`` object: running, next run, failures,
-                            last error...), SyncML devices seen, the daemon;
+                            last error...), SyncML devices seen, other
+                            devices (``clients``: CalDAV), the daemon;
 ``POST /api/sync``          ``{"pairs": [...]?, "wait": false, "force", "dry_run",
                             "mode"}``: queue runs (202), or with ``wait`` run them
                             and answer ``calsync sync --json``'s object (200);
 ``GET  /api/conflicts``     ``?limit=``: conflicts resolved, newest first;
+``GET  /api/conflicts/N``   one, with both versions and the properties that differ;
+``POST /api/resolve``       ``{"conflict", "keep": "a"|"b"|"both"}``: decide it
+                            again (``sync.resolve``), then sync those stores' pairs;
 ``GET  /api/history``       ``?uid=&limit=``: saved versions (with content);
 ``POST /api/restore``       ``{"uid", "version"?, "to"?}``: put a version back,
                             then sync that store's pairs;
@@ -153,6 +157,8 @@ class ControlAPI:
                 Route("/status", self.status, methods=["GET"]),
                 Route("/sync", self.sync, methods=["POST"]),
                 Route("/conflicts", self.conflicts, methods=["GET"]),
+                Route("/conflicts/{n}", self.conflict, methods=["GET"]),
+                Route("/resolve", self.resolve, methods=["POST"]),
                 Route("/history", self.history, methods=["GET"]),
                 Route("/restore", self.restore, methods=["POST"]),
                 Route("/openapi.json", self.openapi, methods=["GET"]),
@@ -178,15 +184,7 @@ class ControlAPI:
 
     async def status(self, request: Request) -> Response:
         self._seen(request)
-        d = self.daemon
-        pairs = await d.pairs_status()
-        return JSONResponse(
-            {
-                "pairs": pairs,
-                "devices": await anyio.to_thread.run_sync(devices, d.cfg.state_dir),
-                "daemon": d.info(self.requests),
-            }
-        )
+        return JSONResponse(await self.daemon.snapshot(self.requests))
 
     async def sync(self, request: Request) -> Response:
         try:
@@ -226,6 +224,38 @@ class ControlAPI:
             return _error(400, str(e))
         rows = await anyio.to_thread.run_sync(self.daemon.conflicts, limit)
         return JSONResponse({"conflicts": rows})
+
+    async def conflict(self, request: Request) -> Response:
+        self._seen(request)
+        text = request.path_params["n"]
+        if not text.isdigit() or len(text) > 18:
+            return _error(404, f"no conflict number {text[:40]}")
+        n = int(text)
+        found = await anyio.to_thread.run_sync(self.daemon.conflict, n)
+        if found is None:
+            return _error(404, f"no conflict number {n}")
+        return JSONResponse(found)
+
+    async def resolve(self, request: Request) -> Response:
+        try:
+            data = await _json_body(request)
+            n = data.get("conflict")
+            if isinstance(n, bool) or not isinstance(n, int):
+                raise BadRequest("conflict (a conflict's number) is required")
+            keep = data.get("keep")
+            if keep not in ("a", "b", "both"):
+                raise BadRequest("keep must be a, b or both")
+        except BadRequest as e:
+            self._seen(request, status=400)
+            return _error(400, str(e))
+        self._seen(request, conflict=n, keep=keep)
+        try:
+            stores = await self.daemon.resolve(n, keep)
+        except LookupError as e:
+            return _error(404, str(e))
+        except RuntimeError as e:
+            return _error(409, str(e))
+        return JSONResponse({"resolved": {"conflict": n, "keep": keep, "stores": stores}})
 
     async def history(self, request: Request) -> Response:
         self._seen(request)

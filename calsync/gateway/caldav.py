@@ -40,9 +40,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import anyio.to_thread
 from a2wsgi import WSGIMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,6 +55,7 @@ from calsync.davserver.app import REALM, build
 from calsync.davserver.bodies import BodyRefused, XmlGate, gate_for, limit_for, too_large
 from calsync.davserver.config import DavSettings, load
 from calsync.davserver.service import DavService
+from calsync.davserver.state import DavState
 from calsync.gateway.connections import skip_when_gone
 from calsync.gateway.logins import (
     FAILURE_DELAY,
@@ -151,11 +155,18 @@ class DavGuard:
     """TLS-or-loopback, the password, and the body, before Radicale sees anything."""
 
     def __init__(
-        self, app: ASGIApp, settings: DavSettings, throttle: FailureThrottle | None = None
+        self,
+        app: ASGIApp,
+        settings: DavSettings,
+        throttle: FailureThrottle | None = None,
+        *,
+        state: DavState | None = None,
     ) -> None:
+        """``state``: where logins are remembered (who, with which program, when)."""
         self.app = app
         self.settings = settings
         self.throttle = throttle or FailureThrottle()
+        self.state = state
         self._waiting = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -178,6 +189,7 @@ class DavGuard:
             return
         if not await self._logged_in(host, user, password, send):
             return
+        await self._seen(scope, user, host)
         method = scope["method"]
         if not _utf8_path(scope):
             await _plain(send, 400, "the path is not UTF-8 (escape it as UTF-8)\n", [])
@@ -218,6 +230,15 @@ class DavGuard:
         await self._delay()
         await _plain(send, 401, "wrong user name or password\n", [CHALLENGE])
         return False
+
+    async def _seen(self, scope: Scope, user: str, host: str) -> None:
+        """Remember the login (in a worker: a write, at most once a minute per client)."""
+        if self.state is None:
+            return
+        agent = (_header(scope, b"user-agent") or b"").decode("latin-1")
+        now = time.time()
+        if self.state.client_due(user, agent, now):
+            await anyio.to_thread.run_sync(self.state.client_seen, user, agent, host, now)
 
     async def _delay(self) -> None:
         """Make a failure slow to learn, in the event loop (a worker must never wait)."""
@@ -260,6 +281,7 @@ class CalDAVFeature:
                 app=DavGuard(
                     WSGIMiddleware(skip_when_gone(wsgi), workers=WORKERS),  # type: ignore[arg-type]
                     service.settings,
+                    state=service.state,
                 ),
             ),
             Route("/.well-known/caldav", WellKnown()),
@@ -280,3 +302,19 @@ class CalDAVFeature:
 
     def shutdown(self) -> None:
         self.service.close()
+
+    def devices(self) -> list[dict[str, Any]]:
+        """CalDAV clients that logged in (the web page's device list): user, program,
+        address, when, and the user's calendars."""
+        calendars = {u.name: list(u.calendars) for u in self.service.settings.users.values()}
+        return [
+            {
+                "protocol": "caldav",
+                "account": user,
+                "device": agent or "(no User-Agent)",
+                "address": address,
+                "last_seen": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)),
+                "stores": calendars.get(user, []),
+            }
+            for user, agent, address, last in self.service.state.clients()
+        ]

@@ -94,6 +94,8 @@ class Daemon:
             Route("/api", _to_api),  # starlette's own redirect would copy the Host header
             Mount("/api", app=gate),
         ]
+        # other features' devices (the CalDAV clients seen...): callables, read in a thread
+        self.device_sources: list[Callable[[], list[dict[str, Any]]]] = []
         self.started: float | None = None
         self.reload_requested = False  # serve executes itself again after the shutdown
         self.stop_serving: Callable[[], None] | None = None  # set by whoever serves us
@@ -185,6 +187,14 @@ class Daemon:
 
     # -- hooks ------------------------------------------------------------------------------
 
+    def attach(self, features: list[Any]) -> None:
+        """Learn about the other features served with the daemon: those with a
+        ``devices()`` (CalDAV: its clients) add to the status's ``clients``."""
+        for feature in features:
+            source = getattr(feature, "devices", None)
+            if feature is not self and callable(source):
+                self.device_sources.append(source)
+
     def store_changed(self, store: str, reason: str) -> None:
         """A device session (or anything else) changed ``store``: run its pairs (any thread)."""
         self.scheduler.store_changed_threadsafe(store, reason)
@@ -209,6 +219,39 @@ class Daemon:
             "stopping": self.scheduler.stopping,
         }
 
+    async def snapshot(self, requests: int) -> dict[str, Any]:
+        """Everything ``GET /api/status`` answers (the web page shows the same)."""
+        pairs = await self.pairs_status()
+        devices, clients = await anyio.to_thread.run_sync(self._devices)
+        return {
+            "pairs": pairs,
+            "devices": devices,
+            "clients": clients,
+            "daemon": self.info(requests),
+        }
+
+    def _devices(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """SyncML devices (each datastore, with its store and pairs), and the other
+        features' clients (``device_sources``), with their pairs."""
+        from calsync.gateway.api import devices
+
+        accounts = self.cfg.section("syncml").get("accounts", {})
+        synced = []
+        for dev in devices(self.cfg.state_dir):
+            store = (accounts.get(dev["account"]) or {}).get(dev["datastore"])
+            stores = [store] if isinstance(store, str) else []
+            synced.append({**dev, "protocol": "syncml", **self._pairs_of(stores)})
+        clients = [
+            {**client, **self._pairs_of(client.get("stores", []))}
+            for source in self.device_sources
+            for client in source()
+        ]
+        return synced, clients
+
+    def _pairs_of(self, stores: list[str]) -> dict[str, Any]:
+        pairs = [p for store in stores for p in self.cfg.pairs_of_store(store)]
+        return {"stores": list(stores), "pairs": list(dict.fromkeys(pairs))}
+
     async def pairs_status(self) -> dict[str, Any]:
         from calsync.cli.status import pair_status
 
@@ -231,6 +274,31 @@ class Daemon:
         finally:
             h.close()
 
+    def conflict(self, n: int) -> dict[str, Any] | None:
+        """Conflict ``n`` with both versions and the properties they hold differently."""
+        from calsync.items import Item, ItemError
+        from calsync.items.diff import property_diff
+        from calsync.sync.history import SIDE_A, SIDE_B, History
+
+        h = History(history_file(self.cfg))
+        try:
+            found = h.conflict(n)
+        finally:
+            h.close()
+        if found is None:
+            return None
+        sides = found["sides"]
+        found["differences"] = None  # unknown: versions not logged, or unreadable
+        if SIDE_A in sides and SIDE_B in sides:
+            try:
+                a, b = (
+                    Item.from_bytes(sides[s]["content"].encode("utf-8")) for s in (SIDE_A, SIDE_B)
+                )
+                found["differences"] = [d.to_json() for d in property_diff(a, b)]
+            except ItemError as e:
+                found["differences_error"] = str(e)
+        return found
+
     def history(self, uid: str | None, limit: int) -> list[dict[str, Any]]:
         from calsync.sync.history import History
 
@@ -248,7 +316,7 @@ class Daemon:
         from calsync.items import ItemError
         from calsync.stores import StoreError
         from calsync.sync.history import History
-        from calsync.sync.restore import RestoreError
+        from calsync.sync.restore import NothingSaved, RestoreError
         from calsync.sync.restore import restore as do_restore
 
         def target() -> str | None:
@@ -269,12 +337,52 @@ class Daemon:
                 version, where = await anyio.to_thread.run_sync(
                     do_restore, self.cfg, uid, number, to
                 )
+            except NothingSaved as e:
+                raise LookupError(str(e)) from None
             except RestoreError as e:
-                if "no saved version" in str(e) or "no store named" in str(e):
-                    raise LookupError(str(e)) from None
                 raise RuntimeError(str(e)) from None
             except (StoreError, ItemError) as e:
                 raise RuntimeError(str(e)) from None
         event(log, "restore", uid=uid, version=version.n, store=where)
         self.scheduler.store_changed(where, "restore")
         return version.n, where
+
+    async def resolve(self, n: int, keep: str) -> list[str]:
+        """Decide conflict ``n`` again (``sync.resolve``), its stores kept free of runs
+        meanwhile; then their pairs run.  Returns the stores written.
+
+        LookupError: no such conflict (or no versions of it); RuntimeError: a store
+        changed meanwhile or failed; ValueError: ``keep`` is not a, b or both.
+        """
+        from calsync.items import ItemError
+        from calsync.stores import StoreError
+        from calsync.sync.history import History
+        from calsync.sync.resolve import KEEPS
+        from calsync.sync.resolve import resolve as do_resolve
+        from calsync.sync.restore import NothingSaved, RestoreError
+
+        if keep not in KEEPS:
+            raise ValueError(f"keep must be one of {', '.join(KEEPS)}")
+
+        def stores() -> set[str]:
+            h = History(history_file(self.cfg))
+            try:
+                sides = h.conflict_sides(n)
+            finally:
+                h.close()
+            return {store for store, _ in sides.values() if store in self.cfg.stores}
+
+        involved = await anyio.to_thread.run_sync(stores)
+        try:
+            async with self.scheduler.holding(involved):
+                done = await anyio.to_thread.run_sync(do_resolve, self.cfg, n, keep)
+        except NothingSaved as e:
+            raise LookupError(str(e)) from None
+        except (RestoreError, StoreError, ItemError) as e:
+            for store in involved:  # a part may be written: let the syncs look
+                self.scheduler.store_changed(store, "conflict decided (in part)")
+            raise RuntimeError(str(e)) from None
+        event(log, "conflict.resolved", conflict=n, uid=done.uid, keep=keep, stores=done.changed)
+        for store in done.changed:
+            self.scheduler.store_changed(store, "conflict decided")
+        return done.changed

@@ -111,6 +111,22 @@ SCHEMAS: dict[str, Any] = {
             "last_sync": _TIME,
             "last_result": {"type": ["string", "null"]},
             "items": _INT,
+            "protocol": {"const": "syncml"},
+            "stores": {"type": "array", "items": _STR, "description": "the datastore's store"},
+            "pairs": {"type": "array", "items": _STR, "description": "pairs of those stores"},
+        },
+    },
+    "Client": {
+        "type": "object",
+        "description": "a device of another protocol that logged in (CalDAV)",
+        "properties": {
+            "protocol": _STR,
+            "account": _STR,
+            "device": {"type": "string", "description": "the program (User-Agent)"},
+            "address": _STR,
+            "last_seen": _TIME,
+            "stores": {"type": "array", "items": _STR, "description": "the account's stores"},
+            "pairs": {"type": "array", "items": _STR, "description": "pairs of those stores"},
         },
     },
     "Status": {
@@ -119,6 +135,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "pairs": {"type": "object", "additionalProperties": _ref("PairStatus")},
             "devices": {"type": "array", "items": _ref("Device")},
+            "clients": {"type": "array", "items": _ref("Client")},
             "daemon": {
                 "type": "object",
                 "properties": {
@@ -180,6 +197,60 @@ SCHEMAS: dict[str, Any] = {
             "outcome": _STR,
             "winner": {"type": ["string", "null"]},
             "overlapping": {"type": "array", "items": _STR},
+            "clock": {"type": ["string", "null"], "description": "what decided which is newer"},
+            "copy_uid": {"type": "string", "description": "the other version, kept as a copy"},
+            "stores": {
+                "type": "object",
+                "properties": {"a": _STR, "b": _STR},
+                "description": "the stores of the two sides",
+            },
+            "resolved": {
+                "type": ["object", "null"],
+                "properties": {"time": _STR, "keep": {"enum": ["a", "b", "both"]}},
+                "description": "decided again later (POST /resolve)",
+            },
+        },
+    },
+    "ConflictVersions": {
+        "allOf": [
+            _ref("Conflict"),
+            {
+                "type": "object",
+                "properties": {
+                    "sides": {
+                        "type": "object",
+                        "description": "a, b (and a merge's result): each side's version then",
+                        "additionalProperties": {
+                            "type": "object",
+                            "properties": {"store": _STR, "content": _STR},
+                        },
+                    },
+                    "differences": {
+                        "type": ["array", "null"],
+                        "description": "the properties a and b held differently",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "component": _STR,
+                                "name": _STR,
+                                "a": {"type": "array", "items": _STR},
+                                "b": {"type": "array", "items": _STR},
+                            },
+                        },
+                    },
+                },
+            },
+        ]
+    },
+    "ResolveRequest": {
+        "type": "object",
+        "required": ["conflict", "keep"],
+        "properties": {
+            "conflict": {"type": "integer", "description": "the conflict's n"},
+            "keep": {
+                "enum": ["a", "b", "both"],
+                "description": "a's version, b's, or both (the other as a marked copy)",
+            },
         },
     },
     "Version": {
@@ -274,6 +345,55 @@ def schema() -> dict[str, Any]:
                             },
                             "the conflicts",
                         ),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/conflicts/{n}": {
+                "get": {
+                    "summary": "one conflict with both versions and what differs",
+                    "operationId": "conflict",
+                    "parameters": [
+                        {"name": "n", "in": "path", "required": True, "schema": _INT},
+                    ],
+                    "responses": {
+                        "200": _json(_ref("ConflictVersions"), "the conflict"),
+                        "404": _json(_ref("Error"), "no such conflict"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/resolve": {
+                "post": {
+                    "summary": "decide a conflict again: keep a, b, or both; then sync",
+                    "operationId": "resolve",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("ResolveRequest")}},
+                    },
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "resolved": {
+                                        "type": "object",
+                                        "properties": {
+                                            "conflict": _INT,
+                                            "keep": _STR,
+                                            "stores": {
+                                                "type": "array",
+                                                "items": _STR,
+                                                "description": "the stores written",
+                                            },
+                                        },
+                                    }
+                                },
+                            },
+                            "decided",
+                        ),
+                        "404": _json(_ref("Error"), "no such conflict, or no versions of it"),
+                        "409": _json(_ref("Error"), "a store changed meanwhile; try again"),
                         **_ERRORS,
                     },
                 }

@@ -29,6 +29,9 @@ CONFIG = (
 [syncml.accounts.alice]
 password = "s3cret-Pa55"
 calendar = "dir"
+[caldav.users.bob]
+password = "s3cret-Pa55"
+calendars = ["dir"]
 """
 )
 
@@ -57,7 +60,9 @@ def api(tmp_path: Path) -> Iterator[Api]:
     def build(url: str) -> Any:
         daemon = Daemon(cfg, url=url, config_path=tmp_path / "config.toml", watch=False)
         holder["d"] = daemon
-        return create_app([daemon, *features_for(cfg, on_store_changed=daemon.store_changed)])
+        features = [daemon, *features_for(cfg, on_store_changed=daemon.store_changed)]
+        daemon.attach(features)
+        return create_app(features)
 
     # the app needs its URL before the port is known: build it with a placeholder
     srv = BackgroundServer(build("http://127.0.0.1:0"))
@@ -73,6 +78,8 @@ ENDPOINTS = [
     ("GET", "/api/conflicts"),
     ("GET", "/api/history"),
     ("POST", "/api/restore"),
+    ("GET", "/api/conflicts/1"),
+    ("POST", "/api/resolve"),
     ("GET", "/api/openapi.json"),
     ("GET", "/api/nonexistent"),
 ]
@@ -139,7 +146,19 @@ def test_status_sync_and_nothing_secret_in_answers(api: Api, tmp_path: Path) -> 
     d = pair["daemon"]
     assert d["last_trigger"] == "API request" and d["next_run"] and d["failures"] == 0
     assert status["daemon"]["pid"] == os.getpid() and status["daemon"]["requests"] >= 3
-    assert status["devices"] == []
+    assert status["devices"] == [] and status["clients"] == []
+    # a CalDAV client that logs in is listed, with its calendars' pairs
+    r = httpx.request(
+        "PROPFIND",
+        api.url + "/dav/bob/",
+        auth=("bob", "s3cret-Pa55"),
+        headers={"Depth": "0", "User-Agent": "DAVx5/4.4.1-ose (Android 14)"},
+    )
+    assert r.status_code == 207, r.text
+    (client,) = api("GET", "/api/status").json()["clients"]
+    assert client["protocol"] == "caldav" and client["account"] == "bob"
+    assert client["device"] == "DAVx5/4.4.1-ose (Android 14)" and client["address"] == "127.0.0.1"
+    assert client["stores"] == ["dir"] and client["pairs"] == ["p"] and client["last_seen"]
     everything = str(status) + str(api("GET", "/api/openapi.json").json())
     assert api.token not in everything and "s3cret-Pa55" not in everything
     # bad requests name the problem
@@ -195,6 +214,53 @@ def test_conflicts_history_and_restore(api: Api, tmp_path: Path) -> None:
     assert api("POST", "/api/restore", json={"uid": "nope"}).status_code == 404
     assert api("POST", "/api/restore", json={}).status_code == 400
     assert api("POST", "/api/restore", json={"uid": "e1", "to": "mars"}).status_code == 400
+
+
+def test_a_conflict_shown_with_both_versions_and_decided_again(api: Api, tmp_path: Path) -> None:
+    ics = tmp_path / "file.ics"
+    wait_for(lambda: ics.exists() and b"First" in ics.read_bytes(), 15, "the first run")
+    wait_for(
+        lambda: not api("GET", "/api/status").json()["pairs"]["p"]["daemon"]["running"], 10, "idle"
+    )
+    (tmp_path / "dir" / "e1.ics").write_bytes(
+        event("e1", "Dir edit", last_modified="20250301T000000Z")
+    )
+    ics.write_bytes(
+        ics.read_bytes()
+        .replace(b"SUMMARY:First", b"SUMMARY:File edit")
+        .replace(b"LAST-MODIFIED:20250101T000000Z", b"LAST-MODIFIED:20250201T000000Z")
+    )
+    assert api("POST", "/api/sync", json={"wait": True}).json()["pairs"]["p"]["conflicts"] == 1
+    (listed,) = api("GET", "/api/conflicts").json()["conflicts"]
+    assert listed["stores"] == {"a": "dir", "b": "file"} and listed["resolved"] is None
+    r = api("GET", f"/api/conflicts/{listed['n']}")
+    assert r.status_code == 200, r.text
+    shown = r.json()
+    assert "Dir edit" in shown["sides"]["a"]["content"]
+    assert "File edit" in shown["sides"]["b"]["content"]
+    assert {(d["name"], tuple(d["a"]), tuple(d["b"])) for d in shown["differences"]} == {
+        ("SUMMARY", ("Dir edit",), ("File edit",)),
+        ("LAST-MODIFIED", ("20250301T000000Z",), ("20250201T000000Z",)),
+    }
+    assert api("GET", "/api/conflicts/999").status_code == 404
+    assert api("GET", "/api/conflicts/x").status_code == 404
+    # keep b (the loser): both stores hold it at once, and the pair's next run keeps it
+    r = api("POST", "/api/resolve", json={"conflict": listed["n"], "keep": "b"})
+    assert r.status_code == 200, r.text
+    assert r.json()["resolved"] == {"conflict": listed["n"], "keep": "b", "stores": ["dir", "file"]}
+    assert b"SUMMARY:File edit" in (tmp_path / "dir" / "e1.ics").read_bytes()
+    assert b"SUMMARY:Dir edit" not in ics.read_bytes()
+    after = api("POST", "/api/sync", json={"wait": True}).json()["pairs"]["p"]
+    assert after["conflicts"] == 0 and not after["errors"]
+    assert b"SUMMARY:File edit" in (tmp_path / "dir" / "e1.ics").read_bytes()
+    assert api("GET", "/api/conflicts").json()["conflicts"][0]["resolved"]["keep"] == "b"
+    for body, status in [
+        ({"conflict": 999, "keep": "a"}, 404),
+        ({"conflict": listed["n"], "keep": "c"}, 400),
+        ({"conflict": "1", "keep": "a"}, 400),
+        ({"keep": "a"}, 400),
+    ]:
+        assert api("POST", "/api/resolve", json=body).status_code == status, body
 
 
 def test_the_schema_describes_every_endpoint(api: Api) -> None:
