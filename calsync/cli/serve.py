@@ -68,10 +68,11 @@ def serve(
     a broken one is refused (the error is logged) and the daemon runs on.
     """
     from calsync.gateway import logs
-    from calsync.gateway.app import create_app, features_for
+    from calsync.gateway.app import Feature, create_app, features_for
     from calsync.gateway.daemon import Daemon
     from calsync.gateway.runtime import looks_like_calsync, running_daemon
     from calsync.gateway.server import PortInUse, bind, listen_options, run
+    from calsync.gateway.web import WebFeature
 
     emb = None
     explicit = config_path(ctx)
@@ -117,7 +118,12 @@ def serve(
         insecure_config=bool(root_obj(ctx).get("insecure_config")),
     )
     try:
-        features = [daemon, *features_for(cfg, on_store_changed=daemon.store_changed)]
+        # the page before the device features: CalDAV answers PROPFIND / (and only that)
+        features: list[Feature] = [
+            daemon,
+            WebFeature(daemon),
+            *features_for(cfg, on_store_changed=daemon.store_changed),
+        ]
     except ConfigError as e:
         fail(str(e), EXIT_USAGE)
     daemon.attach(features)

@@ -20,7 +20,8 @@ count as ours, so a DNS-rebound name does not).  Other Origin schemes
 requests without either header.
 A feature that *is* a web page declares its path prefixes in an optional
 ``browser_paths`` attribute; those are exempt and must then protect their
-own actions (CSRF tokens).
+own actions (CSRF tokens).  ``/`` among them stands for the root page alone,
+not for every path.
 """
 
 from __future__ import annotations
@@ -106,15 +107,17 @@ def from_web_page(headers: Headers, scheme: str = "http") -> str | None:
 class BrowserGuard:
     """ASGI middleware: 403 for requests from web pages, outside ``browser_paths``
     (each one a path and what lies below it: ``/web`` covers ``/web/x``, not
-    ``/website``).  The gateway has no WebSocket routes; a feature adding one
-    must extend the guard to that scope type."""
+    ``/website``; ``/`` covers the root alone).  The gateway has no WebSocket
+    routes; a feature adding one must extend the guard to that scope type."""
 
     def __init__(self, app: ASGIApp, browser_paths: Sequence[str] = ()) -> None:
         self.app = app
         self.browser_paths = tuple(p.rstrip("/") for p in browser_paths)
 
     def _exempt(self, path: str) -> bool:
-        return any(path == p or path.startswith(p + "/") for p in self.browser_paths)
+        return any(
+            path == (p or "/") or (p and path.startswith(p + "/")) for p in self.browser_paths
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self._exempt(str(scope.get("path", ""))):

@@ -56,9 +56,11 @@ from starlette.routing import BaseRoute, Route
 from calsync.config import Config, ConfigError
 from calsync.gateway.feedconfig import Feed, load
 from calsync.gateway.logins import (
+    ANY_STORE,
     FAILURE_DELAY,
     FailureThrottle,
     MalformedCredentials,
+    account_check,
     parse_basic,
     source_key,
 )
@@ -126,7 +128,7 @@ class FeedsFeature:
                     path=cfg.path,
                     key=f"feeds.{open_feeds[0]}.token",
                 )
-        return cls(cfg, feeds, credentials=_account_check(cfg))
+        return cls(cfg, feeds, credentials=account_check(cfg))
 
     def startup(self) -> None:
         return None
@@ -191,7 +193,7 @@ class FeedsFeature:
         ok = await run_in_threadpool(self.credentials, user, password, store)
         if ok and state is not None:
             return None
-        if ok or self.credentials(user, password, "\0any"):
+        if ok or self.credentials(user, password, ANY_STORE):
             return PlainTextResponse("no such feed\n", 404)
         return await self._failed(key, f"a failed login as {user[:64]!r}", state)
 
@@ -222,32 +224,6 @@ class FeedsFeature:
             built = _Built(etag, _named(body, feed.title), _newest(kept))
             state.built = built
             return built
-
-
-def _account_check(cfg: Config) -> Callable[[str, str, str], bool]:
-    """Whether (user, password) is a CalDAV user or SyncML account allowed ``store``
-    (``"\\0any"``: any store; for telling 404 from 401)."""
-    dav = None
-    accounts: dict[str, tuple[str, set[str]]] = {}
-    if cfg.section("caldav").get("users"):
-        from calsync.davserver.config import load as caldav_settings
-
-        dav = caldav_settings(cfg)
-    if cfg.section("syncml").get("accounts"):
-        from calsync.syncml.config import load as syncml_settings
-
-        for name, account in syncml_settings(cfg).server.accounts.items():
-            accounts[name] = (account.password, set(account.datastores.values()))
-
-    def check(user: str, password: str, store: str) -> bool:
-        if dav is not None and dav.check(user, password):
-            return store == "\0any" or store in dav.stores_of(user)
-        expected, stores = accounts.get(user, ("\0" * 16, set()))
-        if hmac.compare_digest(password.encode("utf-8"), expected.encode("utf-8")):
-            return user in accounts and (store == "\0any" or store in stores)
-        return False
-
-    return check
 
 
 def _etag(feed: Feed, versions: dict[str, str], errors: dict[str, str]) -> str:

@@ -20,6 +20,9 @@ SyncML's auth-basic and others may use the same pieces):
   checked, so a legitimate client elsewhere keeps working during an attack.
   Successes change nothing (a valid account must not reset the count for
   guessing another one).
+* ``account_check(cfg)``: whether a user name and password are a CalDAV
+  user's or a SyncML account's (and whether that account may see a store):
+  the feeds and the web page log people in with it.
 * ``FAILURE_DELAY``: how long a failed or refused login waits before its
   answer.  The wait belongs in the event loop (``asyncio.sleep``), never in a
   worker thread: a thread pool of 8 sleeping 1 s per failure let 40 clients
@@ -41,11 +44,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import ipaddress
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from calsync.config import Config
+
+ANY_STORE = "\0any"  # account_check's store: any store at all (a valid login)
 FAILURE_DELAY = 1.0  # seconds before a failed or refused login is answered
 MAX_HEADER = 4096  # an Authorization header longer than this is not credentials
 
@@ -173,3 +182,29 @@ class FailureThrottle:
             if now - bucket.failed_at < self.remember:
                 break
             del self._sources[key]
+
+
+def account_check(cfg: Config) -> Callable[[str, str, str], bool]:
+    """Whether (user, password) is a CalDAV user or SyncML account allowed ``store``
+    (``ANY_STORE``: any store; the feeds tell 404 from 401 with it)."""
+    dav = None
+    accounts: dict[str, tuple[str, set[str]]] = {}
+    if cfg.section("caldav").get("users"):
+        from calsync.davserver.config import load as caldav_settings
+
+        dav = caldav_settings(cfg)
+    if cfg.section("syncml").get("accounts"):
+        from calsync.syncml.config import load as syncml_settings
+
+        for name, account in syncml_settings(cfg).server.accounts.items():
+            accounts[name] = (account.password, set(account.datastores.values()))
+
+    def check(user: str, password: str, store: str) -> bool:
+        if dav is not None and dav.check(user, password):
+            return store == ANY_STORE or store in dav.stores_of(user)
+        expected, stores = accounts.get(user, ("\0" * 16, set()))
+        if hmac.compare_digest(password.encode("utf-8"), expected.encode("utf-8")):
+            return user in accounts and (store == ANY_STORE or store in stores)
+        return False
+
+    return check

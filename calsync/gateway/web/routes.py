@@ -1,0 +1,529 @@
+"""The web page's routes: what each shows, and the actions behind its buttons.
+
+Every route goes through ``Pages._gate`` (the rules of ``security``) first.
+What the page shows comes from the daemon's own functions, the ones the
+control API answers with (``Daemon.snapshot``, ``conflicts``, ``conflict``,
+``history``, ``restore``, ``resolve``, ``scheduler.request``): the page is
+another view of the same data, never a second copy of its computation.
+
+``GET /`` is the page; ``GET /web/live`` its live part (pairs, devices, the
+write queue, errors), which the page fetches every few seconds (htmx
+polling) with the digest of what it shows, and which answers 204 when
+nothing changed.  Actions are forms (POST, CSRF token), answered with a
+redirect (303) to the page they came from, so they work without a script
+too; htmx swaps the answer in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import hashlib
+import logging
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+import anyio.to_thread
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+
+from calsync.gateway.logs import event
+from calsync.gateway.scheduler import Options
+from calsync.gateway.web.plot import sparkline
+from calsync.gateway.web.security import (
+    CSRF_FIELD,
+    LOGIN_PATH,
+    SECURITY_HEADERS,
+    Session,
+    Sessions,
+)
+from calsync.sync.runner import status_file
+
+if TYPE_CHECKING:
+    from calsync.gateway.daemon import Daemon
+
+log = logging.getLogger("calsync.gateway.web")
+
+HERE = Path(__file__).parent
+STATIC = {  # file -> content type: all there is to serve
+    "htmx.min.js": "text/javascript; charset=utf-8",
+    "htmx.LICENSE": "text/plain; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+MAX_FORM = 16384  # bytes of a form (a few short fields)
+RUNS_PLOTTED = 30
+CONFLICTS_SHOWN = 20
+HISTORY_SHOWN = 50
+POLL_SECONDS = 3
+
+
+ISO_UTC = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z")
+
+
+def _when(iso: str | None) -> str:
+    """An API time (UTC, ISO) as the daemon's local time, for reading on a phone."""
+    if not iso:
+        return "never"
+    found = ISO_UTC.fullmatch(iso)
+    if found is None:
+        return iso
+    fields = [int(f) for f in found.groups()]
+    utc = calendar.timegm((*fields, 0, 0, 0))
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(utc))
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    return env
+
+
+class BadForm(Exception):
+    pass
+
+
+Form = dict[str, str]
+
+
+async def _form(request: Request) -> Form:
+    """A URL-encoded form (all the page sends: a few short fields), within ``MAX_FORM``;
+    a field given twice keeps its first value.  Read here rather than through
+    Starlette's parser, which needs python-multipart for even this."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not kind and request.headers.get("content-length", "0") == "0":
+        return {}  # an empty form (its CSRF check will say what is missing)
+    if kind != "application/x-www-form-urlencoded":
+        raise BadForm("a form must be sent as application/x-www-form-urlencoded")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_FORM:
+        raise BadForm("the form is too large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            raise BadForm("the form is too large")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadForm("the form is not UTF-8") from None
+    out: Form = {}
+    for key, value in parse_qsl(text, keep_blank_values=True, max_num_fields=64):
+        out.setdefault(key, value)
+    return out
+
+
+def _field(form: Form, name: str) -> str:
+    return form.get(name, "")
+
+
+# -- what the page shows -----------------------------------------------------------------------
+
+
+def _counts(result: dict[str, Any] | None, a: str, b: str) -> str:
+    if not result:
+        return ""
+    parts = []
+    for what in ("added", "updated", "deleted"):
+        for side, store in (("a", a), ("b", b)):
+            n = result.get(f"{what}_{side}", 0)
+            if n:
+                parts.append(f"{n} {what} in {store}")
+    if result.get("conflicts"):
+        parts.append(f"{result['conflicts']} conflict(s)")
+    return ", ".join(parts) or "nothing to change"
+
+
+def _problems(st: dict[str, Any]) -> list[str]:
+    """The last sync's errors in words."""
+    out = []
+    result = st.get("last_result") or {}
+    if result.get("stopped"):
+        why = result["stopped"]
+        if result.get("guard"):
+            out.append(f"A safety guard stopped the last sync: {why}")
+        else:
+            out.append(f"The last sync did not run: {why}")
+    for err in result.get("errors", []):
+        what = err.get("uid") or err.get("id") or "an item"
+        out.append(f"{err.get('store')}: {what}: {err.get('message')}")
+    daemon = st.get("daemon") or {}
+    if daemon.get("failures"):
+        out.append(f"{daemon['failures']} failed run(s) in a row: {daemon.get('last_error')}")
+    return out
+
+
+def _schedule(daemon: dict[str, Any] | None) -> str:
+    if not daemon:
+        return ""
+    if daemon.get("running"):
+        return "syncing now"
+    if daemon.get("queued"):
+        return "sync queued"
+    if daemon.get("next_run"):
+        return f"next sync {_when(daemon['next_run'])}"
+    return "stopping"
+
+
+def pair_views(cfg: Any, pairs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pairs as the page lists them (sub-pairs of collections under their pair),
+    with each one's recent runs plotted.  Reads the status DBs: run in a thread."""
+    from calsync.sync.status import StatusDB
+
+    def view(name: str, st: dict[str, Any], top: bool) -> dict[str, Any]:
+        runs = []
+        path = status_file(cfg, name)
+        if path.exists():
+            db = StatusDB(path)
+            try:
+                runs = db.runs(RUNS_PLOTTED)
+            finally:
+                db.close()
+        last = runs[-1] if runs else None
+        return {
+            "name": name,
+            "top": top,
+            "a": st["a"],
+            "b": st["b"],
+            "item_count": st["items"],
+            "last_run": st["last_run"],
+            "counts": _counts(st.get("last_result"), st["a"], st["b"]),
+            "seconds": round(last.seconds, 2) if last else None,
+            "outcome": (
+                "failed" if _problems(st) else ("ok" if st["last_run"] else "never synced")
+            ),
+            "schedule": _schedule(st.get("daemon")),
+            "running": bool((st.get("daemon") or {}).get("running")),
+            "problems": _problems(st),
+            "queued": st.get("queued") or {},
+            "plot": sparkline(runs),
+            "subs": [
+                view(f"{name}/{coll}", sub, False)
+                for coll, sub in (st.get("collections") or {}).items()
+            ],
+        }
+
+    return [view(name, st, True) for name, st in pairs.items()]
+
+
+def device_views(
+    devices: list[dict[str, Any]], clients: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    out = [
+        {
+            "name": d["device"],
+            "protocol": "SyncML",
+            "account": d["account"],
+            "detail": f"{d['datastore']}: {d['items']} items"
+            + (f", last result {d['last_result']}" if d.get("last_result") else ""),
+            "seen": d["last_sync"],
+            "pairs": d.get("pairs", []),
+        }
+        for d in devices
+    ]
+    out += [
+        {
+            "name": c["device"],
+            "protocol": {"caldav": "CalDAV"}.get(c["protocol"], c["protocol"]),
+            "account": c["account"],
+            "detail": f"from {c.get('address', '?')}",
+            "seen": c["last_seen"],
+            "pairs": c.get("pairs", []),
+        }
+        for c in clients
+    ]
+    return out
+
+
+class Pages:
+    """The handlers, bound to the daemon (its data and actions) and the sessions."""
+
+    def __init__(self, daemon: Daemon, sessions: Sessions) -> None:
+        self.daemon = daemon
+        self.sessions = sessions
+        self.env = environment()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _html(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        body = self.env.get_template(template).render(**context)
+        return HTMLResponse(body, status, headers=SECURITY_HEADERS)
+
+    async def _gate(self, request: Request) -> tuple[Session, bool] | Response:
+        refused = self.sessions.refusal(request)
+        if refused is not None:
+            return refused
+        return await self.sessions.session_for(request)
+
+    def _finish(
+        self, request: Request, response: Response, session: Session, new: bool
+    ) -> Response:
+        if new:
+            self.sessions.set_cookie(request, response, session)
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        return response
+
+    async def _action(self, request: Request) -> tuple[Session, Form] | Response:
+        """Rules 1 and 4 for a POST: the session and its form, or the refusal."""
+        refused = self.sessions.refusal(request)
+        if refused is not None:
+            return refused
+        session = self.sessions.current(request)
+        if session is None:
+            basic = await self.sessions.from_basic(request)
+            if isinstance(basic, Response):
+                return basic
+            session = basic
+        try:
+            form = await _form(request)
+        except BadForm as e:
+            return PlainTextResponse(f"{e}\n", 400)
+        why = self.sessions.action_refusal(request, session, _field(form, CSRF_FIELD))
+        if why is not None:
+            event(log, "web.refused", logging.WARNING, path=request.url.path, why=why)
+            return PlainTextResponse(why + "\n", 403, headers=SECURITY_HEADERS)
+        assert session is not None
+        return session, form
+
+    def _back(self, request: Request, to: str) -> Response:
+        """After an action: back to ``to`` (a 303 both a form and htmx follow)."""
+        return RedirectResponse(to, status_code=303, headers=SECURITY_HEADERS)
+
+    def _context(self, session: Session, *, flash_shown: bool = True) -> dict[str, Any]:
+        """What every page's frame needs; ``flash_shown``: the messages are shown
+        now (the live part's refreshes leave them for the next whole page)."""
+        flash = session.flash
+        if flash_shown:
+            session.flash = []
+        return {
+            "csrf": session.csrf,
+            "who": session.user or ("this machine" if session.who == "local" else "API token"),
+            "remote": session.who != "local",
+            "flash": flash,
+            "poll": POLL_SECONDS,
+        }
+
+    async def _live_context(self) -> dict[str, Any]:
+        snap = await self.daemon.snapshot(0)
+        pairs = await anyio.to_thread.run_sync(pair_views, self.daemon.cfg, snap["pairs"])
+        return {
+            "pairs": pairs,
+            "devices": device_views(snap["devices"], snap.get("clients", [])),
+            "stopping": snap["daemon"]["stopping"],
+        }
+
+    # -- pages ------------------------------------------------------------------------------
+
+    async def index(self, request: Request) -> Response:
+        gate = await self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        session, new = gate
+        live = await self._live_context()
+        conflicts = await anyio.to_thread.run_sync(self.daemon.conflicts, CONFLICTS_SHOWN)
+        digest = self._digest(live)
+        response = self._html(
+            "index.html",
+            **self._context(session),
+            **live,
+            digest=digest,
+            conflicts=conflicts,
+        )
+        return self._finish(request, response, session, new)
+
+    @staticmethod
+    def _digest(live: dict[str, Any]) -> str:
+        return hashlib.blake2b(repr(live).encode(), digest_size=12).hexdigest()
+
+    async def live(self, request: Request) -> Response:
+        gate = await self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        session, new = gate
+        live = await self._live_context()
+        digest = self._digest(live)
+        if request.query_params.get("seen") == digest:
+            return self._finish(request, Response(status_code=204), session, new)
+        response = self._html(
+            "live.html", **self._context(session, flash_shown=False), **live, digest=digest
+        )
+        return self._finish(request, response, session, new)
+
+    async def conflict(self, request: Request) -> Response:
+        gate = await self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        session, new = gate
+        text = request.path_params["n"]
+        found = None
+        if text.isdigit() and len(text) <= 18:
+            found = await anyio.to_thread.run_sync(self.daemon.conflict, int(text))
+        if found is None:
+            response: Response = self._html(
+                "message.html", 404, **self._context(session), message=f"No conflict {text[:40]}."
+            )
+        else:
+            response = self._html("conflict.html", **self._context(session), c=found)
+        return self._finish(request, response, session, new)
+
+    async def history(self, request: Request) -> Response:
+        gate = await self._gate(request)
+        if isinstance(gate, Response):
+            return gate
+        session, new = gate
+        uid = request.query_params.get("uid", "").strip() or None
+        versions = await anyio.to_thread.run_sync(self.daemon.history, uid, HISTORY_SHOWN)
+        response = self._html(
+            "history.html",
+            **self._context(session),
+            uid=uid,
+            versions=versions,
+            stores=list(self.daemon.cfg.stores),
+        )
+        return self._finish(request, response, session, new)
+
+    async def static(self, request: Request) -> Response:
+        refused = self.sessions.refusal(request)
+        if refused is not None:
+            return refused
+        name = request.path_params["file"]
+        kind = STATIC.get(name)
+        if kind is None:
+            return PlainTextResponse("not found\n", 404)
+        body = (HERE / "static" / name).read_bytes()
+        return Response(
+            body,
+            headers={
+                **SECURITY_HEADERS,
+                "Content-Type": kind,
+                "Cache-Control": "private, max-age=3600",
+            },
+        )
+
+    # -- logging in and out --------------------------------------------------------------------
+
+    async def login_page(self, request: Request) -> Response:
+        refused = self.sessions.refusal(request)
+        if refused is not None:
+            return refused
+        if self.sessions.current(request) is not None:
+            return RedirectResponse("/", 303)
+        return self._login_html(request, None, 200)
+
+    async def login(self, request: Request) -> Response:
+        refused = self.sessions.refusal(request)
+        if refused is not None:
+            return refused
+        try:
+            form = await _form(request)
+        except BadForm as e:
+            return PlainTextResponse(f"{e}\n", 400)
+        why = self.sessions.login_refusal(request, _field(form, CSRF_FIELD))
+        if why is not None:
+            return PlainTextResponse(why + "\n", 403, headers=SECURITY_HEADERS)
+        wait = self.sessions.throttled(request)
+        if wait is not None:
+            await asyncio.sleep(1)
+            return self._login_html(request, "Too many failed logins: wait a minute.", 429)
+        user = _field(form, "user").strip()
+        who = await self.sessions.check_login(request, user, _field(form, "password"))
+        if who is None:
+            address = request.client.host if request.client else ""
+            event(log, "web.login_failed", logging.WARNING, user=user[:64], address=address)
+            return self._login_html(request, "Wrong user name or password.", 401)
+        old = self.sessions.current(request)
+        session = self.sessions.open(who, user if who == "account" else "", replacing=old)
+        event(log, "web.login", who=who, user=user[:64])
+        response = RedirectResponse("/", 303, headers=SECURITY_HEADERS)
+        self.sessions.set_cookie(request, response, session)
+        return response
+
+    def _login_html(self, request: Request, error: str | None, status: int) -> Response:
+        token = self.sessions.new_login_token()
+        response = self._html("login.html", status, error=error, token=token)
+        self.sessions.set_login_cookie(request, response, token)
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        acted = await self._action(request)
+        if isinstance(acted, Response):
+            return acted
+        session, _ = acted
+        self.sessions.close(session)
+        response = RedirectResponse(
+            LOGIN_PATH if session.who != "local" else "/", 303, headers=SECURITY_HEADERS
+        )
+        self.sessions.clear_cookie(request, response)
+        return response
+
+    # -- actions -----------------------------------------------------------------------------------
+
+    async def sync(self, request: Request) -> Response:
+        acted = await self._action(request)
+        if isinstance(acted, Response):
+            return acted
+        session, form = acted
+        name = _field(form, "pair")
+        if name not in self.daemon.cfg.pairs:
+            return PlainTextResponse(f"no pair named {name[:80]!r}\n", 400)
+        if self.daemon.scheduler.stopping:
+            return PlainTextResponse("the daemon is shutting down\n", 503)
+        self.daemon.scheduler.request([name], Options(), "web page")
+        event(log, "web.sync", pair=name, who=session.who)
+        session.flash.append(f"Sync of {name} queued.")
+        return self._back(request, "/")
+
+    async def resolve(self, request: Request) -> Response:
+        acted = await self._action(request)
+        if isinstance(acted, Response):
+            return acted
+        session, form = acted
+        text = request.path_params["n"]
+        keep = _field(form, "keep")
+        if not text.isdigit() or len(text) > 18 or keep not in ("a", "b", "both"):
+            return PlainTextResponse("no such conflict or choice\n", 400)
+        n = int(text)
+        try:
+            stores = await self.daemon.resolve(n, keep)
+        except LookupError as e:
+            session.flash.append(str(e))
+        except RuntimeError as e:
+            session.flash.append(f"Not done: {e}")
+        else:
+            what = {"a": "the first version", "b": "the second version", "both": "both"}[keep]
+            where = ", ".join(stores) if stores else "nothing needed writing"
+            session.flash.append(f"Kept {what} ({where}); the pairs sync it now.")
+        return self._back(request, f"/web/conflicts/{n}")
+
+    async def restore(self, request: Request) -> Response:
+        acted = await self._action(request)
+        if isinstance(acted, Response):
+            return acted
+        session, form = acted
+        uid = _field(form, "uid")
+        number = _field(form, "version")
+        if not uid or not number.isdigit() or len(number) > 18:
+            return PlainTextResponse("uid and version are required\n", 400)
+        try:
+            n, store = await self.daemon.restore(uid, int(number), None)
+        except LookupError as e:
+            session.flash.append(str(e))
+        except RuntimeError as e:
+            session.flash.append(f"Not done: {e}")
+        else:
+            session.flash.append(
+                f"Version {n} of {uid} restored into {store}; its pairs sync it now."
+            )
+        from urllib.parse import quote
+
+        return self._back(request, f"/web/history?uid={quote(uid, safe='')}")
