@@ -19,6 +19,12 @@ if [ "$(id -u)" = 0 ] && [ -x "$SHARED/peers/install.sh" ]; then
     apt-get update -qq >/dev/null 2>&1
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pff-tools curl >/dev/null
   }
+  # Debian's chromium is the real browser the web page is tested in (tests/gateway/test_web_browser.py,
+  # driven by Playwright from the test extra; Playwright's own browsers cannot be downloaded)
+  command -v chromium >/dev/null 2>&1 || {
+    apt-get update -qq >/dev/null 2>&1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  }
   # systemd-analyze checks the daemon's service unit (tests/gateway/test_service.py)
   command -v systemd-analyze >/dev/null 2>&1 || {
     apt-get update -qq >/dev/null 2>&1

@@ -84,7 +84,7 @@ SECURITY_HEADERS: Final = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make Origin "null"
     "Cache-Control": "no-store",
 }
 
