@@ -20,22 +20,11 @@ from calsync.sync.restore import NothingSaved
 from calsync.sync.runner import history_file, run_pair, status_file
 from calsync.sync.status import RUNS_KEPT, StatusDB
 from tests.conftest import event
+from tests.sync.test_history import CONFIG as HISTORY_CONFIG
 
-CONFIG = """
-[general]
-state_dir = "{root}/state"
-[stores.a]
-type = "vdir"
-path = "{root}/a"
-create = true
-[stores.b]
-type = "ics"
-path = "{root}/b.ics"
-[pairs.p]
-a = "a"
-b = "b"
-conflict = "{policy}"
-"""
+# test_history's pair (a vdir and an .ics file), with the conflict policy to choose
+CONFIG = HISTORY_CONFIG.replace('conflict = "a-wins"', 'conflict = "{policy}"')
+assert "{policy}" in CONFIG
 
 OLDER, NEWER = "20250102T000000Z", "20250103T000000Z"
 

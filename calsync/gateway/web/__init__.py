@@ -24,7 +24,6 @@ says so to the browser).
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -32,15 +31,13 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from calsync.gateway.logins import account_check
-from calsync.gateway.web.routes import Pages
+from calsync.gateway.web.routes import Handler, Pages
 from calsync.gateway.web.security import SECURITY_HEADERS, Sessions
 
 if TYPE_CHECKING:
     from calsync.gateway.daemon import Daemon
 
 BROWSER_PATHS = ("/", "/web")  # the root page alone, and everything under /web
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def secured(handler: Handler) -> Handler:
@@ -70,16 +67,16 @@ class WebFeature:
         self.pages = Pages(daemon, self.sessions)
         p = self.pages
         self.routes: list[BaseRoute] = [
-            Route("/", secured(p.index), methods=["GET"]),
-            Route("/web/live", secured(p.live), methods=["GET"]),
-            Route("/web/conflicts/{n}", secured(p.conflict), methods=["GET"]),
-            Route("/web/conflicts/{n}/resolve", secured(p.resolve), methods=["POST"]),
-            Route("/web/history", secured(p.history), methods=["GET"]),
-            Route("/web/restore", secured(p.restore), methods=["POST"]),
-            Route("/web/sync", secured(p.sync), methods=["POST"]),
+            Route("/", secured(p.viewing(p.index)), methods=["GET"]),
+            Route("/web/live", secured(p.viewing(p.live)), methods=["GET"]),
+            Route("/web/conflicts/{n}", secured(p.viewing(p.conflict)), methods=["GET"]),
+            Route("/web/conflicts/{n}/resolve", secured(p.acting(p.resolve)), methods=["POST"]),
+            Route("/web/history", secured(p.viewing(p.history)), methods=["GET"]),
+            Route("/web/restore", secured(p.acting(p.restore)), methods=["POST"]),
+            Route("/web/sync", secured(p.acting(p.sync)), methods=["POST"]),
             Route("/web/login", secured(p.login_page), methods=["GET"]),
             Route("/web/login", secured(p.login), methods=["POST"]),
-            Route("/web/logout", secured(p.logout), methods=["POST"]),
+            Route("/web/logout", secured(p.acting(p.logout)), methods=["POST"]),
             Route("/web/static/{file}", secured(p.static), methods=["GET"]),
             Route("/web/{rest:path}", secured(self._unknown)),
         ]

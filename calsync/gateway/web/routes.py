@@ -22,6 +22,7 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -86,6 +87,11 @@ def environment() -> jinja2.Environment:
     )
     env.filters["when"] = _when
     return env
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+ViewBody = Callable[[Request, "Session"], Awaitable[Response]]
+ActBody = Callable[[Request, "Session", "Form"], Awaitable[Response]]
 
 
 class BadForm(Exception):
@@ -264,6 +270,30 @@ class Pages:
             return refused
         return await self.sessions.session_for(request)
 
+    def viewing(self, body: ViewBody) -> Handler:
+        """A page's handler: ``body`` runs once rules 1-3 let the request in (a new
+        session's cookie is set on its answer)."""
+
+        async def handler(request: Request) -> Response:
+            gate = await self._gate(request)
+            if isinstance(gate, Response):
+                return gate
+            session, new = gate
+            return self._finish(request, await body(request, session), session, new)
+
+        return handler
+
+    def acting(self, body: ActBody) -> Handler:
+        """An action's handler: ``body`` runs once rules 1 and 4 let the request in."""
+
+        async def handler(request: Request) -> Response:
+            acted = await self._action(request)
+            if isinstance(acted, Response):
+                return acted
+            return await body(request, *acted)
+
+        return handler
+
     def _finish(
         self, request: Request, response: Response, session: Session, new: bool
     ) -> Response:
@@ -324,11 +354,7 @@ class Pages:
 
     # -- pages ------------------------------------------------------------------------------
 
-    async def index(self, request: Request) -> Response:
-        gate = await self._gate(request)
-        if isinstance(gate, Response):
-            return gate
-        session, new = gate
+    async def index(self, request: Request, session: Session) -> Response:
         live = await self._live_context()
         conflicts = await anyio.to_thread.run_sync(self.daemon.conflicts, CONFLICTS_SHOWN)
         digest = self._digest(live)
@@ -339,31 +365,23 @@ class Pages:
             digest=digest,
             conflicts=conflicts,
         )
-        return self._finish(request, response, session, new)
+        return response
 
     @staticmethod
     def _digest(live: dict[str, Any]) -> str:
         return hashlib.blake2b(repr(live).encode(), digest_size=12).hexdigest()
 
-    async def live(self, request: Request) -> Response:
-        gate = await self._gate(request)
-        if isinstance(gate, Response):
-            return gate
-        session, new = gate
+    async def live(self, request: Request, session: Session) -> Response:
         live = await self._live_context()
         digest = self._digest(live)
         if request.query_params.get("seen") == digest:
-            return self._finish(request, Response(status_code=204), session, new)
+            return Response(status_code=204)
         response = self._html(
             "live.html", **self._context(session, flash_shown=False), **live, digest=digest
         )
-        return self._finish(request, response, session, new)
+        return response
 
-    async def conflict(self, request: Request) -> Response:
-        gate = await self._gate(request)
-        if isinstance(gate, Response):
-            return gate
-        session, new = gate
+    async def conflict(self, request: Request, session: Session) -> Response:
         text = request.path_params["n"]
         found = None
         if text.isdigit() and len(text) <= 18:
@@ -374,13 +392,9 @@ class Pages:
             )
         else:
             response = self._html("conflict.html", **self._context(session), c=found)
-        return self._finish(request, response, session, new)
+        return response
 
-    async def history(self, request: Request) -> Response:
-        gate = await self._gate(request)
-        if isinstance(gate, Response):
-            return gate
-        session, new = gate
+    async def history(self, request: Request, session: Session) -> Response:
         uid = request.query_params.get("uid", "").strip() or None
         versions = await anyio.to_thread.run_sync(self.daemon.history, uid, HISTORY_SHOWN)
         response = self._html(
@@ -390,7 +404,7 @@ class Pages:
             versions=versions,
             stores=list(self.daemon.cfg.stores),
         )
-        return self._finish(request, response, session, new)
+        return response
 
     async def static(self, request: Request) -> Response:
         refused = self.sessions.refusal(request)
@@ -454,11 +468,7 @@ class Pages:
         self.sessions.set_login_cookie(request, response, token)
         return response
 
-    async def logout(self, request: Request) -> Response:
-        acted = await self._action(request)
-        if isinstance(acted, Response):
-            return acted
-        session, _ = acted
+    async def logout(self, request: Request, session: Session, form: Form) -> Response:
         self.sessions.close(session)
         response = RedirectResponse(
             LOGIN_PATH if session.who != "local" else "/", 303, headers=SECURITY_HEADERS
@@ -468,11 +478,7 @@ class Pages:
 
     # -- actions -----------------------------------------------------------------------------------
 
-    async def sync(self, request: Request) -> Response:
-        acted = await self._action(request)
-        if isinstance(acted, Response):
-            return acted
-        session, form = acted
+    async def sync(self, request: Request, session: Session, form: Form) -> Response:
         name = _field(form, "pair")
         if name not in self.daemon.cfg.pairs:
             return PlainTextResponse(f"no pair named {name[:80]!r}\n", 400)
@@ -483,11 +489,7 @@ class Pages:
         session.flash.append(f"Sync of {name} queued.")
         return self._back(request, "/")
 
-    async def resolve(self, request: Request) -> Response:
-        acted = await self._action(request)
-        if isinstance(acted, Response):
-            return acted
-        session, form = acted
+    async def resolve(self, request: Request, session: Session, form: Form) -> Response:
         text = request.path_params["n"]
         keep = _field(form, "keep")
         if not text.isdigit() or len(text) > 18 or keep not in ("a", "b", "both"):
@@ -505,11 +507,7 @@ class Pages:
             session.flash.append(f"Kept {what} ({where}); the pairs sync it now.")
         return self._back(request, f"/web/conflicts/{n}")
 
-    async def restore(self, request: Request) -> Response:
-        acted = await self._action(request)
-        if isinstance(acted, Response):
-            return acted
-        session, form = acted
+    async def restore(self, request: Request, session: Session, form: Form) -> Response:
         uid = _field(form, "uid")
         number = _field(form, "version")
         if not uid or not number.isdigit() or len(number) > 18:
