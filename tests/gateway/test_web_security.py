@@ -289,3 +289,28 @@ def test_the_browser_guard_still_covers_every_other_route(tmp_path: Path) -> Non
         assert r.status_code == 301 and r.headers["location"] == "/dav/"
 
     run(app, HERE, "http", body)
+
+
+def test_a_pairs_collections_are_listed_under_it_from_the_same_status(tmp_path: Path) -> None:
+    """Sub-pairs (``PAIR/COLLECTION``) come with the status of their pair: the page
+    lists whatever ``pair_status`` gives, nested."""
+    from calsync.gateway.web.routes import pair_views
+
+    _, daemon = app_for(tmp_path)
+    sub = {"a": "dir/work", "b": "file/work", "items": 3, "last_run": None, "last_result": None}
+    status = {
+        "a": "dir",
+        "b": "file",
+        "items": 3,
+        "last_run": "2026-01-01T00:00:00Z",
+        "last_result": {"added_b": 2, "errors": [], "conflicts": 0},
+        "queued": {},
+        "daemon": None,
+        "collections": {"work": {**sub, "queued": {}}},
+    }
+    (view,) = pair_views(daemon.cfg, {"p": status})
+    assert view["counts"] == "2 added in file" and view["top"]
+    (child,) = view["subs"]
+    assert child["name"] == "p/work" and not child["top"] and child["outcome"] == "never synced"
+    html = WebFeature(daemon).pages.env.get_template("pair.html").render(p=view, csrf="t")
+    assert 'data-pair="p/work"' in html and html.count("sync-now") == 1  # the pair's own
