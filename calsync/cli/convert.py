@@ -10,7 +10,7 @@ import click
 from calsync.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from calsync.cli._common import fail
 from calsync.items.exchange import Format, read_calendar, render
-from calsync.stores._files import write_atomic
+from calsync.stores._files import write_through
 
 TARGETS: dict[str, Format] = {"ical": "ics", "vcal": "vcs"}
 
@@ -26,14 +26,16 @@ def read_input(name: str) -> tuple[bytes, str]:
 
 
 def write_output(name: str | None, data: bytes) -> None:
-    """Write to OUT atomically (``-`` or none: standard output)."""
+    """Write to OUT (``-`` or none: standard output): a file atomically (through a
+    symbolic link: its target), a FIFO or device by plain writing; a directory
+    or socket is refused."""
     if name is None or name == "-":
         out = click.get_binary_stream("stdout")
         out.write(data)
         out.flush()
         return
     try:
-        write_atomic(Path(name), data, fsync=True)
+        write_through(Path(name), data)
     except OSError as e:
         fail(f"cannot write {name}: {e.strerror or e}", EXIT_FAILED)
 

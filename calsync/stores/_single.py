@@ -8,6 +8,14 @@ changed; a file another program changed during the sync is not overwritten
 digest of the file, and the listing) lets a sync of an unchanged file skip
 parsing it altogether.
 
+What the file must be: a symbolic link is followed (the target is read and
+replaced, the link stays, see ``_files``); something else than a regular file
+(a device, FIFO, socket, directory) is refused, and so is a file that does not
+begin like a calendar (after an optional byte-order mark and blank lines):
+calsync would otherwise add a VCALENDAR after someone's notes.  Refused means
+the pair is not synced (exit 1) and the file is left as it is.  An empty file
+is an empty calendar.
+
 Subclasses say how to parse (``_parse``), how to encode one item for the file
 (``_encode``), and how to render the new file from the old one and the pending
 writes (``_render``).
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Generic, TypeVar
@@ -34,7 +43,13 @@ from calsync.stores import (
     StoreError,
     StoreUnavailable,
 )
-from calsync.stores._files import expand_path, write_atomic
+from calsync.stores._files import (
+    NotRegularFile,
+    expand_path,
+    open_regular,
+    regular_target,
+    write_atomic,
+)
 
 P = TypeVar("P")
 
@@ -69,6 +84,19 @@ def stat_key(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
+# what a calendar file begins with: a BEGIN line of a calendar component (or nothing)
+_CALENDAR_START = re.compile(
+    rb"(?:\xef\xbb\xbf)?\s*(?:\Z|BEGIN[ \t]*:[ \t]*"
+    rb"V(?:CALENDAR|EVENT|TODO|JOURNAL|TIMEZONE|FREEBUSY)(?![A-Za-z0-9-]))",
+    re.I,
+)
+
+
+def is_calendar_text(data: bytes) -> bool:
+    """Whether ``data`` begins like iCalendar/vCalendar text (or is empty)."""
+    return _CALENDAR_START.match(data) is not None
+
+
 def to_newline(data: bytes, newline: bytes) -> bytes:
     """``data`` with the line endings ``newline`` (the file's own style)."""
     lf = data.replace(b"\r\n", b"\n")
@@ -90,6 +118,7 @@ class SingleFileStore(Store, Generic[P]):
         self._versions: dict[str, str] = {}
         self._errors: dict[str, str] = {}
         self._pending: dict[str, Pending[P]] = {}
+        self._file: str | None = None  # the regular file behind ``path`` (links resolved)
 
     @classmethod
     def from_config(cls, name: str, section: dict[str, Any], ctx: StoreContext) -> Store:
@@ -140,21 +169,35 @@ class SingleFileStore(Store, Generic[P]):
         return self.ctx.cache_dir / f"{self.type}-index.json"
 
     def _load(self) -> None:
-        if not self.path.exists():
+        try:
+            path = self._file = regular_target(self.path)  # once per sync, not per item
+        except NotRegularFile as e:
+            raise self.error(StoreUnavailable, str(e)) from None
+        if not os.path.exists(path):
+            parent = Path(path).parent  # a link's: the file is made where it points
             if self.create:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            elif not self.path.parent.is_dir():  # gone since the config was checked
-                raise self.missing_directory(self.path.parent)
+                parent.mkdir(parents=True, exist_ok=True)
+            elif not parent.is_dir():  # gone since the config was checked
+                raise self.missing_directory(parent)
             try:
-                write_atomic(self.path, self.empty_file, fsync=True, exclusive=True)
+                write_atomic(path, self.empty_file, fsync=True, exclusive=True)
             except FileExistsError:
                 pass  # someone else just created it: fine
         try:
-            with open(self.path, "rb") as f:
+            with open_regular(path) as f:
                 data = f.read()
                 st = os.fstat(f.fileno())
+        except NotRegularFile as e:
+            raise self.error(StoreUnavailable, str(e)) from None
         except OSError as e:
             raise self.error(StoreUnavailable, f"cannot read {self.path}: {e}") from None
+        if not is_calendar_text(data):
+            start = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:40].decode("utf-8", "replace")
+            raise self.error(
+                StoreUnavailable,
+                f"{self.path} is not a calendar file: it begins with {start!r}, not with "
+                "BEGIN:VCALENDAR; not syncing it (the file is left as it is)",
+            )
         self._data = data
         self._stat = stat_key(st)
         self._digest = digest(data)
@@ -265,8 +308,9 @@ class SingleFileStore(Store, Generic[P]):
         if not self._pending:
             return
         self._index()
+        path = self._file or regular_target(self.path)
         try:
-            with open(self.path, "rb") as f:
+            with open_regular(path) as f:
                 st = os.fstat(f.fileno())
                 same = stat_key(st) == self._stat and digest_file(f) == self._digest
         except OSError as e:
@@ -279,9 +323,12 @@ class SingleFileStore(Store, Generic[P]):
                 "not overwriting it (the next sync will pick up both changes)",
             )
         new = self._render()
-        written = write_atomic(self.path, new, fsync=True)
         try:
-            os.chmod(self.path, st.st_mode & 0o7777)
+            written = write_atomic(path, new, fsync=True)  # next to a link's target
+        except NotRegularFile as e:
+            raise self.error(StoreError, str(e)) from None
+        try:
+            os.chmod(path, st.st_mode & 0o7777)
         except OSError:
             pass
         self._written(new, written)

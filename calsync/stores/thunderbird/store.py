@@ -45,6 +45,7 @@ from calsync.stores import (
     StoreError,
     StoreUnavailable,
 )
+from calsync.stores._files import NotRegularFile, regular_target
 from calsync.stores.thunderbird import profiles, schema
 from calsync.stores.thunderbird.prefs import (
     STORAGE_URI,
@@ -133,15 +134,26 @@ class ThunderbirdStore(Store):
     def _running(self) -> Running | None:
         return running(self.profile)
 
-    def _load_base(self) -> CalendarRows:
-        if not self.db.is_file():
+    def _database(self) -> Path:
+        """The database file with symbolic links resolved (SQLite keeps the -wal
+        next to the target, and so does Thunderbird); StoreUnavailable if it is
+        missing or not a regular file (a device, FIFO...: never opened)."""
+        try:
+            real = Path(regular_target(self.db))
+        except NotRegularFile as e:
+            raise self.error(StoreUnavailable, str(e)) from None
+        if not real.is_file():
             raise self.error(
                 StoreUnavailable,
                 f"{self.db} does not exist; start Thunderbird once with this profile",
             )
+        return real
+
+    def _load_base(self) -> CalendarRows:
+        db = self._database()
         hot = self._running() is not None
         try:
-            with snapshot(self.db, self.ctx.cache_dir / "snapshots", check=hot) as conn:
+            with snapshot(db, self.ctx.cache_dir / "snapshots", check=hot) as conn:
                 schema.check(conn, str(self.db))
                 return load_calendar(conn, self.calendar.id)
         except (SnapshotError, schema.SchemaError, sqlite3.DatabaseError) as e:
@@ -366,8 +378,9 @@ class ThunderbirdStore(Store):
 
     def _apply(self) -> bool:
         """Write the queue in one transaction; False if the database is locked."""
+        db = self._database()
         try:
-            conn = sqlite3.connect(self.db, timeout=1.0, isolation_level=None)
+            conn = sqlite3.connect(db, timeout=1.0, isolation_level=None)
         except sqlite3.Error as e:
             raise self.error(StoreError, f"cannot open {self.db}: {e}") from None
         written = 0
@@ -380,7 +393,7 @@ class ThunderbirdStore(Store):
                 raise
             try:
                 schema.check(conn, str(self.db))
-                self._backup()
+                self._backup(db)
                 current = load_calendar(conn, self.calendar.id)
                 left: dict[str, Entry] = {}
                 for uid, entry in self.queue.entries.items():
@@ -421,7 +434,7 @@ class ThunderbirdStore(Store):
             log.info("%s: wrote %d change(s) to %s", self.name, written, self.describe())
         return True
 
-    def _backup(self) -> None:
+    def _backup(self, db: Path) -> None:
         """Copy the database and its -wal before the first write of this run."""
         if self._backed_up:
             return
@@ -429,8 +442,8 @@ class ThunderbirdStore(Store):
         root = self.ctx.cache_dir / "backups"
         target = root / f"{stamp}-{os.getpid()}"
         private_dir(target)  # copies of calendar data: owner-only, like the state dir
-        shutil.copy2(self.db, target / self.db.name)
-        wal = wal_of(self.db)
+        shutil.copy2(db, target / self.db.name)
+        wal = wal_of(db)
         if wal.exists():
             shutil.copy2(wal, target / wal.name)
         self._backed_up = True
