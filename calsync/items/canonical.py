@@ -153,6 +153,22 @@ def content_hash(data: bytes) -> str:
     return blake2b(canonical_form(data), digest_size=16).hexdigest()
 
 
+def opaque_hash(data: bytes) -> str:
+    """Hash of an item whose text cannot be parsed (it passes through as it is).
+
+    What a store changes around such an item must not change it: the
+    VCALENDAR lines, VTIMEZONEs, line endings and folding.  So this hashes the
+    item's own components (their bytes, in order, unfolded, LF line endings);
+    it never equals a ``content_hash``.
+    """
+    from calsync.items.split import ITEM_COMPONENTS, own_data, split
+
+    parts = [own_data(c) for c in split(data).components if c.name in ITEM_COMPONENTS]
+    lf = [p.replace(b"\r\n", b"\n").rstrip(b"\n") for p in parts or [data]]
+    text = _FOLD.sub(b"", b"\n".join(lf))
+    return blake2b(b"opaque\n" + text, digest_size=16).hexdigest()
+
+
 def version_hash(data: bytes) -> str:
     """Cheap hash of exact bytes (for stores whose version is their content)."""
     return blake2b(data, digest_size=12).hexdigest()

@@ -4,6 +4,18 @@ An item is every component sharing one UID (the master and its RECURRENCE-ID
 overrides) plus the VTIMEZONEs they use, wrapped in a VCALENDAR.  It keeps the
 bytes it was read from, so an unchanged item is written back byte-identical,
 and parses lazily: most items of a sync are only routed and hashed.
+
+Rules for what real producers write (issue #20):
+- known producer bugs are repaired on reading (``calsync.items.repair``); the
+  item carries the repaired bytes and says what was repaired (``notes``), the
+  source is never rewritten;
+- an item calsync still cannot parse is an item all the same: it keeps its
+  bytes, hashes by them (``canonical.opaque_hash``), syncs, updates and deletes
+  between stores that carry text as it is; only property merges, and stores
+  that must understand it (Thunderbird, vCalendar), refuse it;
+- a UID (and RECURRENCE-ID) a file holds twice is one item: the copy
+  ``repair.settle_duplicates`` picks; the others travel in ``notes.dropped``
+  for the history.
 """
 
 from __future__ import annotations
@@ -14,9 +26,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from calsync.items.canonical import blake2b, canonical_form, content_hash
+from calsync.items.canonical import blake2b, canonical_form, content_hash, opaque_hash
 from calsync.items.lines import MAX_DEPTH, Component, LineError, decode_text, parse
-from calsync.items.split import ITEM_COMPONENTS, RawComponent, split
+from calsync.items.split import ITEM_COMPONENTS, RawComponent, own_data, split
+from calsync.plain import Plain
 
 if TYPE_CHECKING:
     import icalendar
@@ -54,10 +67,23 @@ class ItemError(ValueError):
         return f"{': '.join(where)}: {self.reason}" if where else self.reason
 
 
+class ReadNotes(Plain):
+    """What reading an item did about its producer's mistakes: the engine logs
+    the repairs and keeps the dropped copies in history (once per item read)."""
+
+    __slots__ = ("dropped", "repairs")
+    repairs: list[str]  # what was repaired, one phrase each
+    dropped: list[tuple[bytes, str]]  # a losing duplicate (a whole item) and why it lost
+
+    def __init__(self, repairs: list[str], dropped: list[tuple[bytes, str]]) -> None:
+        self.repairs = repairs
+        self.dropped = dropped
+
+
 class Item:
     """One calendar object resource (see module docstring)."""
 
-    __slots__ = ("_hash", "_tree", "kind", "raw", "uid", "uid_derived")
+    __slots__ = ("_hash", "_tree", "kind", "notes", "raw", "uid", "uid_derived")
 
     def __init__(
         self,
@@ -74,6 +100,7 @@ class Item:
         self.uid_derived = uid_derived
         self._hash = hash
         self._tree: Component | None = None
+        self.notes: ReadNotes | None = None  # what reading it repaired or dropped
 
     def __repr__(self) -> str:
         return f"Item(uid={self.uid!r}, kind={self.kind}, {len(self.raw)} bytes)"
@@ -86,8 +113,8 @@ class Item:
         if self._hash is None:
             try:
                 self._hash = content_hash(self.raw)
-            except LineError as e:
-                raise ItemError(e.reason, id=self.uid, line=e.line) from None
+            except LineError:  # text that cannot be parsed is still an item
+                self._hash = opaque_hash(self.raw)
         return self._hash
 
     @property
@@ -191,10 +218,21 @@ class Item:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str | None = None) -> Item:
-        """Parse a single object resource (a vdir file, a CalDAV resource)."""
+        """Parse a single object resource (a vdir file, a CalDAV resource).
+
+        Known producer bugs are repaired (the item then carries the repaired
+        bytes and says so in ``notes``); text that still cannot be parsed is
+        an item all the same, kept byte for byte."""
         fast = _fast_single(data, source)
         if fast is not None:
             return fast
+        repairs: list[str] = []
+        if needs_a_look(data) and not _is_vcalendar_text(data):
+            from calsync.items.repair import repair
+
+            fixed = repair(data)
+            if fixed is not None:
+                data, repairs = fixed.data, fixed.repairs
         items, errors = items_from_stream(data, source=source)
         if errors:
             raise errors[0]
@@ -208,9 +246,13 @@ class Item:
                 source=source,
             )
         item = items[0]
-        if not item.uid_derived:
-            item.raw = data  # keep the resource byte-identical
-            item.validate(source)
+        if not item.uid_derived and not (item.notes and item.notes.dropped):
+            item.raw = data  # keep the resource byte-identical (as repaired)
+        if repairs:
+            if item.notes is None:
+                item.notes = ReadNotes(repairs, [])
+            else:
+                item.notes.repairs[:0] = repairs
         return item
 
     def with_uid(self, uid: str) -> Item:
@@ -226,7 +268,13 @@ class Item:
         Timestamps are compared as UTC basic-format strings, which order correctly.
         """
         best: tuple[str, int, str] = ("", -1, "")
-        for comp in self.components():
+        try:
+            comps = self.components()
+        except ItemError:  # text that cannot be parsed: the three read from its lines
+            from calsync.items.repair import raw_timestamps
+
+            return raw_timestamps(self.raw)
+        for comp in comps:
             lm = (comp.value("LAST-MODIFIED") or "").strip()
             try:
                 seq = int((comp.value("SEQUENCE") or "0").strip())
@@ -296,8 +344,8 @@ def _fast_single(data: bytes, source: str | None) -> Item | None:
         uid = u[i + 5 : end if end >= 0 else len(u)].strip()
     else:  # overrides repeat the UID; anything else goes the general way
         uids = {x.strip() for x in _UID_LINE.findall(u)}
-        if len(uids) != 1:
-            return None
+        if len(uids) != 1 or u.count(b"\nRECURRENCE-ID") < n_uid - 1:
+            return None  # several items, or a duplicate to settle
         uid = uids.pop()
     if not uid:
         return None
@@ -313,11 +361,61 @@ def _fast_single(data: bytes, source: str | None) -> Item | None:
         text = uid.decode("utf-8")
     except UnicodeDecodeError:
         text = uid.decode("latin-1")
-    item = Item(data, text, kind.decode())
     framed = b"\n" + u + b"\n"
     if _LINE_WITHOUT_COLON.search(framed) or _LINE_WITHOUT_NAME.search(framed):
-        item.validate(source)  # raises, naming the line in the original text
-    return item
+        return None  # a line to repair, or text to pass through: the general path
+    if needs_repair(u, best):
+        return None
+    return Item(data, text, kind.decode())
+
+
+# What ``needs_repair`` looks for (see ``calsync.items.repair``): a seventh time
+# digit, and weeks followed by more (a week is rare in a calendar: 'W' is searched first).
+_SEVENTH_DIGIT = re.compile(rb"T[0-9]{7}")
+_WEEKS_AND_MORE = re.compile(rb"W[0-9T]")  # a literal first: a fast scan
+_VERSION = re.compile(rb"^VERSION(?:;[^:\r\n]*)?:[ \t]*([^\r\n]*)", re.M | re.I)
+
+
+def needs_repair(unfolded: bytes, start: int = 0) -> bool:
+    """Whether unfolded text (from ``start``, its first item component) may hold
+    a value that ``repair`` fixes.  Three byte searches, ~1 µs: a well-formed
+    item costs next to nothing, and a false alarm only costs a closer look."""
+    return (
+        unfolded.find(b"QUOTED-PRINTABLE", start) >= 0
+        or _SEVENTH_DIGIT.search(unfolded, start) is not None
+        or (b"W" in unfolded and _weeks_and_more(unfolded, start))
+    )
+
+
+def _weeks_and_more(unfolded: bytes, start: int) -> bool:
+    """A number of weeks followed by more ('1W2D', '1WT2H')."""
+    for found in _WEEKS_AND_MORE.finditer(unfolded, start):
+        if unfolded[found.start() - 1 : found.start()].isdigit():
+            return True
+    return False
+
+
+def needs_a_look(data: bytes) -> bool:
+    """Whether (folded) text has a line without name or ':', or a value that
+    ``repair`` may fix."""
+    unfolded = unfold_bytes(data)
+    framed = b"\n" + unfolded + b"\n"
+    if _LINE_WITHOUT_COLON.search(framed) or _LINE_WITHOUT_NAME.search(framed):
+        return True
+    return needs_repair(unfolded)
+
+
+def is_vcalendar(cal_props: Iterable[bytes]) -> bool:
+    """Whether calendar properties say vCalendar (a VERSION other than 2.0)."""
+    for p in cal_props:
+        if p[:8].upper() in (b"VERSION:", b"VERSION;"):
+            return _is_vcalendar_text(p)
+    return False
+
+
+def _is_vcalendar_text(data: bytes) -> bool:
+    found = _VERSION.search(data)
+    return found is not None and found.group(1).strip() != b"2.0"
 
 
 _BEGIN_OR_END = re.compile(rb"(?:^|\n)(BEGIN|END):")
@@ -388,7 +486,14 @@ def insert_uid(component: bytes, uid: str, newline: bytes) -> bytes:
 
 
 class Grouped:
-    """Components of one stream grouped into items (shared by ics-like stores)."""
+    """Components of one stream grouped into items (shared by ics-like stores).
+
+    Producers' mistakes are dealt with here, per item, never for the stream:
+    known bugs are repaired (``calsync.items.repair``); text that still cannot
+    be parsed is an item all the same (passed through as it is, see
+    ``Item.hash``); a UID whose master (or one RECURRENCE-ID) appears twice
+    keeps one copy and notes the other in ``dropped`` (``repair.settle_duplicates``).
+    """
 
     def __init__(self, data: bytes, source: str | None = None) -> None:
         self.source = source
@@ -397,6 +502,8 @@ class Grouped:
         self.groups: dict[str, list[RawComponent]] = defaultdict(list)
         self.derived: set[str] = set()
         self.errors: dict[str, ItemError] = {}
+        # uid -> the copies that lost to another with the same RECURRENCE-ID, and why
+        self.dropped: dict[str, list[tuple[RawComponent, str]]] = {}
         for comp in self.split.components:
             if comp.name == "VTIMEZONE":
                 if comp.tzid and comp.tzid not in self.timezones:
@@ -417,83 +524,79 @@ class Grouped:
                 )
             self.groups[uid].append(comp)
         for uid, comps in self.groups.items():
-            broken = next((c for c in comps if c.error), None)
-            if broken is not None:
-                self.errors[uid] = ItemError(
-                    f"malformed {broken.name}: {broken.error}",
-                    source=source,
-                    id=uid,
-                    line=broken.line,
-                )
-                continue
-            self._check_group(uid, comps)
+            if len(comps) > 1:
+                self._settle(uid, comps)
 
-    def _check_group(self, uid: str, comps: list[RawComponent]) -> None:
-        """Same UID twice: overrides are fine, duplicates must be equal or reported."""
-        seen: dict[str | None, RawComponent] = {}
-        keep: list[RawComponent] = []
+    def _settle(self, uid: str, comps: list[RawComponent]) -> None:
+        """Same UID twice: overrides are fine, duplicates are settled (one kept)."""
+        winners: dict[str | None, RawComponent] = {}
         for c in comps:
             key = c.recurrence_id
-            if key in seen:
-                first = seen[key]
-                try:
-                    same = canonical_form(first.data) == canonical_form(c.data)
-                except LineError:
-                    same = False
-                if same:
-                    log.warning(
-                        "%s: UID %s appears twice (lines %d and %d) with equal content; "
-                        "keeping one",
-                        self.source or "input",
-                        uid,
-                        first.line,
-                        c.line,
-                    )
-                    continue
-                what = "RECURRENCE-ID " + key if key else "master component"
-                self.errors[uid] = ItemError(
-                    f"UID appears twice with different content ({what} at lines "
-                    f"{first.line} and {c.line}); not synced until one is removed",
-                    source=self.source,
-                    id=uid,
-                    line=c.line,
-                )
-                return
-            seen[key] = c
-            keep.append(c)
-        comps[:] = keep
+            first = winners.get(key)
+            if first is None:
+                winners[key] = c
+                continue
+            from calsync.items.repair import settle_duplicates  # only for duplicates
+
+            winner, loser, why = settle_duplicates(first, c)
+            winners[key] = winner
+            what = f"RECURRENCE-ID {key}" if key else "the master"
+            self.dropped.setdefault(uid, []).append(
+                (loser, f"{what} at line {loser.line}: {why} (kept line {winner.line})")
+            )
+        if uid in self.dropped:
+            comps[:] = [c for c in comps if winners.get(c.recurrence_id) is c]
 
     def uids(self) -> list[str]:
         return list(self.groups)
+
+    def members(self, uid: str) -> list[RawComponent]:
+        """Every component of ``uid`` in the file, the dropped copies too, in file order."""
+        comps = self.groups.get(uid, [])
+        lost = [c for c, _ in self.dropped.get(uid, ())]
+        return sorted([*comps, *lost], key=lambda c: c.start) if lost else comps
 
     def item(self, uid: str) -> Item:
         if uid in self.errors:
             raise self.errors[uid]
         comps = self.groups[uid]
-        nl = self.split.newline
-        parts = [c.data for c in comps]
+        props: list[bytes] = []
+        cal_index = comps[0].calendar
+        if cal_index < len(self.split.calendars):
+            props = item_cal_props(self.split.calendars[cal_index].props)
+        vcal = is_vcalendar(props)
+        repairs: list[str] = []
+        parts = [self._part(c, uid, vcal, repairs) for c in comps]
+        item = Item(self._assemble(comps, props, parts), uid, comps[0].name)
+        item.uid_derived = uid in self.derived
+        dropped = [
+            (self._assemble([c], props, [self._part(c, uid, vcal, [])]), why)
+            for c, why in self.dropped.get(uid, ())
+        ]
+        if repairs or dropped:
+            item.notes = ReadNotes(repairs, dropped)
+        return item
+
+    def _part(self, comp: RawComponent, uid: str, vcal: bool, repairs: list[str]) -> bytes:
+        """A component's bytes as the item carries them: repaired, with its UID."""
+        data = own_data(comp)
+        if not vcal and needs_a_look(data):
+            from calsync.items.repair import repair
+
+            fixed = repair(data, comp.line)
+            if fixed is not None:
+                data = fixed.data
+                repairs += fixed.repairs
         if uid in self.derived:
-            parts = [insert_uid(p, uid, nl) for p in parts]
+            data = insert_uid(data, uid, self.split.newline)
+        return data
+
+    def _assemble(self, comps: list[RawComponent], props: list[bytes], parts: list[bytes]) -> bytes:
         used: set[str] = set()
         for c in comps:
             used |= c.tzids_used()
         tzs = [self.timezones[t].data for t in sorted(used) if t in self.timezones]
-        cal_index = comps[0].calendar
-        props: list[bytes] = []
-        if cal_index < len(self.split.calendars):
-            props = item_cal_props(self.split.calendars[cal_index].props)
-        raw = assemble(props, tzs, parts, nl)
-        for c in comps:  # checked on the source slices: line numbers are the file's
-            problem = find_malformed_line(c.data)
-            if problem is not None:
-                line, text = problem
-                raise ItemError(
-                    f"malformed content line {text[:60]!r}",
-                    source=self.source,
-                    id=uid,
-                    line=c.line + line - 1,
-                )
-        return Item(raw, uid, comps[0].name, uid_derived=uid in self.derived)
+        return assemble(props, tzs, parts, self.split.newline)
 
 
 def items_from_stream(

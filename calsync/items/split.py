@@ -393,3 +393,27 @@ def _prop_lines(data: bytes, spans: list[tuple[int, int]]) -> list[bytes]:
             if raw.strip():
                 lines.append(raw.rstrip(b"\r\n"))
     return lines
+
+
+def own_data(comp: RawComponent) -> bytes:
+    """The component's bytes without what its slice ran into when it was never
+    closed: the END:VCALENDAR lines (and blank lines) of the calendar around it."""
+    data = comp.data
+    if comp.error is None:
+        return data
+    end = len(data)
+    while True:
+        body = data[:end].rstrip(b" \t\r\n")
+        start = body.rfind(b"\n") + 1
+        if body[start:].strip().upper() != b"END:VCALENDAR":
+            break
+        end = start
+    return data[:end] if end < len(data) else data
+
+
+def is_closed(comp: RawComponent) -> bool:
+    """Whether the component ends with its own END line (its bytes can stand
+    among others in a file without swallowing what follows)."""
+    body = comp.data.rstrip(b" \t\r\n")
+    last = body[body.rfind(b"\n") + 1 :].strip().upper()
+    return last.replace(b" ", b"").replace(b"\t", b"") == b"END:" + comp.name.encode()

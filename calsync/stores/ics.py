@@ -17,7 +17,7 @@ from typing import ClassVar
 from calsync.items import Item
 from calsync.items.canonical import version_hash
 from calsync.items.item import PRODID, Grouped
-from calsync.items.split import ITEM_COMPONENTS, RawComponent, split
+from calsync.items.split import ITEM_COMPONENTS, is_closed, own_data, split
 from calsync.stores import ItemRejected, NotFound, Option
 from calsync.stores._single import SingleFileStore, to_newline
 
@@ -57,10 +57,11 @@ class IcsStore(SingleFileStore[Payload]):
         """Split the file and index it by UID."""
         assert self._data is not None
         self._grouped = Grouped(self._data, str(self.path))
-        self._versions = {
-            uid: _version(b"".join(c.data for c in comps))
-            for uid, comps in self._grouped.groups.items()
-            if uid not in self._grouped.errors
+        grouped = self._grouped
+        self._versions = {  # of all its copies: an edit to a dropped duplicate counts
+            uid: _version(b"".join(c.data for c in grouped.members(uid)))
+            for uid in grouped.groups
+            if uid not in grouped.errors
         }
         self._errors = {uid: str(e) for uid, e in self._grouped.errors.items()}
 
@@ -84,6 +85,14 @@ class IcsStore(SingleFileStore[Payload]):
         comps = [c for c in parts.components if c.name in ITEM_COMPONENTS]
         if not comps:
             raise self.error(ItemRejected, "no VEVENT, VTODO or VJOURNAL", item.uid)
+        for c in comps:
+            if not is_closed(c):  # it would swallow the items after it in the file
+                raise self.error(
+                    ItemRejected,
+                    f"its {c.name} is never closed (no END:{c.name}); it cannot go into "
+                    "a file with other items",
+                    item.uid,
+                )
         body = b"".join(to_newline(c.data, newline) for c in comps)
         tzs = {
             c.tzid: to_newline(c.data, newline)
@@ -109,22 +118,21 @@ class IcsStore(SingleFileStore[Payload]):
                     new_tz.setdefault(tzid, tz)
         tz_written = not new_tz
         uid_of: dict[int, str] = {}
-        for uid, comps in grouped.groups.items():
-            for c in comps:
+        for uid in grouped.groups:
+            for c in grouped.members(uid):  # dropped duplicates go with their item
                 uid_of[id(c)] = uid
-        # components that grouping dropped as equal duplicates still sit in the file
         for comp in parts.components:
             if not tz_written and comp.name in ITEM_COMPONENTS:
                 out.append(data[pos : comp.start])
                 out.extend(new_tz.values())
                 pos = comp.start
                 tz_written = True
-            found = uid_of.get(id(comp)) or _uid_for(comp, grouped)
+            found = uid_of.get(id(comp))  # (a VFREEBUSY with an item's UID stays)
             if found is None or found not in self._pending or self._pending[found].new:
                 continue
             uid = found
             out.append(data[pos : comp.start])
-            pos = comp.end
+            pos = comp.start + len(own_data(comp))  # not the END:VCALENDAR it ran into
             if uid not in done:
                 done.add(uid)
                 payload = self._pending[uid].payload
@@ -150,13 +158,3 @@ class IcsStore(SingleFileStore[Payload]):
                 out.extend(b for b in added if b)
                 out.append(b"END:VCALENDAR" + newline)
         return b"".join(out)
-
-
-def _uid_for(comp: RawComponent, grouped: Grouped) -> str | None:
-    """The UID a component was grouped under (derived UIDs included)."""
-    if comp.uid is not None:
-        return comp.uid
-    for uid, comps in grouped.groups.items():
-        if any(c.start == comp.start for c in comps):
-            return uid
-    return None

@@ -298,6 +298,8 @@ class Engine:
         self._writes_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._base_hashes: dict[str, str] = {}  # uid -> hash of its base, where computed
+        # duplicates that lost in their file, read this run: (uid, side, id, content, why)
+        self._dropped: list[tuple[str, str, str, bytes, str]] = []
 
     # -- top level --------------------------------------------------------------
 
@@ -460,11 +462,53 @@ class Engine:
             out[id] = got
             if version and not isinstance(got, ItemError):
                 listing.versions[id] = version  # the version of what we actually read
+                if got.notes is not None:
+                    self._noted(side, id, got)
         return out
+
+    def _noted(self, side: str, id: str, item: Item) -> None:
+        """What reading ``item`` repaired (logged) and dropped (kept in history)."""
+        notes = item.notes
+        assert notes is not None
+        store = self.stores[side].name
+        if notes.repairs:
+            log.warning(
+                "pair %s: %s: item %s: repaired on reading (%s); the source stays as it is",
+                self.opt.name,
+                store,
+                item.uid,
+                "; ".join(notes.repairs),
+            )
+        for content, why in notes.dropped:
+            self._dropped.append((item.uid, side, id, content, why))
+        if notes.dropped:
+            log.warning(
+                "pair %s: %s: item %s: the file holds it %d times; syncing one, the other "
+                "copies are kept in history (`calsync history %s`): %s",
+                self.opt.name,
+                store,
+                item.uid,
+                len(notes.dropped) + 1,
+                item.uid,
+                "; ".join(why for _, why in notes.dropped),
+            )
+
+    def _save_dropped(self) -> None:
+        """Keep every duplicate that lost in history (once: a copy saved before is not)."""
+        records = []
+        for uid, side, id, content, _ in self._dropped:
+            record = self._history_record(uid, side, id, hist.DUPLICATE, content=content)
+            if record["hash"] is None or not self.history.has(uid, record["store"], record["hash"]):
+                records.append(record)
+        if records:
+            self.history.record_many(records)
+        self._dropped.clear()
 
     # -- writing -----------------------------------------------------------------
 
     def _execute(self, actions: list[Action]) -> None:
+        if self._dropped:
+            self._save_dropped()
         total = len(actions)
         for side, store in self.stores.items():
             store.expect_adds([a.item for a in actions if isinstance(a, Add) and a.to == side])
@@ -537,6 +581,8 @@ class Engine:
         side = getattr(action, "to", None) or getattr(action, "on", None) or "a"
         id = getattr(action, "id", None)
         store = self.stores[side].name
+        if isinstance(action, Add | Update):  # where the item that could not go came from
+            message += f" (read from {self.stores[other(side)].name} {action.source[0]})"
         log.error(
             "pair %s: %s: item %s: %s", self.opt.name, store, uid or id, message, extra=REPORTED
         )

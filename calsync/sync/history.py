@@ -65,6 +65,7 @@ REMOTE_DELETE = "remote-delete"
 UPDATE = "update"
 RESTORE = "restore"
 RESOLVE = "resolve"  # replaced when a conflict was decided again (sync.resolve)
+DUPLICATE = "duplicate"  # a copy of an item its file held twice, not the one synced
 
 # The sides of a logged conflict (``conflict_sides``).
 SIDE_A = "a"
@@ -182,6 +183,14 @@ class History:
             (uid, store, pair, id, time.time(), reason, hash, packed),
         )
         return int(cur.lastrowid or 0)
+
+    def has(self, uid: str, store: str, hash: str) -> bool:
+        """Whether this version of ``uid`` from ``store`` is saved already."""
+        found = self.db.execute(
+            "SELECT 1 FROM versions WHERE uid = ? AND store = ? AND hash = ? LIMIT 1",
+            (uid, store, hash),
+        )
+        return found.fetchone() is not None
 
     def record_many(self, records: list[dict[str, Any]]) -> None:
         """Save several versions (``record``'s keyword arguments each) in one

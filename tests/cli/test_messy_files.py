@@ -1,5 +1,5 @@
 """End to end (`calsync` as a process): files that are not calendars, links,
-devices and FIFOs (#20 items 7 and 10).
+devices and FIFOs, and the duplicates a file holds (#20 items 2, 7 and 10).
 
 The device nodes are made with mknod in the test's directory (a null device:
 major 1, minor 3), never the real /dev/null.
@@ -135,3 +135,24 @@ def test_convert_through_a_link_and_refuses_a_directory(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "is a directory, not a regular file" in out.stderr
     assert os.listdir(tmp_path / "adir") == []
+
+
+def test_history_shows_the_duplicate_that_lost(tmp_path: Path) -> None:
+    (tmp_path / "laptop.ics").write_bytes(
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"
+        b"BEGIN:VEVENT\r\nUID:dup\r\nSEQUENCE:3\r\nDTSTART:20250101T100000Z\r\n"
+        b"SUMMARY:Rescheduled\r\nEND:VEVENT\r\n"
+        b"BEGIN:VEVENT\r\nUID:dup\r\nSEQUENCE:1\r\nDTSTART:20250101T090000Z\r\n"
+        b"SUMMARY:First plan\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    (tmp_path / "phone").mkdir()
+    out = calsync(tmp_path, "sync")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "the file holds it 2 times" in out.stderr
+    (synced,) = (tmp_path / "phone").iterdir()
+    assert b"SUMMARY:Rescheduled" in synced.read_bytes()
+    listed = calsync(tmp_path, "history", "dup")
+    assert listed.returncode == 0 and "duplicate" in listed.stdout and "laptop" in listed.stdout
+    saved = json.loads(calsync(tmp_path, "history", "dup", "--json").stdout)["history"]
+    assert [v["reason"] for v in saved] == ["duplicate"]
+    assert "SUMMARY:First plan" in saved[0]["content"]

@@ -133,6 +133,9 @@ def test_reserialization_is_not_a_change(tmp_path: Path) -> None:
 
 
 def test_unparsable_item_is_reported_and_others_sync(tmp_path: Path) -> None:
+    """A component that is never closed is still an item (a vdir would take it
+    as it is), but an .ics file cannot hold it: the ics store refuses it,
+    naming why and where it came from."""
     a, b = make("vdir", tmp_path, "a"), make("ics", tmp_path, "b")
     p = Pair(a, b, tmp_path / "state")
     put(a, event("good", "Good"))
@@ -141,7 +144,8 @@ def test_unparsable_item_is_reported_and_others_sync(tmp_path: Path) -> None:
     assert r.added_b == 1
     assert len(r.errors) == 1
     err = r.errors[0]
-    assert err.store == "a" and err.id == "broken.ics" and "never closed" in err.message
+    assert err.store == "b" and err.uid == "b" and "never closed" in err.message
+    assert "read from a broken.ics" in err.message
     assert set(contents(b)) == {"good"}
     # fixed later: it syncs then
     (tmp_path / "a" / "broken.ics").write_bytes(event("b", "Fixed"))
@@ -154,8 +158,9 @@ def test_failed_item_is_never_taken_for_deleted(tmp_path: Path) -> None:
     p = Pair(a, b, tmp_path / "state")
     put(a, event("x", "Fine"))
     p.sync()
-    (tmp_path / "a" / "x.ics").write_bytes(
-        b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nJUNK\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    (tmp_path / "a" / "x.ics").write_bytes(  # one file, two items: not usable as it is
+        b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nEND:VEVENT\r\n"
+        b"BEGIN:VEVENT\r\nUID:y\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
     )
     r = p.sync()
     assert r.errors and r.deleted_b == 0
@@ -271,7 +276,9 @@ def test_ics_changed_by_another_program_during_sync_is_not_clobbered(tmp_path: P
     assert summaries(a) == summaries(b) == {"x": "X by other", "y": "Y"}
 
 
-def test_duplicate_uid_in_ics_is_reported_not_dropped(tmp_path: Path) -> None:
+def test_duplicate_uid_in_ics_syncs_the_later_and_keeps_the_other(tmp_path: Path) -> None:
+    """Equal SEQUENCE: the later copy in the file is the item; the earlier one
+    goes to history; the file itself is left as it is."""
     (tmp_path / "a.ics").write_bytes(
         b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"
         b"BEGIN:VEVENT\r\nUID:dup\r\nDTSTART:20250101T100000Z\r\nSUMMARY:First\r\nEND:VEVENT\r\n"
@@ -281,12 +288,16 @@ def test_duplicate_uid_in_ics_is_reported_not_dropped(tmp_path: Path) -> None:
     )
     a, b = make("ics", tmp_path, "a"), make("vdir", tmp_path, "b")
     p = Pair(a, b, tmp_path / "state")
+    before = (tmp_path / "a.ics").read_bytes()
     r = p.sync()
-    assert r.added_b == 1
-    assert [e.id for e in r.errors] == ["dup"]
-    assert "appears twice" in r.errors[0].message
-    data = (tmp_path / "a.ics").read_bytes()
-    assert b"SUMMARY:First" in data and b"SUMMARY:Second" in data
+    assert r.added_b == 2 and not r.errors
+    assert summaries(b) == {"dup": "Second", "ok": "Ok"}
+    saved = p.history().versions("dup")
+    assert [(v.reason, v.store) for v in saved] == [("duplicate", "a")]
+    assert b"SUMMARY:First" in saved[0].content and b"SUMMARY:Second" not in saved[0].content
+    assert (tmp_path / "a.ics").read_bytes() == before
+    assert Pair(a, b, tmp_path / "state").sync().changes == 0
+    assert len(p.history().versions("dup")) == 1
 
 
 def test_item_without_uid_gets_a_stable_one(tmp_path: Path) -> None:

@@ -276,6 +276,8 @@ class ThunderbirdStore(Store):
             return item_rows(item)
         except Unstorable as e:
             raise self.error(ItemRejected, str(e), id) from None
+        except ItemError as e:  # text passed through unparsed: Thunderbird needs its meaning
+            raise self.error(ItemRejected, f"cannot be parsed, so not stored: {e.reason}", id)
 
     def _stage(self, uid: str, op: str, rows: ItemRows | None) -> None:
         assert self._base is not None
