@@ -491,8 +491,9 @@ class Grouped:
     Producers' mistakes are dealt with here, per item, never for the stream:
     known bugs are repaired (``calsync.items.repair``); text that still cannot
     be parsed is an item all the same (passed through as it is, see
-    ``Item.hash``); a UID whose master (or one RECURRENCE-ID) appears twice
-    keeps one copy and notes the other in ``dropped`` (``repair.settle_duplicates``).
+    ``Item.hash``; ``_unusable`` says when it is an error); a UID whose master
+    (or one RECURRENCE-ID) appears twice keeps one copy and notes the others in
+    ``dropped`` (``repair.settle_duplicates``).
     """
 
     def __init__(self, data: bytes, source: str | None = None) -> None:
@@ -524,7 +525,15 @@ class Grouped:
                 )
             self.groups[uid].append(comp)
         for uid, comps in self.groups.items():
-            if len(comps) > 1:
+            broken = _unusable(comps)
+            if broken is not None:
+                self.errors[uid] = ItemError(
+                    f"malformed {broken.name}: {broken.error}",
+                    source=source,
+                    id=uid,
+                    line=broken.line,
+                )
+            elif len(comps) > 1:
                 self._settle(uid, comps)
 
     def _settle(self, uid: str, comps: list[RawComponent]) -> None:
@@ -597,6 +606,19 @@ class Grouped:
             used |= c.tzids_used()
         tzs = [self.timezones[t].data for t in sorted(used) if t in self.timezones]
         return assemble(props, tzs, parts, self.split.newline)
+
+
+def _unusable(comps: list[RawComponent]) -> RawComponent | None:
+    """The component that makes a UID's group an error rather than an item.
+
+    A component whose BEGIN/END lines do not balance is still an item (passed
+    through as text), unless it is nested too deep (an attack on whatever walks
+    it, not a producer's slip) or its UID has other components too (copies cut
+    at each other's BEGIN lines cannot be told apart or settled)."""
+    for c in comps:
+        if c.error is not None and (len(comps) > 1 or "nested more than" in c.error):
+            return c
+    return None
 
 
 def items_from_stream(

@@ -113,8 +113,11 @@ def test_item_failure_exit_1_names_item(tmp_path: Path) -> None:
     assert code == 1
     errors = data["pairs"]["main"]["errors"]
     assert len(errors) == 1
-    assert errors[0]["store"] == "phone" and errors[0]["id"] == "bad.ics"
+    # a component never closed is still an item (a vdir would take it), but an
+    # .ics file cannot hold it: the message says why and which file it came from
+    assert errors[0]["store"] == "laptop" and errors[0]["uid"] == "bad"
     assert "never closed" in errors[0]["message"]
+    assert "read from phone bad.ics" in errors[0]["message"]
     assert data["pairs"]["main"]["added_a"] == 1
 
 
