@@ -162,17 +162,24 @@ def fold(line: str, limit: int = 75) -> str:
     encoded = line.encode("utf-8")
     if len(encoded) <= limit:
         return line
-    parts: list[str] = []
+    return fold_bytes(encoded, limit=limit).decode("utf-8")
+
+
+def fold_bytes(line: bytes, newline: bytes = b"\r\n", limit: int = 75) -> bytes:
+    """``fold`` of an encoded line (a byte that is not UTF-8 is cut like any other)."""
+    if len(line) <= limit:
+        return line
+    parts: list[bytes] = []
     start = 0
     width = limit
-    while start < len(encoded):
-        end = min(start + width, len(encoded))
-        while end < len(encoded) and (encoded[end] & 0xC0) == 0x80:
+    while start < len(line):
+        end = min(start + width, len(line))
+        while end < len(line) and end > start + 1 and (line[end] & 0xC0) == 0x80:
             end -= 1  # do not cut inside a multi-byte character
-        parts.append(encoded[start:end].decode("utf-8"))
+        parts.append(line[start:end])
         start = end
         width = limit - 1  # continuation lines start with a space
-    return "\r\n ".join(parts)
+    return (newline + b" ").join(parts)
 
 
 def decode_text(data: bytes) -> str:

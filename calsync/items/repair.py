@@ -51,7 +51,7 @@ from __future__ import annotations
 import re
 
 from calsync.items.canonical import canonical_form
-from calsync.items.lines import LineError
+from calsync.items.lines import LineError, fold_bytes
 from calsync.items.split import ITEM_COMPONENTS, RawComponent, split
 from calsync.plain import Plain
 
@@ -142,7 +142,7 @@ def repair(data: bytes, first_line: int = 1) -> Repaired | None:
         if line.dropped:
             continue
         if line.changed:
-            out.append(fold(line.text, newline) + newline)
+            out.append(fold_bytes(line.text, newline) + newline)
         else:
             out.extend(p + b"\n" for p in line.physical)
     text = b"".join(out)
@@ -296,23 +296,6 @@ def _duration(value: bytes) -> bytes | None:
     if not total_days and not time:
         out += b"T0S"
     return out
-
-
-def fold(line: bytes, newline: bytes = b"\r\n", limit: int = 75) -> bytes:
-    """Fold a content line at ``limit`` octets, never inside a UTF-8 sequence."""
-    if len(line) <= limit:
-        return line
-    parts: list[bytes] = []
-    start = 0
-    width = limit
-    while start < len(line):
-        end = min(start + width, len(line))
-        while end < len(line) and end > start + 1 and (line[end] & 0xC0) == 0x80:
-            end -= 1
-        parts.append(line[start:end])
-        start = end
-        width = limit - 1
-    return (newline + b" ").join(parts)
 
 
 # -- duplicates and timestamps, read from a component's lines ------------------------

@@ -17,21 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.test_cli import CONFIG as CLI_CONFIG
 from tests.conftest import event
 
-CONFIG = """\
-[stores.laptop]
-type = "{kind}"
-path = "{path}"
-
-[stores.phone]
-type = "vdir"
-path = "phone"
-
-[pairs.main]
-a = "laptop"
-b = "phone"
-"""
+# test_cli's pair, with the laptop's store type and path to fill in
+CONFIG = CLI_CONFIG.replace('type = "ics"\npath = "laptop.ics"', 'type = "{kind}"\npath = "{path}"')
+assert "{kind}" in CONFIG
 
 
 def calsync(

@@ -42,6 +42,13 @@ def one_file(kind: str, tmp: Path, path: Path) -> IcsStore | VcsStore:
     return cls("a", StoreContext(tmp / "cache" / "a"), path)
 
 
+def holding(kind: str, tmp: Path, content: bytes) -> tuple[Path, IcsStore | VcsStore]:
+    """A one-file store whose file holds ``content``."""
+    path = tmp / f"cal.{kind}"
+    path.write_bytes(content)
+    return path, one_file(kind, tmp, path)
+
+
 def with_an_item(tmp: Path) -> VdirStore:
     b = VdirStore("b", StoreContext(tmp / "cache" / "b"), tmp / "b")
     put(b, event("from-b", "From b"))
@@ -64,9 +71,7 @@ def with_an_item(tmp: Path) -> VdirStore:
 def test_a_file_that_is_not_a_calendar_is_refused_and_left_alone(
     tmp_path: Path, kind: str, content: bytes
 ) -> None:
-    path = tmp_path / f"cal.{kind}"
-    path.write_bytes(content)
-    a = one_file(kind, tmp_path, path)
+    path, a = holding(kind, tmp_path, content)
     with pytest.raises(StoreUnavailable, match="is not a calendar file: it begins with"):
         a.list()
     r = Pair(a, with_an_item(tmp_path), tmp_path / "state").sync()
@@ -84,9 +89,7 @@ def test_a_file_that_is_not_a_calendar_is_refused_and_left_alone(
 def test_an_empty_file_or_a_calendar_after_blanks_is_a_calendar(
     tmp_path: Path, kind: str, content: bytes
 ) -> None:
-    path = tmp_path / f"cal.{kind}"
-    path.write_bytes(content)
-    a = one_file(kind, tmp_path, path)
+    path, a = holding(kind, tmp_path, content)
     r = Pair(a, with_an_item(tmp_path), tmp_path / "state").sync()
     assert r.stopped is None and r.added_a == 1 and not r.errors
     assert b"From b" in path.read_bytes()
