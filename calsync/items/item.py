@@ -125,26 +125,6 @@ class Item:
     def canonical(self) -> bytes:
         return canonical_form(self.raw)
 
-    def validate(self, source: str | None = None, first_line: int = 1) -> None:
-        """Cheap structural check: every content line has a name and a ':'.
-
-        Much cheaper than hashing (two regex passes over the unfolded text), so
-        an item can be checked before it is copied without paying for the
-        canonical form.
-        """
-        framed = b"\n" + unfold_bytes(self.raw) + b"\n"
-        if not _LINE_WITHOUT_COLON.search(framed) and not _LINE_WITHOUT_NAME.search(framed):
-            return
-        problem = find_malformed_line(self.raw)
-        if problem is not None:
-            line, text = problem
-            raise ItemError(
-                f"malformed content line {text[:60]!r}",
-                source=source,
-                id=self.uid,
-                line=first_line + line - 1,
-            )
-
     # -- parsed views ---------------------------------------------------------
 
     @property
@@ -285,23 +265,7 @@ class Item:
         return best
 
 
-# A logical line (a physical line and its continuations) with no ':' at all.
-_NO_COLON = re.compile(
-    rb"^(?![ \t\r\n])[^:\r\n]+(?:\r?\n[ \t][^:\r\n]*)*(?=\r?\n(?![ \t])|\r?\n?\Z)", re.M
-)
-# A line whose ':' or ';' comes first (no property name).
-_NO_NAME = re.compile(rb"^[:;]", re.M)
 _UID_LINE = re.compile(rb"^UID(?:;[^:\r\n]*)?:(.*?)\r?$", re.M | re.I)
-
-
-def find_malformed_line(data: bytes) -> tuple[int, bytes] | None:
-    """(line number, text) of the first content line without ':' or name, or None."""
-    found = [m.start() for m in (_NO_COLON.search(data), _NO_NAME.search(data)) if m]
-    if not found:
-        return None
-    start = min(found)
-    end = data.find(b"\n", start)
-    return data.count(b"\n", 0, start) + 1, data[start : end if end >= 0 else None].strip()
 
 
 def unfold_bytes(data: bytes) -> bytes:
