@@ -36,11 +36,14 @@ def two_vdirs(tmp: Path, items: int = 4) -> None:
 
 def test_each_error_and_guard_message_is_printed_once(tmp_path: Path) -> None:
     two_vdirs(tmp_path)
-    (tmp_path / "a" / "bad.ics").write_bytes(b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:bad\r\n")
+    (tmp_path / "a" / "bad.ics").write_bytes(  # one file, two items: an item error
+        b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:bad\r\nEND:VEVENT\r\n"
+        b"BEGIN:VEVENT\r\nUID:worse\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
     out = calsync(tmp_path, "sync")
     assert out.returncode == 1
     both = out.stdout + out.stderr
-    assert both.count("never closed") == 1, both
+    assert both.count("items with different UIDs") == 1, both
     for f in (tmp_path / "a").glob("e*.ics"):
         f.unlink()
     out = calsync(tmp_path, "sync")
