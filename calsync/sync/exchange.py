@@ -3,12 +3,14 @@
 Import adds or updates by UID.  It holds the locks of every pair using the
 store (so no sync runs meanwhile), saves each version it overwrites in the
 history (like the engine, reason ``update``, pair ``import``), and skips items
-whose content is already there.  The next sync of those pairs carries the
-imported changes to the other side.
+whose content is already there.  The copies of a UID the file holds twice
+that are not the item go to the history too (reason ``duplicate``).  The next
+sync of those pairs carries the imported changes to the other side.
 """
 
 from __future__ import annotations
 
+import logging
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -21,6 +23,8 @@ from calsync.sync.lock import Busy, pair_lock
 from calsync.sync.runner import history_file
 
 IMPORT_PAIR = "import"
+
+log = logging.getLogger(__name__)
 
 
 class ExchangeError(Exception):
@@ -79,6 +83,8 @@ def import_items(cfg: Config, store_name: str, items: list[Item]) -> ImportResul
             except (StoreError, ItemError) as e:
                 result.failed.append(f"{item.uid}: {e}")
                 continue
+            if item.notes is not None:
+                _noted(history, store.name, item)
             if outcome == "unchanged":
                 result.unchanged.append(item.uid)
             else:
@@ -94,6 +100,21 @@ def import_items(cfg: Config, store_name: str, items: list[Item]) -> ImportResul
             if outcome == "added" and uid in derived:
                 result.without_uid.append(uid)
     return result
+
+
+def _noted(history: History, store: str, item: Item) -> None:
+    """What reading the file repaired (logged) and the copies of a UID it held
+    twice that are not the item (kept in history, as a sync keeps them)."""
+    assert item.notes is not None
+    if item.notes.repairs:
+        log.warning(
+            "import: item %s: repaired on reading (%s)", item.uid, "; ".join(item.notes.repairs)
+        )
+    for content, why in item.notes.dropped:
+        log.warning("import: item %s: a copy not imported is kept in history: %s", item.uid, why)
+        history.record(
+            uid=item.uid, store=store, pair=IMPORT_PAIR, reason=hist.DUPLICATE, content=content
+        )
 
 
 def _import_one(

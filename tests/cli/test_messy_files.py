@@ -147,3 +147,24 @@ def test_history_shows_the_duplicate_that_lost(tmp_path: Path) -> None:
     saved = json.loads(calsync(tmp_path, "history", "dup", "--json").stdout)["history"]
     assert [v["reason"] for v in saved] == ["duplicate"]
     assert "SUMMARY:First plan" in saved[0]["content"]
+
+
+def test_import_keeps_the_duplicate_that_lost(tmp_path: Path) -> None:
+    (tmp_path / "laptop.ics").write_bytes(b"")
+    (tmp_path / "phone").mkdir()
+    (tmp_path / "export.ics").write_bytes(
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"
+        b"BEGIN:VEVENT\r\nUID:dup\r\nSEQUENCE:1\r\nSUMMARY:Old\r\nEND:VEVENT\r\n"
+        b"BEGIN:VEVENT\r\nUID:dup\r\nSEQUENCE:2\r\nSUMMARY:New\r\nEND:VEVENT\r\n"
+        b"END:VCALENDAR\r\n"
+    )
+    out = calsync(tmp_path, "import", "export.ics", "--into", "phone")
+    assert out.returncode == 0, out.stderr
+    assert "lower SEQUENCE (1 < 2)" in out.stderr
+    (imported,) = (tmp_path / "phone").iterdir()
+    assert b"SUMMARY:New" in imported.read_bytes() and b"SUMMARY:Old" not in imported.read_bytes()
+    saved = json.loads(calsync(tmp_path, "history", "dup", "--json").stdout)["history"]
+    assert [(v["reason"], v["store"], v["pair"]) for v in saved] == [
+        ("duplicate", "phone", "import")
+    ]
+    assert "SUMMARY:Old" in saved[0]["content"]
