@@ -66,6 +66,15 @@ def convert(target: str, input_name: str, output_name: str | None) -> None:
     errors = found.errors + unwritable
     for e in errors:
         click.echo(f"calsync: {e}", err=True)
+    for item in found.items:  # no history here: what was left out is said, at least
+        notes = item.notes
+        if notes is not None and notes.repairs:
+            click.echo(
+                f"calsync: {source}: item {item.uid}: repaired: {'; '.join(notes.repairs)}",
+                err=True,
+            )
+        for _, why in notes.dropped if notes is not None else ():
+            click.echo(f"calsync: {source}: item {item.uid}: a copy left out: {why}", err=True)
     if found.items or not errors:
         write_output(output_name, converted)
     if errors:

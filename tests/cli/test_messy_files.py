@@ -168,3 +168,19 @@ def test_import_keeps_the_duplicate_that_lost(tmp_path: Path) -> None:
         ("duplicate", "phone", "import")
     ]
     assert "SUMMARY:Old" in saved[0]["content"]
+
+
+def test_convert_says_what_it_repaired_and_left_out(tmp_path: Path) -> None:
+    (tmp_path / "in.ics").write_bytes(
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"
+        b"BEGIN:VEVENT\r\nUID:dup\r\nSEQUENCE:1\r\nSUMMARY:Old\r\n"
+        b"DTSTART:20250101T1000000Z\r\nEND:VEVENT\r\n"
+        b"BEGIN:VEVENT\r\nUID:dup\r\nSEQUENCE:2\r\nSUMMARY:New\r\n"
+        b"DTSTART:20250101T1100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    out = calsync(tmp_path, "convert", "--to", "vcal", "in.ics", "out.vcs")
+    assert out.returncode == 0, out.stderr
+    assert "in.ics: item dup: a copy left out: the master at line 3: lower SEQUENCE" in out.stderr
+    assert "in.ics: item dup: repaired: line 13: DTSTART had a seventh time digit" in out.stderr
+    converted = (tmp_path / "out.vcs").read_bytes()
+    assert b"SUMMARY:New" in converted and b"DTSTART:20250101T110000Z" in converted
