@@ -128,13 +128,18 @@ def test_convert_through_a_link_and_refuses_a_directory(tmp_path: Path) -> None:
     assert os.listdir(tmp_path / "adir") == []
 
 
+def held_twice(*copies: str) -> bytes:
+    """A calendar holding UID dup once per copy (each: its lines after the UID)."""
+    events = "".join(f"BEGIN:VEVENT\r\nUID:dup\r\n{c}END:VEVENT\r\n" for c in copies)
+    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{events}END:VCALENDAR\r\n".encode()
+
+
 def test_history_shows_the_duplicate_that_lost(tmp_path: Path) -> None:
     (tmp_path / "laptop.ics").write_bytes(
-        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"
-        b"BEGIN:VEVENT\r\nUID:dup\r\nSEQUENCE:3\r\nDTSTART:20250101T100000Z\r\n"
-        b"SUMMARY:Rescheduled\r\nEND:VEVENT\r\n"
-        b"BEGIN:VEVENT\r\nUID:dup\r\nSEQUENCE:1\r\nDTSTART:20250101T090000Z\r\n"
-        b"SUMMARY:First plan\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        held_twice(
+            "SEQUENCE:3\r\nDTSTART:20250101T100000Z\r\nSUMMARY:Rescheduled\r\n",
+            "SEQUENCE:1\r\nDTSTART:20250101T090000Z\r\nSUMMARY:First plan\r\n",
+        )
     )
     (tmp_path / "phone").mkdir()
     out = calsync(tmp_path, "sync")
@@ -153,10 +158,7 @@ def test_import_keeps_the_duplicate_that_lost(tmp_path: Path) -> None:
     (tmp_path / "laptop.ics").write_bytes(b"")
     (tmp_path / "phone").mkdir()
     (tmp_path / "export.ics").write_bytes(
-        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"
-        b"BEGIN:VEVENT\r\nUID:dup\r\nSEQUENCE:1\r\nSUMMARY:Old\r\nEND:VEVENT\r\n"
-        b"BEGIN:VEVENT\r\nUID:dup\r\nSEQUENCE:2\r\nSUMMARY:New\r\nEND:VEVENT\r\n"
-        b"END:VCALENDAR\r\n"
+        held_twice("SEQUENCE:1\r\nSUMMARY:Old\r\n", "SEQUENCE:2\r\nSUMMARY:New\r\n")
     )
     out = calsync(tmp_path, "import", "export.ics", "--into", "phone")
     assert out.returncode == 0, out.stderr
@@ -172,11 +174,10 @@ def test_import_keeps_the_duplicate_that_lost(tmp_path: Path) -> None:
 
 def test_convert_says_what_it_repaired_and_left_out(tmp_path: Path) -> None:
     (tmp_path / "in.ics").write_bytes(
-        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"
-        b"BEGIN:VEVENT\r\nUID:dup\r\nSEQUENCE:1\r\nSUMMARY:Old\r\n"
-        b"DTSTART:20250101T1000000Z\r\nEND:VEVENT\r\n"
-        b"BEGIN:VEVENT\r\nUID:dup\r\nSEQUENCE:2\r\nSUMMARY:New\r\n"
-        b"DTSTART:20250101T1100000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        held_twice(
+            "SEQUENCE:1\r\nSUMMARY:Old\r\nDTSTART:20250101T1000000Z\r\n",
+            "SEQUENCE:2\r\nSUMMARY:New\r\nDTSTART:20250101T1100000Z\r\n",
+        )
     )
     out = calsync(tmp_path, "convert", "--to", "vcal", "in.ics", "out.vcs")
     assert out.returncode == 0, out.stderr
