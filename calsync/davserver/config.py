@@ -9,19 +9,23 @@
     [caldav]                          # optional
     # max_size = 4000000              # largest calendar object accepted (bytes)
 
+Devices paired with ``calsync pair`` log in with the user's name and their own
+app password (``calsync.credentials``).
+
 A calendar's collection name is the store's name; its display name defaults
 to the store name too (a client may rename it: that is kept per collection).
 """
 
 from __future__ import annotations
 
-import hmac
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calsync import credentials
 from calsync.config import Config, ConfigError, _check_options, _Lines, resolve_secret
+from calsync.credentials import AppPasswordStore
 from calsync.stores import Option
 
 USER_OPTIONS: dict[str, Option] = {
@@ -124,14 +128,16 @@ class User:
 class DavSettings:
     users: dict[str, User]
     max_size: int = 4_000_000
+    app_passwords: AppPasswordStore | None = None  # the devices' (calsync.credentials)
 
     def check(self, login: str, password: str) -> bool:
-        """Whether ``password`` is ``login``'s, compared in constant time (an unknown
-        user costs the same as a known one)."""
+        """Whether ``password`` is ``login``'s or one of its devices' app passwords,
+        compared in constant time (an unknown user costs what a known one does)."""
         user = self.users.get(login)
-        expected = user.password if user else "\0" * 16
-        ok = hmac.compare_digest(password.encode("utf-8"), expected.encode("utf-8"))
-        return ok and user is not None
+        found = credentials.check(
+            login, password, user.password if user else "\0" * 16, self.app_passwords
+        )
+        return found is not None and user is not None
 
     def stores_of(self, user: str) -> tuple[str, ...]:
         found = self.users.get(user)
@@ -158,4 +164,8 @@ def load(cfg: Config) -> DavSettings:
                 key=f"caldav.users.{name}.password",
             )
         users[name] = User(name, password, tuple(dict.fromkeys(sect.get("calendars", []))))
-    return DavSettings(users, int(section.get("max_size", 4_000_000)))
+    return DavSettings(
+        users,
+        int(section.get("max_size", 4_000_000)),
+        credentials.app_passwords(cfg.state_dir),
+    )

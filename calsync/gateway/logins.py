@@ -51,6 +51,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from calsync import credentials
+from calsync.credentials import app_passwords
+
 if TYPE_CHECKING:
     from calsync.config import Config
 
@@ -198,12 +201,13 @@ def account_check(cfg: Config) -> Callable[[str, str, str], bool]:
 
         for name, account in syncml_settings(cfg).server.accounts.items():
             accounts[name] = (account.password, set(account.datastores.values()))
+    devices = app_passwords(cfg.state_dir)  # a paired device's app password counts too
 
     def check(user: str, password: str, store: str) -> bool:
         if dav is not None and dav.check(user, password):
             return store == ANY_STORE or store in dav.stores_of(user)
         expected, stores = accounts.get(user, ("\0" * 16, set()))
-        if hmac.compare_digest(password.encode("utf-8"), expected.encode("utf-8")):
+        if credentials.check(user, password, expected, devices) is not None:
             return user in accounts and (store == ANY_STORE or store in stores)
         return False
 

@@ -48,6 +48,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from calsync.config import Config
+from calsync.credentials import AppPassword
 from calsync.gateway.logins import FailureThrottle, source_key
 from calsync.syncml import codec
 from calsync.syncml.backend import Backend
@@ -245,6 +246,16 @@ class SyncMLEndpoint:
                 )
             self.sessions[session.token] = entry
 
+    def end_sessions_of(self, device: str) -> int:
+        """Drop the sessions that logged in with ``device``'s app password (it was
+        revoked: their next message gets 404, and a new login fails)."""
+        ended = [t for t, e in self.sessions.items() if e.session.app_password == device]
+        for token in ended:
+            del self.sessions[token]
+        if ended:
+            log.info("ended %d SyncML session(s) of revoked device %s", len(ended), device)
+        return len(ended)
+
     def _expire(self) -> None:
         now = self.clock()
         for token, entry in list(self.sessions.items()):
@@ -268,6 +279,7 @@ class SyncMLFeature:
         self.routes: list[BaseRoute] = [
             Route(path, endpoint.handle, methods=["POST", "GET", "PUT"])
         ]
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_config(
@@ -279,7 +291,21 @@ class SyncMLFeature:
             backend.on_store_changed.append(on_store_changed)
         return cls(SyncMLEndpoint(settings.server, backend))
 
+    def device_revoked(self, app: AppPassword) -> None:
+        """A device's app password was revoked (``pairing.PairingService.revoke``, from
+        any thread): its sessions end on the event loop, which owns the table."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or loop is running or loop.is_closed():
+            self.endpoint.end_sessions_of(app.device)
+        else:
+            loop.call_soon_threadsafe(self.endpoint.end_sessions_of, app.device)
+
     def startup(self) -> None:
+        self._loop = asyncio.get_running_loop()
         names = ", ".join(sorted(self.endpoint.server.accounts)) or "none"
         log.info("SyncML endpoint ready; accounts: %s", names)
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from calsync.config import Config
+from calsync.credentials import app_passwords
 from calsync.items import Item, ItemError
 from calsync.stores import Store, StoreContext, StoreError
 from calsync.sync.engine import Engine, PairOptions
@@ -40,6 +41,7 @@ from calsync.syncml.session import (
     ConsumeNonce,
     Finish,
     IssueNonce,
+    LoadAppPasswords,
     LoadDevInf,
     LoadNonce,
     OpenDatastore,
@@ -110,12 +112,22 @@ class Backend:
         if isinstance(req, SaveDevInf):
             db.set_devinf(req.account, req.device, req.info.to_json())
             return None
+        if isinstance(req, LoadAppPasswords):
+            found = app_passwords(self.state_dir).of_account(req.account)
+            return [(p.device, p.password) for p in found]
         with self._device_lock(req.account, req.device):
             return self._datastore_request(db, req)
 
     def _datastore_request(self, db: DeviceDB, req: Request) -> Any:
         assert not isinstance(
-            req, LoadNonce | SaveNonce | ConsumeNonce | IssueNonce | LoadDevInf | SaveDevInf
+            req,
+            LoadNonce
+            | SaveNonce
+            | ConsumeNonce
+            | IssueNonce
+            | LoadDevInf
+            | SaveDevInf
+            | LoadAppPasswords,
         )
         ds = db.datastore(req.account, req.device, req.datastore)
         if isinstance(req, OpenDatastore):

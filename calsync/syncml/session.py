@@ -303,6 +303,14 @@ class IssueNonce:
 
 
 @dataclass
+class LoadAppPasswords:
+    """-> [(device, password)]: the app passwords of ``account``'s paired devices
+    (``calsync.credentials``), tried after the account's own password."""
+
+    account: str
+
+
+@dataclass
 class DatastoreState:
     device_anchor: str | None = None  # the device's Next of the last good session
     server_anchor: str | None = None  # our Next of the last good session
@@ -417,6 +425,7 @@ Request = (
     | OpenDatastore
     | LoadDevInf
     | SaveDevInf
+    | LoadAppPasswords
     | BeginSync
     | ApplyChanges
     | RunSync
@@ -533,6 +542,7 @@ class ServerSession:
         self.resp_uri = f"{url}?sessionid={token}"
         self.phase = "init"  # init -> sync -> sending -> map -> done | failed
         self.account: Account | None = None
+        self.app_password: str | None = None  # the device whose app password logged in
         self.device: str | None = None
         self.device_name: str | None = None
         self.session_id: str | None = None
@@ -669,17 +679,21 @@ class ServerSession:
             for candidate in self._candidates(cred.type, cred.data, hdr.source_name):
                 if not candidate.allows(cred.type):
                     continue
-                verdict = auth.check(
-                    cred.type,
-                    cred.format,
-                    cred.data,
-                    user=candidate.name,
-                    password=candidate.password,
-                    nonce=nonce,
-                    version=hdr.ver_dtd,
-                )
-                if verdict.ok:
-                    account = candidate
+                devices: list[tuple[str, str]] = (yield LoadAppPasswords(candidate.name)) or []
+                for device, password in [(None, candidate.password), *devices]:
+                    verdict = auth.check(
+                        cred.type,
+                        cred.format,
+                        cred.data,
+                        user=candidate.name,
+                        password=password,
+                        nonce=nonce,
+                        version=hdr.ver_dtd,
+                    )
+                    if verdict.ok:
+                        account, self.app_password = candidate, device
+                        break
+                if account is not None:
                     break
         next_nonce = auth.new_nonce()
         if account is not None and nonce is not None:
