@@ -100,6 +100,12 @@ SECTION_OPTIONS: dict[str, dict[str, Option]] = {
         "api_remote": Option(
             bool, "serve the control API (/api/) to other machines too (default: this one only)"
         ),
+        "lan": Option(
+            bool,
+            "serve phones on the local network: TLS from calsync's own certificate authority, "
+            "pairing (calsync pair) and mDNS announcements (like calsync serve --lan)",
+        ),
+        "mdns": Option(bool, "announce the server over mDNS in lan mode", default=True),
     },
 }
 

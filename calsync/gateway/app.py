@@ -22,6 +22,13 @@ A feature that *is* a web page declares its path prefixes in an optional
 ``browser_paths`` attribute; those are exempt and must then protect their
 own actions (CSRF tokens).  ``/`` among them stands for the root page alone,
 not for every path.
+
+Plain HTTP from other machines is refused on every route (``PlainGuard``,
+403) before any feature sees it: in LAN mode the TLS port also answers in
+clear (``connections.py``), for the pairing page alone.  A feature serving
+something in clear names the path prefixes it serves so *now* in an optional
+``plain_paths()`` method (the pairing page: while a pairing is open).  Each
+endpoint's own TLS check (CalDAV's, the feeds') stays as a second line.
 """
 
 from __future__ import annotations
@@ -47,8 +54,9 @@ log = logging.getLogger("calsync.gateway")
 
 
 class Feature(Protocol):
-    """``routes``; optionally ``browser_paths`` (path prefixes of a web page, see
-    the module docstring) and the hooks below."""
+    """``routes``; optionally ``browser_paths`` (path prefixes of a web page),
+    ``plain_paths()`` (what it serves in clear now; see the module docstring)
+    and the hooks below."""
 
     routes: list[BaseRoute]
 
@@ -129,6 +137,34 @@ class BrowserGuard:
         await self.app(scope, receive, send)
 
 
+def _under(path: str, prefixes: Sequence[str]) -> bool:
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
+class PlainGuard:
+    """ASGI middleware: 403 for plain HTTP from another machine, but on the paths a
+    feature serves in clear right now (``plain_paths()``; see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, plain: Sequence[Callable[[], Sequence[str]]] = ()) -> None:
+        self.app = app
+        self.plain = plain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("scheme") != "https":
+            from calsync.gateway.server import is_loopback
+
+            client = scope.get("client")
+            path = str(scope.get("path", ""))
+            if not is_loopback(client[0] if client else "") and not any(
+                _under(path, paths()) for paths in self.plain
+            ):
+                await PlainTextResponse(
+                    "use https: plain HTTP is served to this machine only\n", status_code=403
+                )(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(features: Sequence[Feature]) -> Starlette:
     """One app serving every feature's routes; hooks run at start and stop.
 
@@ -152,10 +188,14 @@ def create_app(features: Sequence[Feature]) -> Starlette:
 
     routes = [route for f in features for route in f.routes]
     browser_paths = [p for f in features for p in getattr(f, "browser_paths", ())]
+    plain = [m for f in features if callable(m := getattr(f, "plain_paths", None))]
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(BrowserGuard, browser_paths=browser_paths)],
+        middleware=[
+            Middleware(PlainGuard, plain=plain),
+            Middleware(BrowserGuard, browser_paths=browser_paths),
+        ],
     )
 
 

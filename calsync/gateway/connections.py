@@ -63,6 +63,17 @@ configuration) and listens in plain TCP, and the protocol runs the handshake
 itself (``loop.start_tls``): the connection counts from its first byte, the
 handshake must end within ``header_timeout``, and a failed one is counted,
 never answered in plain text.
+
+Plain HTTP beside TLS (``plain_too``, the LAN mode only): a phone's first
+contact is the pairing page over plain HTTP (it does not trust our CA yet),
+on the same port as everything else, so the QR code, the firewall rule and
+the mDNS announcement name one port.  The protocol peeks at the first byte
+of a connection without taking it from the socket (``MSG_PEEK``): 0x16 opens
+every TLS connection (a handshake record) and no HTTP request line, so that
+one byte decides.  What then arrives in clear reaches the app with scheme
+``http``, where ``app.PlainGuard`` refuses it from other machines except on
+the pairing page's paths while a pairing is open.  A second port would work
+too, but would need its own announcement, rule and URL, for one page.
 """
 
 from __future__ import annotations
@@ -70,6 +81,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
+import socket
 import ssl
 import threading
 import time
@@ -88,6 +101,7 @@ from calsync.gateway.logs import event
 log = logging.getLogger("calsync.gateway")
 
 GONE = "calsync.client_gone"
+TLS_HANDSHAKE = 0x16  # the first byte of a TLS connection (a handshake record)
 
 # accept() failures that mean "out of resources", not a bad client
 RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -183,6 +197,7 @@ class ConnectionGuard:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.tls: ssl.SSLContext | None = None  # set by GuardedServer: handshakes are ours
+        self.plain_too = False  # with tls: plain HTTP on the same port too (see the docstring)
 
     def protocol(self) -> type[GuardedH11Protocol]:
         """The protocol class for uvicorn's ``http``, bound to this guard."""
@@ -265,6 +280,7 @@ class GuardedH11Protocol(H11Protocol):
         self.raw: asyncio.Transport | None = None  # the TCP transport, under TLS
         self.handshake: asyncio.Task[None] | None = None
         self.early = bytearray()  # decrypted before start_tls returned (held for h11)
+        self.peek: socket.socket | None = None  # waiting for the first byte (plain_too)
         now = self.guard.clock()
         self.head_since: float | None = now  # waiting for a request head since
         self.body_started = now
@@ -282,12 +298,58 @@ class GuardedH11Protocol(H11Protocol):
             transport.pause_reading()  # no TLS bytes may reach h11
             self.raw = transport
             self.guard.admit(self)
-            if not transport.is_closing():
-                loop = asyncio.get_running_loop()
-                self.handshake = loop.create_task(self._start_tls(transport, self.guard.tls))
+            if transport.is_closing():
+                return
+            if self.guard.plain_too:
+                self._sniff(transport)
+            else:
+                self._handshake(transport)
             return
         super().connection_made(transport)
         self.guard.admit(self)
+
+    def _handshake(self, raw: asyncio.Transport) -> None:
+        assert self.guard.tls is not None
+        loop = asyncio.get_running_loop()
+        self.handshake = loop.create_task(self._start_tls(raw, self.guard.tls))
+
+    def _sniff(self, raw: asyncio.Transport) -> None:
+        """TLS or plain HTTP on one port: wait for the first byte, peek at it (it stays
+        in the socket), then run the handshake (0x16, a TLS record) or h11 in clear.
+
+        The wait watches a duplicate of the socket's descriptor: asyncio lets no one
+        else watch a transport's own, and the transport must not read yet."""
+        loop = asyncio.get_running_loop()
+        peek = socket.socket(fileno=os.dup(raw.get_extra_info("socket").fileno()))
+        self.peek = peek
+
+        def readable() -> None:
+            try:
+                first = peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return  # nothing after all: keep waiting
+            except OSError:
+                first = b""
+            self._stop_sniffing()
+            if raw.is_closing():
+                return
+            if not first:  # closed before a byte
+                self.guard.forget(self)
+                raw.close()
+            elif first[0] == TLS_HANDSHAKE:
+                self._handshake(raw)
+            else:
+                self.raw = None
+                super(GuardedH11Protocol, self).connection_made(raw)  # h11 in clear
+                raw.resume_reading()
+
+        loop.add_reader(peek.fileno(), readable)
+
+    def _stop_sniffing(self) -> None:
+        peek, self.peek = self.peek, None
+        if peek is not None:
+            asyncio.get_running_loop().remove_reader(peek.fileno())
+            peek.close()  # the duplicate only: the connection stays
 
     async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
         loop = asyncio.get_running_loop()
@@ -313,6 +375,7 @@ class GuardedH11Protocol(H11Protocol):
             self.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_sniffing()
         if self.gone is not None:
             self.gone.set()
         self.guard.forget(self)
@@ -401,6 +464,7 @@ class GuardedH11Protocol(H11Protocol):
         """Close this connection; counted under ``why`` (never logged one by one)."""
         self.guard.pressure.note(why)
         self.guard.forget(self)
+        self._stop_sniffing()
         if self.gone is not None:
             self.gone.set()
         transport = self.transport or self.raw
@@ -434,7 +498,8 @@ class GuardedServer(uvicorn.Server):
     async def startup(self, sockets: Any = None) -> None:
         # uvicorn built its TLS context from the configuration: the protocol uses it,
         # uvicorn listens in plain TCP (see the module docstring)
-        self.guard.tls, self.config.ssl = self.config.ssl, None
+        if self.config.ssl is not None:  # else the guard was given a context of its own
+            self.guard.tls, self.config.ssl = self.config.ssl, None
         self.guard.start(asyncio.get_running_loop())
         await super().startup(sockets=sockets)
 

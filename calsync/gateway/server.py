@@ -5,6 +5,17 @@ address is refused unless ``allow_remote = true`` *and* TLS is configured
 (``cert``/``key``, or ``tls_cert``/``tls_key``): device passwords and calendars must not cross a
 network in clear.
 
+LAN mode (``calsync serve --lan``, ``[server] lan = true``): phones on the
+local network reach the gateway over TLS with a certificate from calsync's
+own CA (``tls.py``; ``cert``/``key`` are then refused: those are for
+``allow_remote``).  Without a ``listen`` it listens on every address, IPv6
+and IPv4 on one dual-stack socket (``[::]:8765``; ``0.0.0.0:8765`` where the
+system has no IPv6): a phone reaches the machine at whatever address the
+Wi-Fi gave it, and the certificate names them all.  IPv4 clients then show
+as ``::ffff:a.b.c.d``, which ``is_loopback`` and ``logins.source_key`` read
+as the IPv4 address.  The port also answers plain HTTP, for the pairing page
+alone (``connections.py`` says how, ``app.PlainGuard`` what it serves).
+
 ``bind`` takes the port before anything is announced (a port in use is one
 clear error, exit 2), and uvicorn serves that socket.  Every server runs
 under the connection limits of ``limits.py``, enforced by
@@ -17,6 +28,7 @@ import errno
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,10 +53,16 @@ class Listen:
     port: int
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    lan: bool = False  # LAN mode (see the module docstring)
+    context: ssl.SSLContext | None = None  # a TLS context of the caller's (LAN mode)
 
     @property
     def scheme(self) -> str:
-        return "https" if self.tls_cert else "http"
+        return "https" if self.tls_cert or self.context else "http"
+
+    @property
+    def wildcard(self) -> bool:
+        return self.host in ("0.0.0.0", "::", "")
 
     def url(self, path: str = "/sync") -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -64,20 +82,40 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine (``::ffff:127.0.0.1`` too: a dual-stack socket's
+    IPv4 clients)."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        addr = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
 
 
-def listen_options(cfg: Config, override: str | None = None) -> Listen:
-    """Where to listen, from ``--listen`` or ``[server]``; ConfigError when unsafe."""
-    section = cfg.section("server")
-    text = override or section.get("listen") or DEFAULT_LISTEN
+def has_ipv6() -> bool:
+    """Can this system bind an IPv6 socket (else LAN mode listens on 0.0.0.0)?"""
     try:
-        host, port = parse_listen(text)
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::", 0))
+    except OSError:
+        return False
+    return True
+
+
+def listen_options(cfg: Config, override: str | None = None, *, lan: bool = False) -> Listen:
+    """Where to listen, from ``--listen`` or ``[server]``; ConfigError when unsafe.
+    ``lan``: ``--lan`` (else ``[server] lan``)."""
+    section = cfg.section("server")
+    lan = lan or bool(section.get("lan"))
+    text = override or section.get("listen")
+    if text is None and lan:
+        port = parse_listen(DEFAULT_LISTEN)[1]
+        text = f"[::]:{port}" if has_ipv6() else f"0.0.0.0:{port}"
+    try:
+        host, port = parse_listen(text or DEFAULT_LISTEN)
     except ValueError as e:
         raise ConfigError(str(e), path=cfg.path, key="server.listen") from None
     from calsync.stores._files import expand_path
@@ -92,6 +130,16 @@ def listen_options(cfg: Config, override: str | None = None) -> Listen:
     )
     if bool(cert) != bool(key):
         raise ConfigError("tls_cert and tls_key go together", path=cfg.path, key="server.tls_key")
+    if lan:
+        if cert:
+            raise ConfigError(
+                "lan = true serves calsync's own certificate; for your own certificate "
+                "use allow_remote = true with cert and key instead",
+                path=cfg.path,
+                key="server.lan",
+            )
+        opts.lan = True
+        return opts
     if not is_loopback(host):
         if not section.get("allow_remote"):
             raise ConfigError(
@@ -119,6 +167,8 @@ def bind(opts: Listen) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and opts.wildcard:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # IPv4 clients too
         sock.bind((opts.host, opts.port))
     except OSError as e:
         sock.close()
@@ -129,6 +179,9 @@ def bind(opts: Listen) -> socket.socket:
 
 def _server(app: Starlette, opts: Listen, limits: Limits, open_files: int | None) -> GuardedServer:
     guard = ConnectionGuard(limits, limits.connection_cap(open_files))
+    if opts.context is not None:
+        guard.tls = opts.context  # kept current in place (tls.LocalCA.reload)
+        guard.plain_too = opts.lan  # the pairing page in clear (connections.py)
     config = uvicorn.Config(
         QuietWhenGone(app, guard),
         host=opts.host,
@@ -136,8 +189,8 @@ def _server(app: Starlette, opts: Listen, limits: Limits, open_files: int | None
         log_level="warning",
         access_log=False,
         lifespan="on",
-        ssl_certfile=str(opts.tls_cert) if opts.tls_cert else None,
-        ssl_keyfile=str(opts.tls_key) if opts.tls_key else None,
+        ssl_certfile=str(opts.tls_cert) if opts.tls_cert and not opts.context else None,
+        ssl_keyfile=str(opts.tls_key) if opts.tls_key and not opts.context else None,
         # idle keep-alive connections (a phone, a CalDAV client over TLS) must not hold
         # up a shutdown: after this, the remaining connections are closed
         timeout_graceful_shutdown=3,
@@ -181,9 +234,13 @@ class BackgroundServer:
         *,
         tls: tuple[Path, Path] | None = None,
         limits: Limits | None = None,
+        context: ssl.SSLContext | None = None,
+        lan: bool = False,
     ) -> None:
-        """``tls``: (certificate, key) to serve HTTPS; ``limits``: other connection limits."""
-        self.opts = Listen(host, 0, *(tls or (None, None)))
+        """``tls``: (certificate, key) to serve HTTPS; ``limits``: other connection limits;
+        ``context`` and ``lan``: as in ``Listen`` (LAN mode: with a context)."""
+        cert, key = tls or (None, None)
+        self.opts = Listen(host, 0, cert, key, lan=lan, context=context)
         self.sock = bind(self.opts)
         self.port = self.opts.port = self.sock.getsockname()[1]
         self.server = _server(app, self.opts, limits or Limits(), open_file_limit())
