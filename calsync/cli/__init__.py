@@ -38,6 +38,8 @@ COMMANDS: dict[str, str] = {
     "import": "calsync.cli.exchange:import_file",
     "export": "calsync.cli.exchange:export_store",
     "feeds": "calsync.cli.feeds:feeds",
+    "pair": "calsync.cli.devices:pair",
+    "devices": "calsync.cli.devices:devices",
     "serve": "calsync.cli.serve:serve",
     "service": "calsync.cli.service:service",
     "thunderbird": "calsync.cli.thunderbird:thunderbird",

@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from calsync.cli import EXIT_USAGE
 from calsync.cli._common import config_option, config_path, fail, load_config, root_obj
 from calsync.config import Config, ConfigError, default_config_path
+
+if TYPE_CHECKING:
+    from calsync.gateway.server import Listen
 
 
 def _api_url(host: str, port: int, scheme: str) -> str:
@@ -33,18 +36,26 @@ def _api_url(host: str, port: int, scheme: str) -> str:
 @click.option(
     "--listen", help="HOST:PORT to listen on (default: [server] listen, or 127.0.0.1:8765)"
 )
+@click.option(
+    "--lan",
+    is_flag=True,
+    help="serve phones on the local network: TLS with calsync's own certificate, "
+    "pairing (calsync pair) and mDNS (like [server] lan = true)",
+)
 @click.option("--log-json", is_flag=True, help="log JSON lines instead of key=value text")
 @click.option("--no-watch", is_flag=True, help="do not watch files; sync on the schedule only")
 @click.option(
     "--show-credentials/--hide-credentials",
     default=None,
-    help="print the embedded default's phone password (default: when on a terminal)",
+    help="print the embedded default's SyncML URL, user and password (default: not; "
+    "`calsync pair` sets a phone up instead)",
 )
 @config_option
 @click.pass_context
 def serve(
     ctx: click.Context,
     listen: str | None,
+    lan: bool,
     log_json: bool,
     no_watch: bool,
     show_credentials: bool | None,
@@ -58,11 +69,14 @@ def serve(
     - each pair syncs every `interval` seconds (default 300), and within about
       a second when one of its local files changes or Thunderbird quits;
     - the control API at /api/ (bearer token in api-token in the config dir),
-      which `calsync status` and `calsync sync` use while the daemon runs.
+      which `calsync status` and `calsync sync` use while the daemon runs;
+    - with --lan, phones on the local network: over TLS with a certificate
+      from calsync's own certificate authority (made on first use), found by
+      name over mDNS, and set up with one scan (`calsync pair`).
 
     With no configuration file it sets up and runs the embedded default: a
     hub calendar, a phone account, and Thunderbird's calendar if there is one.
-    Listens on 127.0.0.1 only unless [server] says otherwise (with TLS).
+    Listens on 127.0.0.1 only unless --lan or [server] says otherwise (with TLS).
     Ctrl-C (or SIGTERM) stops it after the running sync reaches a safe point.
     SIGHUP (`systemctl --user reload calsync`) reloads the configuration file:
     a broken one is refused (the error is logged) and the daemon runs on.
@@ -93,7 +107,7 @@ def serve(
     )
     _private_state(cfg)
     try:
-        opts = listen_options(cfg, listen)
+        opts = listen_options(cfg, listen, lan=lan)
     except ConfigError as e:
         fail(str(e), EXIT_USAGE)
     other = running_daemon(cfg.state_dir)
@@ -109,6 +123,14 @@ def serve(
         sock = bind(opts)  # before anything is announced: a port in use is one clear error
     except PortInUse as e:
         fail(str(e), EXIT_USAGE)
+    lan_feature = None
+    if opts.lan:
+        from calsync.gateway.lan import lan_mode
+
+        try:
+            lan_feature = lan_mode(cfg.state_dir, opts, mdns=bool(server.get("mdns", True)))
+        except (OSError, ValueError) as e:
+            fail(f"cannot make the TLS certificate for LAN mode: {e}", EXIT_USAGE)
     url = _api_url(opts.host, opts.port, opts.scheme)
     daemon = Daemon(
         cfg,
@@ -118,14 +140,22 @@ def serve(
         insecure_config=bool(root_obj(ctx).get("insecure_config")),
     )
     try:
-        # the page before the device features: CalDAV answers PROPFIND / (and only that)
-        features: list[Feature] = [
-            daemon,
-            WebFeature(daemon),
-            *features_for(cfg, on_store_changed=daemon.store_changed),
-        ]
+        web = WebFeature(daemon)
+        devices = features_for(cfg, on_store_changed=daemon.store_changed)
     except ConfigError as e:
         fail(str(e), EXIT_USAGE)
+    from calsync.gateway.pairpage import loopback_reach, pair_page
+
+    page = pair_page(cfg, lan_feature.reach if lan_feature else loopback_reach(opts))
+    daemon.pairing = page.service
+    for feature in devices:  # a revoked device's sessions end
+        hook = getattr(feature, "device_revoked", None)
+        if callable(hook):
+            page.service.on_revoke.append(hook)
+    # the page before the device features: CalDAV answers PROPFIND / (and only that)
+    features: list[Feature] = [daemon, web, page, *devices]
+    if lan_feature is not None:
+        features.insert(3, lan_feature)
     daemon.attach(features)
     accounts = sorted(cfg.section("syncml").get("accounts", {}))
     dav_users = sorted(cfg.section("caldav").get("users", {}))
@@ -134,7 +164,7 @@ def serve(
             "nothing to serve: add a [pairs.NAME] or a [syncml.accounts.NAME] section "
             "(see calsync serve --help)"
         )
-    _banner(cfg, opts.url(), url, daemon, accounts, emb, show_credentials)
+    _banner(cfg, opts, url, daemon, accounts, emb, show_credentials)
     if dav_users:
         click.echo(
             f"calsync: CalDAV for {', '.join(dav_users)} at {opts.url('/dav/')} "
@@ -189,7 +219,7 @@ def _private_state(cfg: Config) -> None:
 
 def _banner(
     cfg: Config,
-    sync_url: str,
+    opts: Listen,
     api_url: str,
     daemon: object,
     accounts: list[str],
@@ -201,6 +231,7 @@ def _banner(
 
     assert isinstance(daemon, Daemon)
     err = sys.stderr
+    sync_url = opts.url()
     if isinstance(emb, Embedded):
         click.echo(
             f"calsync: no configuration file ({default_config_path()}): "
@@ -218,23 +249,31 @@ def _banner(
         for other in emb.unpaired:
             click.echo(f"  not paired (add it to a config to sync it): {other}", file=err)
         click.echo(f"  configuration used: {cfg_text_path()}", file=err)
-        click.echo(
-            f"Point your phone's SyncML (or SyncEvolution) at {sync_url}\n"
-            f"  user: {emb.user}   calendar database: calendar   tasks database: tasks",
-            err=True,
-        )
-        if show if show is not None else sys.stdout.isatty():
-            click.echo(f"  password: {emb.password}")
-        else:
+        if show:  # asked for: the account's own credentials, as before pairing existed
             click.echo(
-                f"  password: in {emb.account_file} (or run `calsync serve --show-credentials`)",
+                f"Point your phone's SyncML (or SyncEvolution) at {sync_url}\n"
+                f"  user: {emb.user}   calendar database: calendar   tasks database: tasks",
                 err=True,
             )
+            click.echo(f"  password: {emb.password}")  # stdout: never into a log
     elif accounts:
         click.echo(f"calsync: SyncML for {', '.join(accounts)} at {sync_url}", err=True)
     if cfg.pairs:
         every = ", ".join(f"{n} every {int(p.interval)} s" for n, p in cfg.pairs.items())
         click.echo(f"calsync: syncing {every}, and on changes", err=True)
+    click.echo(f"calsync: see what it does at {api_url}/", err=True)
+    if opts.lan:
+        click.echo(
+            "calsync: phones on this network: run `calsync pair` and scan the code "
+            f"(certificate authority: {fingerprint_text(cfg)})",
+            err=True,
+        )
+    else:
+        click.echo(
+            "calsync: to add a phone: `calsync serve --lan` (this network), then "
+            "`calsync pair` and scan the code",
+            err=True,
+        )
     click.echo(
         f"calsync: control API at {api_url}/api/ (token in {daemon.token_file}); Ctrl-C stops",
         err=True,
@@ -245,3 +284,11 @@ def cfg_text_path() -> str:
     from calsync.gateway.embedded import shown_file
 
     return str(shown_file())
+
+
+def fingerprint_text(cfg: Config) -> str:
+    """The SHA-256 fingerprint of LAN mode's CA (made by now), as the pairing page shows it."""
+    from calsync.gateway.pairing import fingerprint
+    from calsync.gateway.tls import DIR, LocalCA
+
+    return "SHA-256 " + fingerprint(LocalCA(cfg.state_dir / DIR).ca_der())

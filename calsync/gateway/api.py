@@ -14,6 +14,12 @@
 ``GET  /api/history``       ``?uid=&limit=``: saved versions (with content);
 ``POST /api/restore``       ``{"uid", "version"?, "to"?}``: put a version back,
                             then sync that store's pairs;
+``POST /api/pair``          ``{"account"?, "device"?, "secure"?}``: open a pairing
+                            (``pairing.PairingService.start``): 201 with the
+                            offer (one-time URL, QR codes, CA fingerprint), 409
+                            when it cannot start (the message says why);
+``GET  /api/devices``       the paired devices (never their passwords);
+``DELETE /api/devices/{name}``  revoke a device's app password and end its sessions;
 ``GET  /api/openapi.json``  the schema of all this (``openapi.py``);
 ``GET  /api/identify``      ``?nonce=``: the daemon proves it holds the token
                             (``auth.proof``); the one route served without it.
@@ -161,6 +167,9 @@ class ControlAPI:
                 Route("/resolve", self.resolve, methods=["POST"]),
                 Route("/history", self.history, methods=["GET"]),
                 Route("/restore", self.restore, methods=["POST"]),
+                Route("/pair", self.pair, methods=["POST"]),
+                Route("/devices", self.devices, methods=["GET"]),
+                Route("/devices/{name}", self.revoke, methods=["DELETE"]),
                 Route("/openapi.json", self.openapi, methods=["GET"]),
                 Route("/identify", self.identify, methods=["GET"]),
             ]
@@ -290,6 +299,53 @@ class ControlAPI:
         except RuntimeError as e:
             return _error(409, str(e))
         return JSONResponse({"restored": {"uid": uid, "version": n, "store": store}})
+
+    async def pair(self, request: Request) -> Response:
+        from calsync.gateway.pairing import PairingRefused
+
+        try:
+            data = await _json_body(request)
+            account, device = data.get("account"), data.get("device")
+            for key, value in (("account", account), ("device", device)):
+                if value is not None and not isinstance(value, str):
+                    raise BadRequest(f"{key} must be a string")
+            secure = _flag(data, "secure")
+        except BadRequest as e:
+            self._seen(request, status=400)
+            return _error(400, str(e))
+        self._seen(request, account=account, device=device)
+        service = self.daemon.pairing
+        if service is None:
+            return _error(503, "this daemon does not pair devices")
+        try:
+            offer = await anyio.to_thread.run_sync(
+                lambda: service.start(account, device, secure=secure)
+            )
+        except PairingRefused as e:
+            return _error(409, str(e))
+        event(log, "pairing.start", account=offer.account, device=offer.device)
+        return JSONResponse(offer.to_json(), status_code=201)
+
+    async def devices(self, request: Request) -> Response:
+        self._seen(request)
+        service = self.daemon.pairing
+        if service is None:
+            return JSONResponse({"devices": []})
+        found = await anyio.to_thread.run_sync(service.devices)
+        return JSONResponse({"devices": [d.to_json() for d in found]})
+
+    async def revoke(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        self._seen(request, device=name)
+        service = self.daemon.pairing
+        if service is None:
+            return _error(404, f"no device named {name!r}")
+        try:
+            device = await anyio.to_thread.run_sync(service.revoke, name)
+        except LookupError as e:
+            return _error(404, str(e))
+        event(log, "device.revoked", device=device.name, account=device.account)
+        return JSONResponse({"revoked": device.to_json()})
 
     async def openapi(self, request: Request) -> Response:
         self._seen(request)

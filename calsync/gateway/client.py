@@ -105,6 +105,25 @@ class DaemonClient:
         body = {"pairs": pairs, "wait": True, "force": force, "dry_run": dry_run, "mode": mode}
         return self._call("POST", "/api/sync", json=body)
 
+    def pair(self, account: str | None, device: str | None, *, secure: bool) -> dict[str, Any]:
+        """Open a pairing (``POST /api/pair``): the offer; DaemonError with the reason."""
+        body: dict[str, Any] = {"secure": secure}
+        if account is not None:
+            body["account"] = account
+        if device is not None:
+            body["device"] = device
+        return self._call("POST", "/api/pair", json=body)
+
+    def devices(self) -> list[dict[str, Any]]:
+        found = self._call("GET", "/api/devices").get("devices", [])
+        return found if isinstance(found, list) else []
+
+    def revoke(self, name: str) -> dict[str, Any]:
+        """Revoke a device (its sessions end too); DaemonError (e.g. no such device)."""
+        from urllib.parse import quote
+
+        return self._call("DELETE", "/api/devices/" + quote(name, safe=""))
+
     def close(self) -> None:
         self.http.close()
 

@@ -44,6 +44,7 @@ from calsync.gateway.api import ControlAPI
 from calsync.gateway.auth import BearerAuth, ensure_token, token_path
 from calsync.gateway.logins import FailureThrottle
 from calsync.gateway.logs import event
+from calsync.gateway.pairing import PairingService
 from calsync.gateway.scheduler import Runner, Scheduler
 from calsync.gateway.watch import Watcher
 from calsync.sync.runner import history_file, run_pair
@@ -96,6 +97,9 @@ class Daemon:
         ]
         # other features' devices (the CalDAV clients seen...): callables, read in a thread
         self.device_sources: list[Callable[[], list[dict[str, Any]]]] = []
+        # pairing phones (set by whoever serves us: it knows where phones reach the
+        # gateway); the control API's /pair and /devices and the web page use it
+        self.pairing: PairingService | None = None
         self.started: float | None = None
         self.reload_requested = False  # serve executes itself again after the shutdown
         self.stop_serving: Callable[[], None] | None = None  # set by whoever serves us

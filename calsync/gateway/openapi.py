@@ -33,6 +33,35 @@ _ERRORS = {
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": _STR}},
+    "PairRequest": {
+        "type": "object",
+        "properties": {
+            "account": {**_STR, "description": "default: the only account there is"},
+            "device": {**_STR, "description": "default: phone, phone-2, ..."},
+            "secure": {**_BOOL, "description": "an https URL instead of plain HTTP"},
+        },
+    },
+    "PairingOffer": {
+        "type": "object",
+        "required": ["url", "expires", "device", "account", "qr_svg", "qr_text", "ca_fingerprint"],
+        "properties": {
+            "url": {**_STR, "description": "the one-time pairing URL"},
+            "expires": {"type": "number", "description": "Unix time"},
+            "device": _STR,
+            "account": _STR,
+            "qr_svg": {**_STR, "description": "the URL as a QR code, an <svg> element"},
+            "qr_text": {**_STR, "description": "the URL as a QR code for a terminal"},
+            "ca_fingerprint": {
+                "type": ["string", "null"],
+                "description": "SHA-256 of the CA certificate (null: the user's own certificate)",
+            },
+        },
+    },
+    "PairedDevice": {
+        "type": "object",
+        "required": ["name", "account", "created"],
+        "properties": {"name": _STR, "account": _STR, "created": {"type": "number"}},
+    },
     "ItemError": {
         "type": "object",
         "properties": {
@@ -481,6 +510,64 @@ def schema() -> dict[str, Any]:
                         ),
                         "400": _ERRORS["400"],
                         "403": _ERRORS["403"],
+                    },
+                }
+            },
+            "/pair": {
+                "post": {
+                    "summary": "open a pairing: a one-time URL and QR code for a phone",
+                    "description": "creates the device's app password when the phone "
+                    "first fetches its credentials; the URL expires after 10 minutes",
+                    "operationId": "pair",
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": _ref("PairRequest")}},
+                    },
+                    "responses": {
+                        "201": _json(_ref("PairingOffer"), "the pairing is open"),
+                        "409": _json(_ref("Error"), "it cannot start (the message says why)"),
+                        "503": _json(_ref("Error"), "this daemon does not pair devices"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/devices": {
+                "get": {
+                    "summary": "the paired devices (their app passwords, without the passwords)",
+                    "operationId": "devices",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["devices"],
+                                "properties": {
+                                    "devices": {"type": "array", "items": _ref("PairedDevice")}
+                                },
+                            },
+                            "the devices",
+                        ),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/devices/{name}": {
+                "delete": {
+                    "summary": "revoke a device: its app password stops working, its sessions end",
+                    "operationId": "revokeDevice",
+                    "parameters": [
+                        {"name": "name", "in": "path", "required": True, "schema": _STR}
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["revoked"],
+                                "properties": {"revoked": _ref("PairedDevice")},
+                            },
+                            "revoked",
+                        ),
+                        "404": _json(_ref("Error"), "no such device"),
+                        **_ERRORS,
                     },
                 }
             },

@@ -190,7 +190,11 @@ class PairingService:
 
     # -- the public interface (see the module docstring) ----------------------------------------
 
-    def start(self, account: str | None = None, device: str | None = None) -> Offer:
+    def start(
+        self, account: str | None = None, device: str | None = None, *, secure: bool = False
+    ) -> Offer:
+        """See the module docstring; ``secure``: the URL is https (the phone warns about
+        the certificate once) instead of plain HTTP."""
         names = list(dict.fromkeys(self.accounts()))
         if account is None:
             if not names:
@@ -227,7 +231,7 @@ class PairingService:
             token = secrets.token_urlsafe(18)
             pairing = Pairing(token, account, device, new_password(), now, now + self.ttl, reach)
             self._open[token] = pairing
-        url = reach.url(f"/pair/{token}", secure=False)
+        url = reach.url(f"/pair/{token}", secure=secure and reach.tls)
         svg, text = qr_codes(url)
         return Offer(url, pairing.expires, device, account, svg, text, reach.ca_fingerprint)
 
