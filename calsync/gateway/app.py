@@ -159,7 +159,9 @@ class PlainGuard:
                 _under(path, paths()) for paths in self.plain
             ):
                 await PlainTextResponse(
-                    "use https: plain HTTP is served to this machine only\n", status_code=403
+                    "other machines must use https (TLS): plain HTTP is served to this "
+                    "machine only\n",
+                    status_code=403,
                 )(scope, receive, send)
                 return
         await self.app(scope, receive, send)

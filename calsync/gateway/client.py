@@ -41,7 +41,8 @@ class DaemonError(Exception):
 
 
 class DaemonClient:
-    def __init__(self, url: str, token: str, pid: int) -> None:
+    def __init__(self, url: str, token: str, pid: int, ca: Path | None = None) -> None:
+        """``ca``: LAN mode's CA certificate, trusted for a daemon bound to a LAN address."""
         self.url = url.rstrip("/")
         self.pid = pid
         host = urlparse(self.url).hostname or ""
@@ -54,9 +55,14 @@ class DaemonClient:
         # a TLS daemon's certificate names its public address, not 127.0.0.1; on
         # loopback the peer proves it is our daemon (identify) before it gets the token
         self.token = token
+        verify: Any = not loopback
+        if verify and ca is not None and ca.exists():
+            import ssl
+
+            verify = ssl.create_default_context(cafile=str(ca))
         self.http: httpx.Client = httpx.Client(
             headers={"User-Agent": USER_AGENT},
-            verify=not loopback,
+            verify=verify,
             timeout=httpx.Timeout(30.0, read=None),
         )
 
@@ -139,17 +145,19 @@ def connect(cfg: Config, config_path: Path | None) -> DaemonClient | None:
     if info.get("config") != want:
         log.info("a daemon runs with another configuration (%s); not using it", info.get("config"))
         return None
-    return proven(info)
+    from calsync.gateway.tls import CA_FILE, DIR
+
+    return proven(info, ca=cfg.state_dir / DIR / CA_FILE)
 
 
-def proven(info: dict[str, Any]) -> DaemonClient | None:
+def proven(info: dict[str, Any], *, ca: Path | None = None) -> DaemonClient | None:
     """A client of the daemon ``info`` (from ``daemon.json``) names, once it has proven
     it holds the token; None (and a warning why) if it does not."""
     token = read_token(Path(str(info.get("token_file", ""))))
     if token is None or not isinstance(info.get("url"), str):
         log.warning("a daemon runs (pid %s) but its API token is not readable", info.get("pid"))
         return None
-    client = DaemonClient(info["url"], token, int(info["pid"]))
+    client = DaemonClient(info["url"], token, int(info["pid"]), ca)
     if not client.identify():
         client.close()
         log.warning(

@@ -20,8 +20,10 @@ store it then (``PairingService.deliver``).  Every route claims the pairing
 for the client that opens it first (a cookie, see ``pairing.py``); others,
 and everyone after the 10 minutes, get 410 Gone.
 
-Served in clear to the LAN while a pairing is open (``plain_paths``): the
-phone does not trust our CA yet, so it cannot be asked to speak TLS to us.
+Served in clear to the LAN (``plain_paths``), and only while its pairing is
+open (every route answers 410 Gone otherwise, and nothing else is served in
+clear): the phone does not trust our CA yet, so it cannot be asked to speak
+TLS to us.
 What that costs: someone who records the Wi-Fi's traffic during those
 minutes can read the app password on its way (the page says to compare the
 CA fingerprint, which defeats a forged CA, not a listener).  Revoke a
@@ -300,8 +302,10 @@ class PairPage:
         ]
 
     def plain_paths(self) -> Sequence[str]:
-        """The paths served in clear to other machines now (``app.PlainGuard``)."""
-        return (PREFIX,) if self.service.is_open() else ()
+        """The paths served in clear to other machines (``app.PlainGuard``): ``/pair``,
+        whose every route answers 410 unless its token names an open pairing, so an
+        expired link says so from the LAN too."""
+        return (PREFIX,)
 
     def startup(self) -> None:
         pass

@@ -54,6 +54,7 @@ SERVER_DAYS = 397
 RENEW_BEFORE = 30  # days
 CHECK_EVERY = 60.0  # seconds between the daemon's checks of names and expiry
 DIR = "tls"
+CA_FILE = "ca.pem"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -152,7 +153,7 @@ class LocalCA:
         self.dir = directory
         self.names = names
         self.clock = clock
-        self.ca_cert = directory / "ca.pem"
+        self.ca_cert = directory / CA_FILE
         self.ca_key = directory / "ca.key"
         self.cert = directory / "server.pem"
         self.key = directory / "server.key"

@@ -55,16 +55,19 @@ def gateway_app(tmp: Path, extra: str = "") -> tuple[Any, Daemon]:
 
 
 class AsgiClient:
-    """Requests that reach ``app`` as if from ``address`` (the ASGI scope's client)."""
+    """Requests that reach ``app`` as if from ``address`` (the ASGI scope's client),
+    over TLS unless ``scheme`` says otherwise (other machines reach the gateway so)."""
 
-    def __init__(self, app: Any, address: str) -> None:
+    def __init__(self, app: Any, address: str, scheme: str = "https") -> None:
         self.app = app
         self.address = address
+        self.scheme = scheme
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
         async def call() -> httpx.Response:
             transport = httpx.ASGITransport(app=self.app, client=(self.address, 50000))  # type: ignore[arg-type]
-            async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as c:
+            base = f"{self.scheme}://gateway"
+            async with httpx.AsyncClient(transport=transport, base_url=base) as c:
                 return await c.get(path, **kw)
 
         return asyncio.run(call())
@@ -91,6 +94,9 @@ def test_the_api_answers_this_machine_only_unless_api_remote(tmp_path: Path) -> 
     bearer = {"Authorization": f"Bearer {daemon.token}"}
     assert far.get("/api/openapi.json", headers=bearer).status_code == 200
     assert far.get("/api/openapi.json").status_code == 401
+    # in clear (LAN mode's port answers plain HTTP too), never, token or not
+    r = AsgiClient(opened, "192.0.2.7", "http").get("/api/openapi.json", headers=bearer)
+    assert r.status_code == 403 and "https" in r.text, r.text
     # the key is checked like every other
     _, errors = parse(PAIR_CONFIG.format(tmp=tmp_path) + '[server]\napi_remote = "yes"\n')
     assert errors and "server.api_remote" in str(errors[0])

@@ -140,7 +140,10 @@ def test_plain_calsync_is_the_gateway_and_demo_stays(tmp_path: Path) -> None:
     try:
         banner = d.logs()
         assert "no Thunderbird calendar found to pair" in banner
-        assert "password: in " in banner  # not a terminal: not printed
+        # the first-run text points at the page and at pairing, not at passwords (#23)
+        assert f"see what it does at http://127.0.0.1:{d.port}/" in banner
+        assert "`calsync pair`" in banner and "calsync serve --lan" in banner
+        assert "password" not in banner.lower() and "password" not in d.out.read_text()
         shown = (tmp_path / "data" / "embedded-config.toml").read_text()
         assert "[syncml.accounts.phone]" in shown and "password_command" in shown
     finally:
