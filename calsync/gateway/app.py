@@ -151,11 +151,10 @@ class PlainGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("scheme") != "https":
-            from calsync.gateway.server import is_loopback
+            from calsync.gateway.server import from_this_machine
 
-            client = scope.get("client")
             path = str(scope.get("path", ""))
-            if not is_loopback(client[0] if client else "") and not any(
+            if not from_this_machine(scope) and not any(
                 _under(path, paths()) for paths in self.plain
             ):
                 await PlainTextResponse(

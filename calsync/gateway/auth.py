@@ -141,14 +141,14 @@ class BearerAuth:
         limiter: FailureThrottle | None = None,
         open_paths: frozenset[str] = frozenset(),
     ) -> None:
-        from calsync.gateway.server import is_loopback  # the daemon's side only
+        from calsync.gateway.server import from_this_machine  # the daemon's side only
 
         self.app = app
         self.token = token
         self.remote = remote
         self.limiter = limiter
         self.open_paths = open_paths
-        self.is_loopback = is_loopback
+        self.from_this_machine = from_this_machine
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -156,7 +156,7 @@ class BearerAuth:
             return
         client = scope.get("client")
         address = client[0] if client else ""
-        local = self.is_loopback(address)
+        local = self.from_this_machine(scope)
         if not self.remote and not local:
             await _refuse(
                 scope,

@@ -30,10 +30,10 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import uvicorn
 from starlette.applications import Starlette
@@ -87,12 +87,34 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        addr = ipaddress.ip_address(host)
+        return _unmapped(host).is_loopback
     except ValueError:
         return False
+
+
+def from_this_machine(scope: Mapping[str, Any]) -> bool:
+    """Whether an ASGI request came from this machine: a loopback address, or the very
+    address it was sent to (a LAN-bound gateway asked by the command line).  A TCP
+    connection from another machine cannot complete its handshake with our own
+    address as its source: the answers to it would never leave this machine."""
+    client, server = scope.get("client"), scope.get("server")
+    host = str(client[0]) if client else ""
+    if is_loopback(host):
+        return True
+    if not server or not host:
+        return False
+    try:
+        return _unmapped(host) == _unmapped(str(server[0]))
+    except ValueError:
+        return False
+
+
+def _unmapped(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address, an IPv4-mapped IPv6 one as the IPv4 address it carries."""
+    addr = ipaddress.ip_address(text)
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
+        return addr.ipv4_mapped
+    return addr
 
 
 def has_ipv6() -> bool:
