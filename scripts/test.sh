@@ -25,6 +25,11 @@ if [ "$(id -u)" = 0 ] && [ -x "$SHARED/peers/install.sh" ]; then
     apt-get update -qq >/dev/null 2>&1
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
   }
+  # ip netns makes the phone on the LAN of tests/gateway/test_lan.py (another namespace)
+  command -v ip >/dev/null 2>&1 || {
+    apt-get update -qq >/dev/null 2>&1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
+  }
   # systemd-analyze checks the daemon's service unit (tests/gateway/test_service.py)
   command -v systemd-analyze >/dev/null 2>&1 || {
     apt-get update -qq >/dev/null 2>&1

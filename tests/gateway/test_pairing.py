@@ -276,3 +276,22 @@ def test_app_passwords_at_caldav_and_syncml(tmp_path: Path) -> None:
     assert not dav.check("alice", app.password)
     assert backend(LoadAppPasswords("alice")) == []
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+
+
+def test_revoking_a_device_ends_its_syncml_sessions(tmp_path: Path) -> None:
+    """Sessions that logged in with the revoked app password are dropped (their next
+    message gets 404); the account's other sessions go on."""
+    from calsync.credentials import AppPassword
+    from calsync.gateway.syncml import SyncMLFeature, _Entry
+    from calsync.syncml.session import ServerSession
+
+    cfg, errors = parse(CONFIG.format(tmp=tmp_path))
+    assert not errors
+    feature = SyncMLFeature.from_config(cfg)
+    endpoint = feature.endpoint
+    for token, device in (("s1", "iphone"), ("s2", None), ("s3", "pixel")):
+        session = ServerSession(endpoint.server, url="https://x/sync", token=token, now=0.0)
+        session.app_password = device
+        endpoint.sessions[token] = _Entry(session, PHONE)
+    feature.device_revoked(AppPassword("iphone", "alice", "pw", 0.0))
+    assert sorted(endpoint.sessions) == ["s2", "s3"]
