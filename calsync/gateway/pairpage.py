@@ -274,6 +274,11 @@ def account_page(setup: Setup, password: str) -> str:
     return _page(f"calsync account for {setup.pairing.device}", body)
 
 
+def _download(body: bytes, media_type: str, name: str) -> Response:
+    disposition = f'attachment; filename="{name}"'
+    return Response(body, media_type=media_type, headers={"Content-Disposition": disposition})
+
+
 # -- the feature ---------------------------------------------------------------------------------
 
 
@@ -364,12 +369,7 @@ class PairPage:
         except Gone as e:
             return self._gone(e)
         body = mobileconfig(setup, app.password)
-        response = Response(
-            body,
-            media_type=PROFILE_TYPE,
-            headers={"Content-Disposition": 'attachment; filename="calsync.mobileconfig"'},
-        )
-        return self._answer(response, setup, client)
+        return self._answer(_download(body, PROFILE_TYPE, "calsync.mobileconfig"), setup, client)
 
     async def ca(self, request: Request) -> Response:
         try:
@@ -378,12 +378,7 @@ class PairPage:
             return self._gone(e)
         if setup.reach.ca_der is None:
             return PlainTextResponse("this server uses its own certificate\n", 404)
-        response = Response(
-            setup.reach.ca_der,
-            media_type=CA_TYPE,
-            headers={"Content-Disposition": 'attachment; filename="calsync-ca.crt"'},
-        )
-        return self._answer(response, setup, client)
+        return self._answer(_download(setup.reach.ca_der, CA_TYPE, "calsync-ca.crt"), setup, client)
 
     async def account(self, request: Request) -> Response:
         try:

@@ -61,9 +61,9 @@ def write_config(tmp: Path, extra: str = "", *, mode: int = 0o600) -> Path:
     return config
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -107,19 +107,22 @@ class DaemonProcess:
         config: Path | None,
         *args: str,
         port: int | None = None,
+        host: str = "127.0.0.1",
         preexec_fn: Callable[[], None] | None = None,
         **env: str,
     ) -> None:
-        """``preexec_fn``: run in the child before calsync starts (resource limits)."""
+        """``preexec_fn``: run in the child before calsync starts (resource limits);
+        ``host``: the address it listens on (``api`` needs loopback)."""
         self.tmp = tmp
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
         self.env = env_for(tmp, config, **env)
         self.log = Path(tempfile.mkstemp(prefix="daemon-", suffix=".log", dir=tmp)[1])
         self.out = Path(tempfile.mkstemp(prefix="daemon-", suffix=".out", dir=tmp)[1])
         self._log = self.log.open("w")
         self._out = self.out.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "calsync", "serve", "--listen", f"127.0.0.1:{self.port}", *args],
+            [sys.executable, "-m", "calsync", "serve", "--listen", f"{host}:{self.port}", *args],
             env=self.env,
             stdout=self._out,
             stderr=self._log,

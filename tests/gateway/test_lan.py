@@ -16,13 +16,11 @@ import json
 import os
 import plistlib
 import re
-import signal
 import socket
 import ssl
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,29 +32,11 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import event
 from tests.gateway import qr
-from tests.gateway.helpers import env_for, wait_for
+from tests.gateway.helpers import DaemonProcess, wait_for
 from tests.gateway.netns import TestHost
+from tests.gateway.test_pairing import CONFIG, OWN
 
 pytestmark = pytest.mark.slow
-
-PASSWORD = "the-accounts-own-password"
-# one account, "test" (what the SyncEvolution harness logs in as), for CalDAV and SyncML
-CONFIG = """
-[general]
-state_dir = "{tmp}/state"
-[stores.dir]
-type = "vdir"
-path = "{tmp}/dir"
-create = true
-[caldav.users.test]
-password = "{password}"
-calendars = ["dir"]
-[syncml.accounts.test]
-password = "{password}"
-calendar = "dir"
-[server]
-mdns = {mdns}
-"""
 
 IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15"
 
@@ -99,76 +79,23 @@ zc.close()
 """
 
 
-class LanDaemon:
+def lan_daemon(tmp: Path, address: str, *, mdns: bool = False) -> DaemonProcess:
     """``calsync serve --lan`` bound to ``address``, as the user would run it."""
+    (tmp / "dir").mkdir(parents=True, exist_ok=True)
+    (tmp / "dir" / "e1.ics").write_bytes(event("e1", "On the computer"))
+    config = tmp / "config.toml"
+    text = CONFIG.format(tmp=tmp, password=OWN) + f"[server]\nmdns = {str(mdns).lower()}\n"
+    config.write_text(text, encoding="utf-8")
+    config.chmod(0o600)
+    return DaemonProcess(tmp, config, "--lan", host=address)
 
-    def __init__(self, tmp: Path, address: str, *, mdns: bool = False) -> None:
-        self.tmp = tmp
-        (tmp / "dir").mkdir(parents=True, exist_ok=True)
-        (tmp / "dir" / "e1.ics").write_bytes(event("e1", "On the computer"))
-        config = tmp / "config.toml"
-        config.write_text(
-            CONFIG.format(tmp=tmp, password=PASSWORD, mdns=str(mdns).lower()), encoding="utf-8"
-        )
-        config.chmod(0o600)
-        with socket.socket() as s:
-            s.bind((address, 0))
-            self.port = int(s.getsockname()[1])
-        self.address = address
-        self.env = env_for(tmp, config)
-        self.log = Path(tempfile.mkstemp(prefix="daemon-", suffix=".log", dir=tmp)[1])
-        self._log = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "calsync",
-                "serve",
-                "--lan",
-                "--listen",
-                f"{address}:{self.port}",
-            ],
-            env=self.env,
-            stdout=self._log,
-            stderr=self._log,
-            cwd=tmp,
-        )
-        wait_for(self._up, 60, "the daemon to start")
-        self.base = f"https://{address}:{self.port}"
 
-    def _up(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"the daemon exited ({self.proc.returncode}):\n{self.logs()}")
-        return "daemon.start" in self.logs()
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "calsync", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=self.tmp,
-        )
-
-    def pair(self, device: str) -> dict[str, Any]:
-        out = self.cli("pair", "test", "--device", device, "--json")
-        assert out.returncode == 0, out.stderr
-        offer: dict[str, Any] = json.loads(out.stdout)
-        return offer
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
+def pair(daemon: DaemonProcess, device: str) -> dict[str, Any]:
+    """``calsync pair test --device DEVICE --json``: the offer."""
+    out = daemon.cli("pair", "test", "--device", device, "--json")
+    assert out.returncode == 0, out.stderr
+    offer: dict[str, Any] = json.loads(out.stdout)
+    return offer
 
 
 def phone_get(phone: TestHost, *urls: str, agent: str = IPHONE, method: str = "GET") -> list[Any]:
@@ -192,7 +119,7 @@ def password_on(page: bytes) -> str:
 @pytest.fixture
 def lan(tmp_path: Path) -> Any:
     with TestHost() as phone:
-        daemon = LanDaemon(tmp_path, phone.here)
+        daemon = lan_daemon(tmp_path, phone.here)
         try:
             yield phone, daemon
         finally:
@@ -200,7 +127,7 @@ def lan(tmp_path: Path) -> Any:
 
 
 def test_a_phone_on_the_lan_pairs_with_one_scan_and_syncs_over_tls(
-    lan: tuple[TestHost, LanDaemon], tmp_path: Path
+    lan: tuple[TestHost, DaemonProcess], tmp_path: Path
 ) -> None:
     phone, daemon = lan
     base_plain = f"http://{phone.here}:{daemon.port}"
@@ -211,7 +138,7 @@ def test_a_phone_on_the_lan_pairs_with_one_scan_and_syncs_over_tls(
     [answer] = phone_get(phone, base_plain + "/sync", method="POST")
     assert answer["status"] == 403, answer
 
-    offer = daemon.pair("iphone")
+    offer = pair(daemon, "iphone")
     assert offer["url"].startswith(f"{base_plain}/pair/"), offer
     assert qr.from_terminal(offer["qr_text"]) == [offer["url"]]
     assert qr.from_svg(offer["qr_svg"]) == [offer["url"]]
@@ -307,14 +234,14 @@ def test_a_phone_on_the_lan_pairs_with_one_scan_and_syncs_over_tls(
 
 @pytest.mark.peer
 def test_syncevolution_pairs_over_tls_with_only_the_generated_ca(
-    lan: tuple[TestHost, LanDaemon], tmp_path: Path
+    lan: tuple[TestHost, DaemonProcess], tmp_path: Path
 ) -> None:
     """A SyncML client set up from the pairing page (server URL, user, password) and the
     CA it offers syncs over TLS, with md5 and basic; revoked, it is refused."""
     from tests.syncml.test_syncevolution import Peer, _trust
 
     phone, daemon = lan
-    offer = daemon.pair("sephone")
+    offer = pair(daemon, "sephone")
     _, account, ca = phone_get(
         phone, offer["url"], offer["url"] + "/account", offer["url"] + "/ca.crt"
     )
@@ -365,7 +292,7 @@ def test_the_gateway_is_announced_over_mdns_and_withdrawn(tmp_path: Path) -> Non
         try:
             assert browser.stdout is not None
             assert json.loads(browser.stdout.readline())["event"] == "browsing"
-            daemon = LanDaemon(tmp_path, phone.here, mdns=True)
+            daemon = lan_daemon(tmp_path, phone.here, mdns=True)
             try:
                 deadline = time.monotonic() + 30
                 while (

@@ -29,28 +29,29 @@ from calsync.gateway.pairing import (
 from calsync.gateway.pairpage import PairPage, pair_page
 from calsync.gateway.tls import LocalCA
 from tests.gateway import qr
+from tests.gateway.helpers import PAIR_CONFIG
 
 PHONE = "10.231.9.2"  # another machine
 UA_IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15"
 UA_ANDROID = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/124.0"
 
-CONFIG = """
-[general]
-state_dir = "{tmp}/state"
-[stores.dir]
-type = "vdir"
-path = "{tmp}/dir"
-create = true
-[caldav.users.alice]
-password = "alices-own"
+OWN = "the-accounts-own-password"
+# account "test" (the name the SyncEvolution harness logs in with) for CalDAV and SyncML,
+# "bob" for SyncML only
+CONFIG = (
+    PAIR_CONFIG
+    + """
+[caldav.users.test]
+password = "{password}"
 calendars = ["dir"]
-[syncml.accounts.alice]
-password = "alices-own"
+[syncml.accounts.test]
+password = "{password}"
 calendar = "dir"
 [syncml.accounts.bob]
 password = "bobs-own"
 calendar = "dir"
 """
+)
 
 
 class Clock:
@@ -63,7 +64,7 @@ class Clock:
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[PairPage, Clock, LocalCA]:
-    cfg, errors = parse(CONFIG.format(tmp=tmp_path))
+    cfg, errors = parse(CONFIG.format(tmp=tmp_path, password=OWN))
     assert not errors, errors
     ca = LocalCA(tmp_path / "state" / "tls")
     der = ca.ca_der()
@@ -105,12 +106,12 @@ def test_the_service_rules(setup: tuple[PairPage, Clock, LocalCA]) -> None:
     with pytest.raises(PairingRefused, match="no account named 'carol'"):
         service.start("carol")
     with pytest.raises(PairingRefused, match="not a device name"):
-        service.start("alice", "my phone/1")
-    first = service.start("alice")
-    second = service.start("alice")
+        service.start("test", "my phone/1")
+    first = service.start("test")
+    second = service.start("test")
     assert (first.device, second.device) == ("phone", "phone-2")
     with pytest.raises(PairingRefused, match="exists already"):
-        service.start("alice", "phone")
+        service.start("test", "phone")
     assert first.url.startswith("http://10.231.9.1:8765/pair/") and first.url != second.url
     assert first.expires == clock.now + PAIRING_TTL
     assert first.ca_fingerprint == fingerprint(service.reach().ca_der or b"")
@@ -134,9 +135,9 @@ def test_the_service_rules(setup: tuple[PairPage, Clock, LocalCA]) -> None:
     # revoking: the device's password stops working, the listeners hear of it
     heard: list[str] = []
     service.on_revoke.append(lambda a: heard.append(a.device))
-    assert check("alice", app.password, "alices-own", service.passwords) is not None
+    assert check("test", app.password, OWN, service.passwords) is not None
     assert service.revoke("phone").name == "phone" and heard == ["phone"]
-    assert check("alice", app.password, "alices-own", service.passwords) is None
+    assert check("test", app.password, OWN, service.passwords) is None
     with pytest.raises(LookupError):
         service.revoke("phone")
     # the QR codes, read back as pixels, are the URL
@@ -150,7 +151,7 @@ def test_the_page_one_client_then_410(setup: tuple[PairPage, Clock, LocalCA]) ->
     # no pairing open: plain HTTP from another machine gets nothing but a 410
     assert Phone(app).get("http://10.231.9.1:8765/pair/whatever").status_code == 410
     assert Phone(app).get("http://10.231.9.1:8765/pairing").status_code == 403  # not /pair
-    offer = page.service.start("alice", "iphone")
+    offer = page.service.start("test", "iphone")
     phone = Phone(app)
     r = phone.get(offer.url)
     assert r.status_code == 200, r.text
@@ -182,8 +183,8 @@ def test_the_page_one_client_then_410(setup: tuple[PairPage, Clock, LocalCA]) ->
     assert dav["PayloadType"] == "com.apple.caldav.account"
     assert dav["CalDAVHostName"] == "myhost.local"  # announced over mDNS: survives new leases
     assert dav["CalDAVPort"] == 8765 and dav["CalDAVUseSSL"] is True
-    assert dav["CalDAVPrincipalURL"] == "https://myhost.local:8765/dav/alice/"
-    assert dav["CalDAVUsername"] == "alice"
+    assert dav["CalDAVPrincipalURL"] == "https://myhost.local:8765/dav/test/"
+    assert dav["CalDAVUsername"] == "test"
     stored = app_passwords(page.service.passwords.path.parent).get("iphone")
     assert stored is not None and dav["CalDAVPassword"] == stored.password
     # the same client may come back; another gets 410, and so does everyone at the end
@@ -204,7 +205,7 @@ def test_an_expired_link_is_410(setup: tuple[PairPage, Clock, LocalCA]) -> None:
     """From this machine (no PlainGuard in the way): the expired URL says Gone."""
     page, clock, _ = setup
     app = create_app([page])
-    offer = page.service.start("alice")
+    offer = page.service.start("test")
     near = Phone(app, address="127.0.0.1")
     clock.now += PAIRING_TTL - 1
     assert near.get(offer.url).status_code == 200
@@ -221,7 +222,7 @@ def test_android_and_syncml_phones_get_the_account_spelled_out(
 ) -> None:
     page, _, ca = setup
     app = create_app([page])
-    offer = page.service.start("alice", "pixel")
+    offer = page.service.start("test", "pixel")
     phone = Phone(app, UA_ANDROID)
     r = phone.get(offer.url)
     assert r.text.index("id=android") < r.text.index("id=apple")
@@ -234,7 +235,7 @@ def test_android_and_syncml_phones_get_the_account_spelled_out(
     for text in (
         password.password,
         "https://10.231.9.1:8765/dav/",
-        "caldavs://alice@10.231.9.1:8765/dav/",
+        "caldavs://test@10.231.9.1:8765/dav/",
         "https://10.231.9.1:8765/sync",
         "calendar",
         offer.ca_fingerprint or "?",
@@ -257,24 +258,24 @@ def test_app_passwords_at_caldav_and_syncml(tmp_path: Path) -> None:
     from calsync.syncml.config import load as syncml_load
     from calsync.syncml.session import LoadAppPasswords
 
-    cfg, errors = parse(CONFIG.format(tmp=tmp_path))
+    cfg, errors = parse(CONFIG.format(tmp=tmp_path, password=OWN))
     assert not errors
     store = app_passwords(cfg.state_dir)
-    app = store.add("alice", "iphone")
+    app = store.add("test", "iphone")
     dav = dav_load(cfg)
-    assert dav.check("alice", app.password) and dav.check("alice", "alices-own")
-    assert not dav.check("bob", app.password)  # it belongs to alice
+    assert dav.check("test", app.password) and dav.check("test", OWN)
+    assert not dav.check("bob", app.password)  # it belongs to test
     backend = Backend(cfg, syncml_load(cfg).accounts)
-    assert backend(LoadAppPasswords("alice")) == [("iphone", app.password)]
+    assert backend(LoadAppPasswords("test")) == [("iphone", app.password)]
     nonce = auth.new_nonce()
-    md5 = auth.md5_credential("alice", app.password, auth.decode_nonce(nonce))
-    verdict = auth.check(auth.MD5, "b64", md5, user="alice", password=app.password, nonce=nonce)
+    md5 = auth.md5_credential("test", app.password, auth.decode_nonce(nonce))
+    verdict = auth.check(auth.MD5, "b64", md5, user="test", password=app.password, nonce=nonce)
     assert verdict.ok
     # revoked by another process (the command line, no daemon): seen at the next check
     other = type(store)(store.path)
     assert other.remove("iphone") is not None
-    assert not dav.check("alice", app.password)
-    assert backend(LoadAppPasswords("alice")) == []
+    assert not dav.check("test", app.password)
+    assert backend(LoadAppPasswords("test")) == []
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
 
 
@@ -285,7 +286,7 @@ def test_revoking_a_device_ends_its_syncml_sessions(tmp_path: Path) -> None:
     from calsync.gateway.syncml import SyncMLFeature, _Entry
     from calsync.syncml.session import ServerSession
 
-    cfg, errors = parse(CONFIG.format(tmp=tmp_path))
+    cfg, errors = parse(CONFIG.format(tmp=tmp_path, password=OWN))
     assert not errors
     feature = SyncMLFeature.from_config(cfg)
     endpoint = feature.endpoint
@@ -293,5 +294,5 @@ def test_revoking_a_device_ends_its_syncml_sessions(tmp_path: Path) -> None:
         session = ServerSession(endpoint.server, url="https://x/sync", token=token, now=0.0)
         session.app_password = device
         endpoint.sessions[token] = _Entry(session, PHONE)
-    feature.device_revoked(AppPassword("iphone", "alice", "pw", 0.0))
+    feature.device_revoked(AppPassword("iphone", "test", "pw", 0.0))
     assert sorted(endpoint.sessions) == ["s2", "s3"]
