@@ -8,6 +8,7 @@ caldav library and SyncEvolution over TLS) is ``test_lan.py``.
 from __future__ import annotations
 
 import asyncio
+import json
 import plistlib
 import stat
 from pathlib import Path
@@ -296,3 +297,40 @@ def test_revoking_a_device_ends_its_syncml_sessions(tmp_path: Path) -> None:
         endpoint.sessions[token] = _Entry(session, PHONE)
     feature.device_revoked(AppPassword("iphone", "test", "pw", 0.0))
     assert sorted(endpoint.sessions) == ["s2", "s3"]
+
+
+def test_the_command_line_without_a_daemon(tmp_path: Path) -> None:
+    """``calsync pair`` needs the daemon (it serves the page) and says so; ``devices``
+    works on the store alone, never printing a password unless asked with --show."""
+    import subprocess
+    import sys
+
+    from tests.gateway.helpers import env_for
+
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG.format(tmp=tmp_path, password=OWN), encoding="utf-8")
+    config.chmod(0o600)
+    env = env_for(tmp_path, config)
+
+    def calsync(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "calsync", *args],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    out = calsync("pair", "test")
+    assert out.returncode == 2, out
+    assert "no calsync daemon runs" in out.stderr and "calsync serve --lan" in out.stderr
+    assert "no paired devices" in calsync("devices").stdout
+    app = app_passwords(tmp_path / "state").add("test", "iphone")
+    listed = calsync("devices")
+    assert "iphone" in listed.stdout and app.password not in listed.stdout + listed.stderr
+    as_json = calsync("devices", "--json")
+    assert app.password not in as_json.stdout
+    assert [d["name"] for d in json.loads(as_json.stdout)["devices"]] == ["iphone"]
+    assert app.password in calsync("devices", "--show", "iphone").stdout
+    assert calsync("devices", "--show", "nope").returncode == 2
+    out = calsync("devices", "revoke", "iphone")
+    assert out.returncode == 0 and "revoked iphone" in out.stdout
+    assert app_passwords(tmp_path / "state").get("iphone") is None
+    assert calsync("devices", "revoke", "iphone").returncode == 2
