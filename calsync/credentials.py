@@ -103,6 +103,7 @@ class FileAppPasswords:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._writer = threading.Lock()  # one writer per process; flock for the others
         self._seen: tuple[int, int, int] | None = None
         self._entries: list[AppPassword] = []
 
@@ -160,18 +161,22 @@ class FileAppPasswords:
     @contextmanager
     def _writing(self) -> Iterator[list[AppPassword]]:
         """The entries under the file lock (other processes too); written back after."""
-        import fcntl
-
         private_dir(self.path.parent)
         lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            entries = self._read()
-            yield entries
-            self._write(entries)
-        finally:
-            os.close(fd)  # releases the lock
+        with self._writer:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+            try:
+                try:
+                    import fcntl
+                except ImportError:  # Windows: no lock between processes
+                    pass
+                else:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                entries = self._read()
+                yield entries
+                self._write(entries)
+            finally:
+                os.close(fd)  # releases the lock
 
     def _write(self, entries: Sequence[AppPassword]) -> None:
         data = {

@@ -108,6 +108,7 @@ class Reach:
     tls: bool  # the port speaks HTTPS (and plain HTTP for the pairing page only)
     name: str | None = None  # the name announced over mDNS (``<host>.local``), if any
     ca_der: bytes | None = None  # our own CA, for the phone to trust (None: the user's cert)
+    clear: bool = True  # the pairing page is served in clear too (LAN mode; or no TLS at all)
 
     @property
     def ca_fingerprint(self) -> str | None:
@@ -231,7 +232,7 @@ class PairingService:
             token = secrets.token_urlsafe(18)
             pairing = Pairing(token, account, device, new_password(), now, now + self.ttl, reach)
             self._open[token] = pairing
-        url = reach.url(f"/pair/{token}", secure=secure and reach.tls)
+        url = reach.url(f"/pair/{token}", secure=reach.tls and (secure or not reach.clear))
         svg, text = qr_codes(url)
         return Offer(url, pairing.expires, device, account, svg, text, reach.ca_fingerprint)
 

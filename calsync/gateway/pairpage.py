@@ -406,7 +406,17 @@ def pair_page(cfg: Config, reach: Callable[[], Reach]) -> PairPage:
 
 
 def loopback_reach(opts: Listen) -> Callable[[], Reach]:
-    """Where phones reach a gateway that is not in LAN mode: its own address (this
-    machine only, unless ``allow_remote`` with the user's own certificate)."""
-    host = "127.0.0.1" if opts.wildcard else opts.host
-    return lambda: Reach(host, opts.port, tls=opts.scheme == "https")
+    """Where phones reach a gateway that is not in LAN mode: this machine only, or with
+    ``allow_remote`` and the user's own certificate its address, over https alone
+    (that port speaks no plain HTTP)."""
+    tls = opts.scheme == "https"
+
+    def reach() -> Reach:
+        from calsync.gateway.lan import primary_address
+
+        host = opts.host
+        if opts.wildcard:
+            host = primary_address() if tls else "127.0.0.1"
+        return Reach(host, opts.port, tls=tls, clear=not tls)
+
+    return reach

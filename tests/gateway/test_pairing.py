@@ -334,3 +334,21 @@ def test_the_command_line_without_a_daemon(tmp_path: Path) -> None:
     assert out.returncode == 0 and "revoked iphone" in out.stdout
     assert app_passwords(tmp_path / "state").get("iphone") is None
     assert calsync("devices", "revoke", "iphone").returncode == 2
+
+
+def test_with_the_users_own_certificate_the_link_is_https(tmp_path: Path) -> None:
+    """``allow_remote`` with the user's certificate: that port speaks TLS only, so the
+    link is https, and the profile carries no CA (the phone trusts that certificate)."""
+    cfg, errors = parse(CONFIG.format(tmp=tmp_path, password=OWN))
+    assert not errors
+    page = pair_page(cfg, lambda: Reach("10.231.9.1", 8443, tls=True, clear=False))
+    offer = page.service.start("test")
+    assert offer.url.startswith("https://10.231.9.1:8443/pair/") and offer.ca_fingerprint is None
+    phone = Phone(create_app([page]))
+    r = phone.get(offer.url + "/calsync.mobileconfig")
+    kinds = [p["PayloadType"] for p in plistlib.loads(r.content)["PayloadContent"]]
+    assert kinds == ["com.apple.caldav.account"]
+    # in LAN mode the link is plain HTTP unless asked (--secure)
+    lan = pair_page(cfg, lambda: Reach("10.231.9.1", 8765, tls=True, ca_der=b"x"))
+    assert lan.service.start("test").url.startswith("http://")
+    assert lan.service.start("test", secure=True).url.startswith("https://")
