@@ -299,6 +299,7 @@ def test_revoking_a_device_ends_its_syncml_sessions(tmp_path: Path) -> None:
     assert sorted(endpoint.sessions) == ["s2", "s3"]
 
 
+@pytest.mark.slow
 def test_the_command_line_without_a_daemon(tmp_path: Path) -> None:
     """``calsync pair`` needs the daemon (it serves the page) and says so; ``devices``
     works on the store alone, never printing a password unless asked with --show."""
