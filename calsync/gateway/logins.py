@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import ipaddress
 import time
 from collections import OrderedDict
