@@ -26,9 +26,10 @@ not for every path.
 Plain HTTP from other machines is refused on every route (``PlainGuard``,
 403) before any feature sees it: in LAN mode the TLS port also answers in
 clear (``connections.py``), for the pairing page alone.  A feature serving
-something in clear names the path prefixes it serves so *now* in an optional
-``plain_paths()`` method (the pairing page: while a pairing is open).  Each
-endpoint's own TLS check (CalDAV's, the feeds') stays as a second line.
+something in clear names the path prefixes it serves so in an optional
+``plain_paths()`` method, asked at each request (the pairing page: ``/pair``,
+whose routes answer 410 unless a pairing is open).  Each endpoint's own TLS
+check (CalDAV's, the feeds', the web page's) stays as a second line.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ log = logging.getLogger("calsync.gateway")
 
 class Feature(Protocol):
     """``routes``; optionally ``browser_paths`` (path prefixes of a web page),
-    ``plain_paths()`` (what it serves in clear now; see the module docstring)
+    ``plain_paths()`` (what it serves in clear; see the module docstring)
     and the hooks below."""
 
     routes: list[BaseRoute]
@@ -143,7 +144,8 @@ def _under(path: str, prefixes: Sequence[str]) -> bool:
 
 class PlainGuard:
     """ASGI middleware: 403 for plain HTTP from another machine, but on the paths a
-    feature serves in clear right now (``plain_paths()``; see the module docstring)."""
+    feature serves in clear (``plain_paths()``; see the module docstring).  "Another
+    machine": ``server.from_this_machine``."""
 
     def __init__(self, app: ASGIApp, plain: Sequence[Callable[[], Sequence[str]]] = ()) -> None:
         self.app = app
