@@ -133,11 +133,16 @@ class DavSettings:
     def check(self, login: str, password: str) -> bool:
         """Whether ``password`` is ``login``'s or one of its devices' app passwords,
         compared in constant time (an unknown user costs what a known one does)."""
+        return self.login(login, password) is not None
+
+    def login(self, login: str, password: str) -> credentials.Login | None:
+        """``check``, saying whose password it was (``Login.device``: the paired
+        device's, None for the user's own)."""
         user = self.users.get(login)
         found = credentials.check(
             login, password, user.password if user else "\0" * 16, self.app_passwords
         )
-        return found is not None and user is not None
+        return found if user is not None else None
 
     def stores_of(self, user: str) -> tuple[str, ...]:
         found = self.users.get(user)

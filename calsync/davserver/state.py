@@ -21,9 +21,12 @@ changes is the store's.
 * ``items``: facts Radicale needs about an item (UID, component, time range),
   keyed by ETag, so a listing or a time-range query does not parse every
   item each time.
-* ``clients``: who logged in, with which program (User-Agent), last from where
-  and when (the web page lists them as devices); written at most once a
-  minute per user and program.
+* ``clients``: who logged in, with which program (User-Agent) and which
+  password (``device``: the paired device whose app password it was, "" for
+  the account's own), last from where and when (the web page lists them as
+  devices, a paired one under its name); written at most once a minute per
+  user, program and password.  A file from before ``device`` existed has its
+  table rebuilt with the column (its rows kept, as the account's own).
 """
 
 from __future__ import annotations
@@ -67,11 +70,20 @@ CREATE TABLE IF NOT EXISTS items (
     etag TEXT PRIMARY KEY, uid TEXT NOT NULL, component TEXT NOT NULL,
     start INTEGER NOT NULL, "end" INTEGER NOT NULL, used REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS clients (
-    user TEXT NOT NULL, agent TEXT NOT NULL, address TEXT NOT NULL, last REAL NOT NULL,
-    PRIMARY KEY (user, agent)
-);
 """
+CLIENTS = """CREATE TABLE IF NOT EXISTS clients (
+    user TEXT NOT NULL, agent TEXT NOT NULL, device TEXT NOT NULL DEFAULT '',
+    address TEXT NOT NULL, last REAL NOT NULL,
+    PRIMARY KEY (user, agent, device)
+)"""
+SCHEMA += CLIENTS + ";\n"
+CLIENTS_BEFORE_DEVICE = (  # the clients table of a file made before ``device`` existed
+    "ALTER TABLE clients RENAME TO clients_old",
+    CLIENTS,
+    "INSERT INTO clients(user, agent, address, last)"
+    " SELECT user, agent, address, last FROM clients_old",
+    "DROP TABLE clients_old",
+)
 
 TOKEN_PREFIX = "http://calsync.invalid/ns/sync/"
 MAX_TOMBSTONES = 5000  # gone hrefs remembered per store before the oldest are pruned
@@ -111,13 +123,23 @@ class DavState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._add_client_device()
         # store -> {href: etag}: the last listing, so a quiet refresh is a dict compare
         self._seen: dict[str, dict[str, str]] = {}
-        self._client_written: dict[tuple[str, str], float] = {}
+        self._client_written: dict[tuple[str, str, str], float] = {}
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _add_client_device(self) -> None:
+        """Rebuild a ``clients`` table without ``device`` (see the module docstring)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(clients)")}
+            if "device" not in columns:
+                for statement in CLIENTS_BEFORE_DEVICE:
+                    self._db.execute(statement)
 
     # -- change tracking ---------------------------------------------------------------
 
@@ -259,19 +281,23 @@ class DavState:
 
     # -- clients --------------------------------------------------------------------------
 
-    def client_due(self, user: str, agent: str, now: float) -> bool:
-        """Whether a login of ``user`` with ``agent`` is worth writing now (cheap)."""
-        last = self._client_written.get((user, agent[:MAX_AGENT]))
+    def client_due(self, user: str, agent: str, now: float, device: str = "") -> bool:
+        """Whether a login of ``user`` with ``agent`` (and ``device``'s app password, ""
+        for the account's own) is worth writing now (cheap)."""
+        last = self._client_written.get((user, agent[:MAX_AGENT], device))
         return last is None or now - last >= SEEN_EVERY
 
-    def client_seen(self, user: str, agent: str, address: str, now: float) -> None:
+    def client_seen(
+        self, user: str, agent: str, address: str, now: float, device: str = ""
+    ) -> None:
         """Remember a login (a few writes a minute at most: ``client_due`` first)."""
         agent = agent[:MAX_AGENT]
         with self._lock:
-            self._client_written[(user, agent)] = now
+            self._client_written[(user, agent, device)] = now
             self._db.execute(
-                "INSERT OR REPLACE INTO clients(user, agent, address, last) VALUES (?, ?, ?, ?)",
-                (user, agent, address, now),
+                "INSERT OR REPLACE INTO clients(user, agent, device, address, last)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (user, agent, device, address, now),
             )
             self._db.execute(
                 "DELETE FROM clients WHERE rowid NOT IN "
@@ -279,13 +305,14 @@ class DavState:
                 (MAX_CLIENTS,),
             )
 
-    def clients(self) -> list[tuple[str, str, str, float]]:
-        """(user, agent, address, last login), the latest first."""
+    def clients(self) -> list[tuple[str, str, str, float, str]]:
+        """(user, agent, address, last login, device: "" for the account's own
+        password), the latest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT user, agent, address, last FROM clients ORDER BY last DESC"
+                "SELECT user, agent, address, last, device FROM clients ORDER BY last DESC"
             ).fetchall()
-        return [(str(u), str(a), str(ad), float(t)) for u, a, ad, t in rows]
+        return [(str(u), str(a), str(ad), float(t), str(d)) for u, a, ad, t, d in rows]
 
     # -- properties ----------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from calsync.config import Config
+from calsync.credentials import Login
 from calsync.davserver.app import REALM, build
 from calsync.davserver.bodies import BodyRefused, XmlGate, gate_for, limit_for, too_large
 from calsync.davserver.config import DavSettings, load
@@ -187,9 +188,10 @@ class DavGuard:
         except MalformedCredentials as e:
             await _plain(send, 401, f"{e}\n", [CHALLENGE])
             return
-        if not await self._logged_in(host, user, password, send):
+        login = await self._logged_in(host, user, password, send)
+        if login is None:
             return
-        await self._seen(scope, user, host)
+        await self._seen(scope, user, host, login.device or "")
         method = scope["method"]
         if not _utf8_path(scope):
             await _plain(send, 400, "the path is not UTF-8 (escape it as UTF-8)\n", [])
@@ -206,8 +208,9 @@ class DavGuard:
             return
         await self.app(scope, _replay(body, receive), send)
 
-    async def _logged_in(self, host: str, user: str, password: str, send: Send) -> bool:
-        """Check the password unless the source is throttled; answer the failures."""
+    async def _logged_in(self, host: str, user: str, password: str, send: Send) -> Login | None:
+        """Check the password unless the source is throttled; answer the failures
+        (None: answered)."""
         key = source_key(host)
         wait = self.throttle.refusal(key)
         if wait is not None:
@@ -219,9 +222,10 @@ class DavGuard:
                 "too many failed logins from your address: try again later\n",
                 [(b"retry-after", retry)],
             )
-            return False
-        if self.settings.check(user, password):
-            return True
+            return None
+        login = self.settings.login(user, password)
+        if login is not None:
+            return login
         self.throttle.failed(key)
         if self.throttle.locked(key):
             log.warning("CalDAV: failed login as %r from %s; refusing it a while", user[:64], host)
@@ -229,16 +233,17 @@ class DavGuard:
             log.warning("CalDAV: failed login as %r from %s", user[:64], host)
         await self._delay()
         await _plain(send, 401, "wrong user name or password\n", [CHALLENGE])
-        return False
+        return None
 
-    async def _seen(self, scope: Scope, user: str, host: str) -> None:
-        """Remember the login (in a worker: a write, at most once a minute per client)."""
+    async def _seen(self, scope: Scope, user: str, host: str, device: str) -> None:
+        """Remember the login (in a worker: a write, at most once a minute per client);
+        ``device``: the paired device whose app password it was ("": the user's own)."""
         if self.state is None:
             return
         agent = (_header(scope, b"user-agent") or b"").decode("latin-1")
         now = time.time()
-        if self.state.client_due(user, agent, now):
-            await anyio.to_thread.run_sync(self.state.client_seen, user, agent, host, now)
+        if self.state.client_due(user, agent, now, device):
+            await anyio.to_thread.run_sync(self.state.client_seen, user, agent, host, now, device)
 
     async def _delay(self) -> None:
         """Make a failure slow to learn, in the event loop (a worker must never wait)."""
@@ -305,7 +310,8 @@ class CalDAVFeature:
 
     def devices(self) -> list[dict[str, Any]]:
         """CalDAV clients that logged in (the web page's device list): user, program,
-        address, when, and the user's calendars."""
+        address, when, the paired device whose app password it was (``app_password``,
+        None for the user's own), and the user's calendars."""
         calendars = {u.name: list(u.calendars) for u in self.service.settings.users.values()}
         return [
             {
@@ -314,7 +320,8 @@ class CalDAVFeature:
                 "device": agent or "(no User-Agent)",
                 "address": address,
                 "last_seen": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)),
+                "app_password": paired or None,
                 "stores": calendars.get(user, []),
             }
-            for user, agent, address, last in self.service.state.clients()
+            for user, agent, address, last, paired in self.service.state.clients()
         ]

@@ -100,6 +100,36 @@ def test_forgotten_tombstones_invalidate_old_tokens_only(
     st.close()
 
 
+def test_clients_are_told_apart_by_the_app_password_they_used(tmp_path: Path) -> None:
+    """Two phones of one user with the same program are two clients when each logs in
+    with its own app password; a file from before the column keeps its clients."""
+    import sqlite3
+
+    path = tmp_path / "dav.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE clients (user TEXT NOT NULL, agent TEXT NOT NULL,"
+        " address TEXT NOT NULL, last REAL NOT NULL, PRIMARY KEY (user, agent));"
+        "INSERT INTO clients VALUES ('alice', 'Thunderbird', '127.0.0.1', 100.0);"
+    )
+    old.close()
+    st = DavState(path)
+    assert st.clients() == [("alice", "Thunderbird", "127.0.0.1", 100.0, "")]
+    assert st.client_due("alice", "iOS/17", 200.0, "phone")
+    st.client_seen("alice", "iOS/17", "10.0.0.2", 200.0, "phone")
+    assert not st.client_due("alice", "iOS/17", 230.0, "phone")  # written a minute ago
+    assert st.client_due("alice", "iOS/17", 230.0, "phone-2")  # another phone
+    st.client_seen("alice", "iOS/17", "10.0.0.3", 230.0, "phone-2")
+    st.close()
+    st = DavState(path)  # opened again: nothing to rebuild, nothing lost
+    assert st.clients() == [
+        ("alice", "iOS/17", "10.0.0.3", 230.0, "phone-2"),
+        ("alice", "iOS/17", "10.0.0.2", 200.0, "phone"),
+        ("alice", "Thunderbird", "127.0.0.1", 100.0, ""),
+    ]
+    st.close()
+
+
 def test_hrefs_are_plain_names_and_stable() -> None:
     assert default_href("abc@x.ics") == "abc@x.ics"
     assert default_href("/cal/user/ev\x01.ics").startswith("calsync-")  # not a plain name
