@@ -3,7 +3,9 @@
 ``GET  /api/status``        pairs (``calsync status --json``'s fields, plus a
                             ``daemon`` object: running, next run, failures,
                             last error...), SyncML devices seen, other
-                            devices (``clients``: CalDAV), the daemon;
+                            devices (``clients``: CalDAV, each with the paired
+                            device whose app password it used), the paired
+                            devices (``paired``), the daemon;
 ``POST /api/sync``          ``{"pairs": [...]?, "wait": false, "force", "dry_run",
                             "mode"}``: queue runs (202), or with ``wait`` run them
                             and answer ``calsync sync --json``'s object (200);

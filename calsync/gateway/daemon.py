@@ -226,17 +226,19 @@ class Daemon:
     async def snapshot(self, requests: int) -> dict[str, Any]:
         """Everything ``GET /api/status`` answers (the web page shows the same)."""
         pairs = await self.pairs_status()
-        devices, clients = await anyio.to_thread.run_sync(self._devices)
+        devices, clients, paired = await anyio.to_thread.run_sync(self._devices)
         return {
             "pairs": pairs,
             "devices": devices,
             "clients": clients,
+            "paired": paired,
             "daemon": self.info(requests),
         }
 
-    def _devices(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """SyncML devices (each datastore, with its store and pairs), and the other
-        features' clients (``device_sources``), with their pairs."""
+    def _devices(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """SyncML devices (each datastore, with its store and pairs), the other
+        features' clients (``device_sources``), with their pairs, and the paired
+        devices (their app passwords), with their account's stores and pairs."""
         from calsync.gateway.api import devices
 
         accounts = self.cfg.section("syncml").get("accounts", {})
@@ -250,7 +252,21 @@ class Daemon:
             for source in self.device_sources
             for client in source()
         ]
-        return synced, clients
+        paired = [
+            {**device.to_json(), **self._pairs_of(self._account_stores(device.account))}
+            for device in (self.pairing.devices() if self.pairing is not None else [])
+        ]
+        return synced, clients, paired
+
+    def _account_stores(self, account: str) -> list[str]:
+        """The stores an account reaches: its CalDAV calendars and SyncML datastores."""
+        user = self.cfg.section("caldav").get("users", {}).get(account) or {}
+        stores = [s for s in user.get("calendars", []) if isinstance(s, str)]
+        syncml = self.cfg.section("syncml").get("accounts", {}).get(account) or {}
+        for key in ("calendar", "tasks"):
+            if isinstance(syncml.get(key), str):
+                stores.append(syncml[key])
+        return list(dict.fromkeys(stores))
 
     def _pairs_of(self, stores: list[str]) -> dict[str, Any]:
         pairs = [p for store in stores for p in self.cfg.pairs_of_store(store)]

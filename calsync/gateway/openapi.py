@@ -154,6 +154,10 @@ SCHEMAS: dict[str, Any] = {
             "device": {"type": "string", "description": "the program (User-Agent)"},
             "address": _STR,
             "last_seen": _TIME,
+            "app_password": {
+                "type": ["string", "null"],
+                "description": "the paired device whose app password it used (null: the account's)",
+            },
             "stores": {"type": "array", "items": _STR, "description": "the account's stores"},
             "pairs": {"type": "array", "items": _STR, "description": "pairs of those stores"},
         },
@@ -165,6 +169,23 @@ SCHEMAS: dict[str, Any] = {
             "pairs": {"type": "object", "additionalProperties": _ref("PairStatus")},
             "devices": {"type": "array", "items": _ref("Device")},
             "clients": {"type": "array", "items": _ref("Client")},
+            "paired": {
+                "type": "array",
+                "description": "the paired devices (app passwords), with their account's stores "
+                "and pairs",
+                "items": {
+                    "allOf": [
+                        _ref("PairedDevice"),
+                        {
+                            "type": "object",
+                            "properties": {
+                                "stores": {"type": "array", "items": _STR},
+                                "pairs": {"type": "array", "items": _STR},
+                            },
+                        },
+                    ]
+                },
+            },
             "daemon": {
                 "type": "object",
                 "properties": {
