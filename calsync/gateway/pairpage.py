@@ -206,6 +206,7 @@ def landing(setup: Setup, first: str) -> str:
     if fp:
         intro += (
             "<p>Compare this fingerprint with the one <code>calsync pair</code> printed "
+            "or calsync's web page shows "
             "(and the one your phone shows for the certificate); stop if they differ:</p>"
             f"<code class=fp id=fingerprint>SHA-256 {_e(fp)}</code>"
         )

@@ -3,7 +3,10 @@
 A real daemon (``calsync serve``) serves the page; chromium opens it, reads
 the pairs and devices, opens a conflict made by editing both stores, keeps
 the losing version and finds it in the store files, and presses "sync now"
-and watches the result arrive without reloading.  From another machine's
+and watches the result arrive without reloading.  It presses "Pair a phone",
+reads the QR code back from a screenshot of it (zxing-cpp), opens the URL
+it encodes as a phone would, and revokes the device the phone became.  From
+another machine's
 point of view (the daemon listening on this machine's LAN address, over
 TLS), the browser logs in through the form and gets a Secure, HttpOnly,
 SameSite=Strict cookie.
@@ -15,7 +18,10 @@ browser that cannot start fails these tests: the page is not tested then.
 
 from __future__ import annotations
 
+import io
+import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,7 @@ import pytest
 
 from tests.conftest import event
 from tests.gateway.helpers import DEVICES, PASSWORD, DaemonProcess, wait_for, write_config
+from tests.gateway.test_lan import password_on
 from tests.pki import make_pki
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
@@ -142,6 +149,61 @@ def test_the_page_in_chromium_shows_pairs_devices_and_decides_a_conflict(
         counts.filter(has_text="1 added in file").wait_for()  # by the page's own refresh
         assert d.runs("p") > runs_before
         assert b"SUMMARY:Second" in (tmp_path / "file.ics").read_bytes()
+        assert "Traceback" not in d.logs()
+
+
+def test_pair_a_phone_from_the_page_scan_it_and_revoke_it(tmp_path: Path, browser: Any) -> None:
+    import zxingcpp
+    from PIL import Image
+
+    config = write_config(tmp_path, DEVICES + "[server]\nmdns = false\n")
+    with DaemonProcess(tmp_path, config, "--no-watch", "--lan") as d:
+        page = browser.new_page()
+        page.goto(d.url + "/")
+        page.select_option("#pair-account", "alice")  # two accounts: alice and phone
+        page.fill("#pair-device", "my-phone")
+        page.click("#pair-button")
+        qr = page.locator("#pair-qr svg")
+        qr.wait_for()
+        assert page.url == d.url + "/"  # in place (htmx), not a new page
+        shown = page.locator("#pair-url").inner_text().strip()
+        assert re.fullmatch(rf"http://127\.0\.0\.1:{d.port}/pair/[\w-]+", shown), shown
+        # the QR code as the screen shows it, read as a phone's camera would
+        picture = Image.open(io.BytesIO(qr.screenshot())).convert("L")
+        assert [r.text for r in zxingcpp.read_barcodes(picture)] == [shown]
+        fp = page.locator("#pair-fingerprint").inner_text().strip()
+        assert re.fullmatch(r"([0-9A-F]{2}:){31}[0-9A-F]{2}", fp), fp
+        left = page.locator("#pair-left")  # the script counts the 10 minutes down
+        wait_for(lambda: re.fullmatch(r"9:[0-5]\d left", left.inner_text()), 30, "a countdown")
+        # the phone opens the URL: the pairing page, with the same fingerprint
+        with httpx.Client(headers={"User-Agent": "DAVx5/4.4.1-ose (Android 14)"}) as phone:
+            landing = phone.get(shown, timeout=30)
+            assert landing.status_code == 200 and fp in landing.text, landing.text[:300]
+            password = password_on(phone.get(shown + "/account", timeout=30).content)
+        r = httpx.request(
+            "PROPFIND",
+            d.url + "/dav/alice/",
+            auth=("alice", password),
+            headers={"Depth": "0", "User-Agent": "DAVx5/4.4.1-ose (Android 14)"},
+            timeout=30,
+        )
+        assert r.status_code == 207, r.text
+        # one row: the paired device, with what logged in with its password (live)
+        row = page.locator('li.device[data-paired="my-phone"]')
+        row.locator(".device-detail", has_text="DAVx5/4.4.1-ose").wait_for()
+        assert row.locator(".badge").first.inner_text() == "CalDAV"
+        assert row.locator(".device-pairs").inner_text() == "p"
+        assert time.strftime("%Y-%m-%d") in row.locator(".device-seen").inner_text()
+        assert page.locator("li.device", has_text="DAVx5/4.4.1-ose").count() == 1
+        # revoke it from the page (after the confirmation): gone, its password refused
+        page.once("dialog", lambda dialog: dialog.accept())
+        row.locator("button.revoke").click()
+        page.locator(".flash", has_text="my-phone is revoked").wait_for()
+        assert page.locator('li.device[data-paired="my-phone"]').count() == 0
+        r = httpx.request("PROPFIND", d.url + "/dav/alice/", auth=("alice", password), timeout=30)
+        assert r.status_code == 401
+        assert "device.revoked" in d.logs() and password not in d.logs()
+        assert shown not in d.logs()  # the one-time URL is not logged
         assert "Traceback" not in d.logs()
 
 

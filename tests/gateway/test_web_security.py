@@ -20,6 +20,8 @@ import httpx
 from calsync.config import parse
 from calsync.gateway.app import create_app, features_for
 from calsync.gateway.daemon import Daemon
+from calsync.gateway.pairing import Reach
+from calsync.gateway.pairpage import pair_page
 from calsync.gateway.web import WebFeature
 from tests.gateway.helpers import DEVICES, PASSWORD, write_config
 
@@ -41,17 +43,24 @@ ACTIONS = [  # state-changing routes, each with a form that would do something
     ("/web/sync", {"pair": "p"}),
     ("/web/conflicts/1/resolve", {"keep": "a"}),
     ("/web/restore", {"uid": "e1", "version": "1"}),
-    ("/web/logout", {}),
+    ("/web/pair", {"account": "alice", "device": "tablet"}),
+    ("/web/devices/revoke", {"device": "no-such-device"}),
+    ("/web/logout", {}),  # the last: it ends the session
 ]
 ROUTES = PAGES + [("POST", path) for path, _ in ACTIONS] + [("POST", "/web/login")]
 
 
-def app_for(tmp: Path) -> tuple[Any, Daemon]:
+def app_for(tmp: Path, reach: Reach | None = None) -> tuple[Any, Daemon]:
+    """The gateway as ``calsync serve`` makes it: the daemon, the page, pairing, CalDAV
+    and SyncML (phones reach it as ``reach`` says: 127.0.0.1:8765 by default)."""
     config = write_config(tmp, DEVICES)
     cfg, errors = parse(config.read_text(), config)
     assert not errors, errors
     daemon = Daemon(cfg, url="http://127.0.0.1:8765", config_path=None, watch=False)
-    features = [daemon, WebFeature(daemon), *features_for(cfg)]
+    where = reach or Reach("127.0.0.1", 8765, tls=False)
+    pairing = pair_page(cfg, lambda: where)
+    daemon.pairing = pairing.service
+    features = [daemon, WebFeature(daemon), pairing, *features_for(cfg)]
     daemon.attach(features)
     return create_app(features), daemon
 
@@ -251,6 +260,57 @@ def test_the_login_form_has_its_own_csrf_check(tmp_path: Path) -> None:
         assert (await c.post("/web/login", data={**good, "csrf": token})).status_code == 403
 
     run(app, LAN, "https", body)
+
+
+def test_pairing_and_revoking_need_the_token_the_pages_origin_and_tls(tmp_path: Path) -> None:
+    """The new buttons' actions: refused (and nothing done) without the session's CSRF
+    token, from another origin, or from the LAN over plain HTTP."""
+    app, daemon = app_for(tmp_path)
+    service = daemon.pairing
+    assert service is not None
+    service.passwords.add("alice", "phone-1")
+    pair = {"account": "alice", "device": "tablet"}
+    revoke = {"device": "phone-1"}
+
+    def nothing_done() -> None:
+        assert not service.is_open()  # no pairing opened
+        assert service.passwords.get("phone-1") is not None  # not revoked
+
+    async def lan(c: httpx.AsyncClient) -> None:
+        for path, form in (("/web/pair", pair), ("/web/devices/revoke", revoke)):
+            r = await c.post(path, data={**form, "csrf": "x"}, headers={"HX-Request": "true"})
+            assert r.status_code == 403 and "TLS" in r.text, (path, r.status_code)
+
+    run(app, LAN, "http", lan)
+    nothing_done()
+
+    async def here(c: httpx.AsyncClient) -> None:
+        for path, form in (("/web/pair", pair), ("/web/devices/revoke", revoke)):
+            r = await c.post(path, data={**form, "csrf": "guess"})  # no session yet
+            assert r.status_code == 403, (path, r.status_code)
+        token = csrf_of((await c.get("/")).text)
+        htmx = {"HX-Request": "true", "HX-Target": "pairing"}
+        for path, form in (("/web/pair", pair), ("/web/devices/revoke", revoke)):
+            for data, headers in [
+                (form, htmx),  # no token
+                ({**form, "csrf": token[:-1]}, htmx),
+                (form, {**htmx, "X-CSRF-Token": "wrong"}),
+                ({**form, "csrf": token}, {"Origin": "http://evil.example"}),
+                ({**form, "csrf": token}, {**htmx, "Origin": "http://127.0.0.1:9999"}),
+                ({**form, "csrf": token}, {"Sec-Fetch-Site": "cross-site"}),
+            ]:
+                r = await c.post(path, data=data, headers=headers)
+                assert r.status_code == 403, (path, data, headers, r.status_code)
+                assert "/pair/" not in r.text  # no one-time URL handed out
+        nothing_done()
+        # with the token, from the page itself: done
+        origin = {"Origin": "http://127.0.0.1"}
+        r = await c.post("/web/pair", data={**pair, "csrf": token}, headers=origin)
+        assert r.status_code == 303 and service.is_open()
+        r = await c.post("/web/devices/revoke", data={**revoke, "csrf": token}, headers=origin)
+        assert r.status_code == 303 and service.passwords.get("phone-1") is None
+
+    run(app, HERE, "http", here)
 
 
 def test_answers_keep_out_of_frames_caches_and_foreign_scripts(tmp_path: Path) -> None:

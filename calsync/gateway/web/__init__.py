@@ -2,13 +2,16 @@
 
 What it shows (``routes``): each pair (and a collection's sub-pairs under it)
 with its last sync, outcome, counts, next run, a plot of its recent runs and
-a "sync now" button; each device (SyncML devices, CalDAV clients) with when
-it was last seen, its protocol and its pairs; changes waiting to be written
-(Thunderbird's queue); the last sync errors in words; the conflicts, each
-with both versions side by side, what differs, and buttons to keep one, the
-other, or both; an item's saved versions with a restore button.  The live
-part refreshes itself every few seconds (htmx polling, answered 204 when
-nothing changed).
+a "sync now" button; each device (SyncML devices, paired devices, CalDAV
+clients) with when it was last seen, its protocol and its pairs, and a
+revoke button for a paired one; a "Pair a phone" button (the QR code and
+one-time URL of a new pairing); changes waiting to be written (Thunderbird's
+queue); the last sync errors in words; the conflicts, each with both
+versions side by side, what differs, and buttons to keep one, the other, or
+both; an item's saved versions with a restore button.  The live part
+refreshes itself every few seconds (htmx polling, answered 204 when nothing
+changed); a small script of ours (``static/countdown.js``) counts down a
+pairing's minutes.
 
 Who may see and use it: ``security`` (loopback without a password, the LAN
 over TLS with an account or the API token; sessions; CSRF).
@@ -74,6 +77,8 @@ class WebFeature:
             Route("/web/history", secured(p.viewing(p.history)), methods=["GET"]),
             Route("/web/restore", secured(p.acting(p.restore)), methods=["POST"]),
             Route("/web/sync", secured(p.acting(p.sync)), methods=["POST"]),
+            Route("/web/pair", secured(p.acting(p.pair)), methods=["POST"]),
+            Route("/web/devices/revoke", secured(p.acting(p.revoke)), methods=["POST"]),
             Route("/web/login", secured(p.login_page), methods=["GET"]),
             Route("/web/login", secured(p.login), methods=["POST"]),
             Route("/web/logout", secured(p.acting(p.logout)), methods=["POST"]),

@@ -12,6 +12,17 @@ polling) with the digest of what it shows, and which answers 204 when
 nothing changed.  Actions are forms (POST, CSRF token), answered with a
 redirect (303) to the page they came from, so they work without a script
 too; htmx swaps the answer in place.
+
+Pairing a phone (``POST /web/pair``) calls the daemon's ``PairingService``
+(the one ``calsync pair`` reaches through the control API); the offer (QR
+code, one-time URL, expiry, CA fingerprint) is kept in the session and shown
+in the page's "Pair a phone" section until it expires, so the one-time URL
+never travels in a URL of the page itself.  htmx asks for that section alone
+(``HX-Target: pairing``) and gets it as the answer; without a script the
+answer is the redirect.  ``POST /web/devices/revoke`` revokes a paired
+device (``PairingService.revoke``).  The device list is one list: a paired
+device's row shows what logged in with its app password (protocol, program,
+when), from the same snapshot the API answers with.
 """
 
 from __future__ import annotations
@@ -53,6 +64,7 @@ HERE = Path(__file__).parent
 STATIC = {  # file -> content type: all there is to serve
     "htmx.min.js": "text/javascript; charset=utf-8",
     "htmx.LICENSE": "text/plain; charset=utf-8",
+    "countdown.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 MAX_FORM = 16384  # bytes of a form (a few short fields)
@@ -60,15 +72,19 @@ RUNS_PLOTTED = 30
 CONFLICTS_SHOWN = 20
 HISTORY_SHOWN = 50
 POLL_SECONDS = 3
+PROTOCOLS = {"caldav": "CalDAV", "syncml": "SyncML"}  # as the page names them
 
 
 ISO_UTC = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z")
 
 
-def _when(iso: str | None) -> str:
-    """An API time (UTC, ISO) as the daemon's local time, for reading on a phone."""
+def _when(iso: str | float | None) -> str:
+    """An API time (UTC, ISO; or Unix time) as the daemon's local time, for reading
+    on a phone."""
     if not iso:
         return "never"
+    if isinstance(iso, float | int):
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(iso))
     found = ISO_UTC.fullmatch(iso)
     if found is None:
         return iso
@@ -221,9 +237,12 @@ def pair_views(cfg: Any, pairs: dict[str, Any]) -> list[dict[str, Any]]:
     return [view(name, st, True) for name, st in pairs.items()]
 
 
-def device_views(
-    devices: list[dict[str, Any]], clients: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
+def device_views(snap: dict[str, Any]) -> list[dict[str, Any]]:
+    """The status's devices as one list: SyncML devices (per datastore), each paired
+    device (its app password) with the CalDAV clients that logged in with it, and the
+    clients that used an account's own password.  ``paired``: the row can be revoked.
+    (A SyncML session's app password is not recorded with its device yet: a SyncML
+    phone that was paired has a row of each kind.)"""
     out = [
         {
             "name": d["device"],
@@ -233,20 +252,51 @@ def device_views(
             + (f", last result {d['last_result']}" if d.get("last_result") else ""),
             "seen": d["last_sync"],
             "pairs": d.get("pairs", []),
+            "paired": False,
         }
-        for d in devices
+        for d in snap["devices"]
     ]
-    out += [
-        {
-            "name": c["device"],
-            "protocol": {"caldav": "CalDAV"}.get(c["protocol"], c["protocol"]),
-            "account": c["account"],
-            "detail": f"from {c.get('address', '?')}",
-            "seen": c["last_seen"],
-            "pairs": c.get("pairs", []),
-        }
-        for c in clients
-    ]
+    clients = snap.get("clients", [])
+    paired = snap.get("paired", [])
+    names = {p["name"] for p in paired}
+
+    def program(c: dict[str, Any]) -> str:
+        return f"{c['device']} from {c.get('address', '?')}"
+
+    for p in paired:
+        used = [c for c in clients if c.get("app_password") == p["name"]]
+        protocols = dict.fromkeys(PROTOCOLS.get(c["protocol"], c["protocol"]) for c in used)
+        out.append(
+            {
+                "name": p["name"],
+                "protocol": ", ".join(protocols) or "paired",
+                "account": p["account"],
+                "detail": (
+                    "; ".join(program(c) for c in used)
+                    if used
+                    else f"paired {_when(p['created'])}; no CalDAV login with its app password yet"
+                ),
+                "seen": max((c["last_seen"] for c in used), default=None),
+                "pairs": p.get("pairs", []),
+                "paired": True,
+            }
+        )
+    for c in clients:
+        if c.get("app_password") in names:
+            continue
+        gone = c.get("app_password")
+        out.append(
+            {
+                "name": c["device"],
+                "protocol": PROTOCOLS.get(c["protocol"], c["protocol"]),
+                "account": c["account"],
+                "detail": f"from {c.get('address', '?')}"
+                + (f", with the app password of {gone} (revoked)" if gone else ""),
+                "seen": c["last_seen"],
+                "pairs": c.get("pairs", []),
+                "paired": False,
+            }
+        )
     return out
 
 
@@ -348,7 +398,8 @@ class Pages:
         pairs = await anyio.to_thread.run_sync(pair_views, self.daemon.cfg, snap["pairs"])
         return {
             "pairs": pairs,
-            "devices": device_views(snap["devices"], snap.get("clients", [])),
+            "devices": device_views(snap),
+            "revocable": self.daemon.pairing is not None,
             "stopping": snap["daemon"]["stopping"],
         }
 
@@ -362,10 +413,25 @@ class Pages:
             "index.html",
             **self._context(session),
             **live,
+            **self._pairing(session),
             digest=digest,
             conflicts=conflicts,
+            notes=[],
         )
         return response
+
+    def _pairing(self, session: Session) -> dict[str, Any]:
+        """The "Pair a phone" section's context: the accounts to choose from, and the
+        session's offer while it lasts (None: this daemon does not pair devices)."""
+        service = self.daemon.pairing
+        if service is None:
+            return {"pairing": None}
+        offer = session.offer
+        remaining = offer.expires - service.clock() if offer is not None else 0.0
+        if offer is not None and remaining <= 0:
+            session.offer = offer = None
+        accounts = list(dict.fromkeys(service.accounts()))
+        return {"pairing": {"accounts": accounts, "offer": offer, "remaining": int(remaining)}}
 
     @staticmethod
     def _digest(live: dict[str, Any]) -> str:
@@ -525,3 +591,55 @@ class Pages:
         from urllib.parse import quote
 
         return self._back(request, f"/web/history?uid={quote(uid, safe='')}")
+
+    async def pair(self, request: Request, session: Session, form: Form) -> Response:
+        """Open a pairing for the chosen account and device name; its offer is shown in
+        the "Pair a phone" section (htmx: that section is the answer)."""
+        from calsync.gateway.pairing import PairingRefused
+
+        service = self.daemon.pairing
+        if service is None:
+            return PlainTextResponse("this daemon does not pair devices\n", 503)
+        account = _field(form, "account").strip() or None
+        device = _field(form, "device").strip() or None
+        notes = []
+        try:
+            offer = await anyio.to_thread.run_sync(lambda: service.start(account, device))
+        except PairingRefused as e:
+            notes.append(f"Not paired: {e}.")
+        else:
+            session.offer = offer
+            event(log, "pairing.start", account=offer.account, device=offer.device, via="web")
+        if request.headers.get("hx-request") == "true" and request.headers.get("hx-target") == (
+            "pairing"
+        ):
+            return self._html(
+                "pairing.html",
+                **self._context(session, flash_shown=False),
+                **self._pairing(session),
+                notes=notes,
+            )
+        session.flash += notes
+        return self._back(request, "/#pairing")
+
+    async def revoke(self, request: Request, session: Session, form: Form) -> Response:
+        """Revoke a paired device: its app password stops working, its sessions end."""
+        from calsync.credentials import DEVICE_NAME
+
+        service = self.daemon.pairing
+        name = _field(form, "device")
+        if service is None or not DEVICE_NAME.match(name):
+            return PlainTextResponse("no such device\n", 400)
+        try:
+            device = await anyio.to_thread.run_sync(service.revoke, name)
+        except LookupError as e:
+            session.flash.append(f"Not revoked: {e}.")
+        else:
+            event(log, "device.revoked", device=device.name, account=device.account, via="web")
+            if session.offer is not None and session.offer.device == device.name:
+                session.offer = None
+            session.flash.append(
+                f"{device.name} is revoked: its app password stopped working, "
+                "and its sessions ended."
+            )
+        return self._back(request, "/")

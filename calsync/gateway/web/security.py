@@ -21,7 +21,9 @@ served under these rules, checked in this order for every route:
    kept in memory (a restart or a reload logs everyone out), ends after
    ``IDLE`` seconds unused or ``LIFETIME`` in all, and a login replaces the
    session it came with (no fixation).  At most ``MAX_SESSIONS`` are kept,
-   the longest unused go first.
+   the longest unused go first.  A pairing opened with the page's button is
+   kept in its session (its one-time URL is shown to that session alone,
+   until it expires).
 4. **Actions** (every POST) need the session's CSRF token (a synchronizer
    token: form field ``csrf`` or header ``X-CSRF-Token``, compared in
    constant time), and a request whose ``Origin`` (or ``Sec-Fetch-Site``)
@@ -50,7 +52,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -66,6 +68,9 @@ from calsync.gateway.logins import (
     source_key,
 )
 from calsync.gateway.server import is_loopback
+
+if TYPE_CHECKING:
+    from calsync.gateway.pairing import Offer
 
 IDLE: Final = 12 * 3600.0  # seconds a session lives unused
 LIFETIME: Final = 7 * 86400.0  # seconds a session lives at most
@@ -98,6 +103,7 @@ class Session:
     created: float
     used: float
     flash: list[str] = field(default_factory=list)  # messages shown once, on the next page
+    offer: Offer | None = None  # the pairing this session opened last (shown until it expires)
 
 
 def cookie_name(request: Request) -> str:
