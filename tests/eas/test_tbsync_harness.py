@@ -166,7 +166,9 @@ def _check(peer: TbSyncPeer, fake: FakeEas, ca: Path) -> None:
 
     peer.edit_event(cal, NEW_EVENT.format(summary="Edited in Thunderbird"))
     peer.delete_event(cal, "srv-1@fake")
-    peer.sync(account)
+    outcome = peer.sync(account, "f-cal1")  # that folder alone
+    assert list(outcome["folders"]) == ["f-cal1"]
+    assert outcome["folders"]["f-cal1"]["type"] == "success"
     [changed] = fake.collections["cal1"].changes
     assert changed["server_id"] == added["server_id"]
     assert changed["Subject"] == "Edited in Thunderbird"
