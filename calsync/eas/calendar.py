@@ -149,9 +149,7 @@ class _Ctx:
 def item_to_appointment(item: Item, opts: Options) -> Outgoing[Appointment]:
     """The appointment a device is sent for ``item``; warnings name what the
     device cannot be given (it stays in calsync)."""
-    master = item.master()
-    if master is None or master.name != "VEVENT":
-        raise MappingError(f"item {item.uid}: no VEVENT")
+    master = props.master_of(item, "VEVENT")
     warnings: list[str] = []
     ctx = _Ctx(opts, item.tree, UTC, warnings)
     start, end = _span(master, ctx)

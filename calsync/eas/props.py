@@ -54,6 +54,20 @@ class MappingError(ValueError):
     """An item (or device data) that cannot be mapped; says what and why."""
 
 
+def master_of(item: Item, kind: str) -> Component:
+    """The item's master component of ``kind``; MappingError when there is none,
+    or when the item's text cannot be parsed at all (such an item passes
+    between stores that keep iCalendar text as it is, but a device must be
+    given fields, so for a device it is an item error)."""
+    try:
+        master = item.master()
+    except ItemError as e:
+        raise MappingError(f"item {item.uid}: cannot be parsed: {e.reason}") from None
+    if master is None or master.name != kind:
+        raise MappingError(f"item {item.uid}: no {kind}")
+    return master
+
+
 @dataclass(frozen=True)
 class Options:
     """How one device sees items.

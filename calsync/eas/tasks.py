@@ -54,9 +54,7 @@ from calsync.items.vcal.times import (
 
 def item_to_task(item: Item, opts: Options) -> Outgoing[Task]:
     """The task a device is sent for ``item`` (a VTODO)."""
-    comp = item.master()
-    if comp is None or comp.name != "VTODO":
-        raise MappingError(f"item {item.uid}: no VTODO")
+    comp = props.master_of(item, "VTODO")
     warnings: list[str] = []
     cal = item.tree
 

@@ -735,3 +735,17 @@ def test_a_series_through_the_device_keeps_its_occurrences(
         return [o.astimezone(UTC) for o in between]
 
     assert instants(back.value("RRULE") or "") == instants(rule)
+
+
+def test_an_item_that_cannot_be_parsed_is_refused_for_a_device_naming_it() -> None:
+    """Such an item passes between stores that keep iCalendar text as it is, but
+    a device must be given fields: it is an item error, never an ItemError
+    that stops the device's session (the corpus has one: a broken ATTENDEE)."""
+    raw = (
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:broken-1\r\n"
+        b'DTSTART:20260101T100000Z\r\nATTENDEE;CN="unclosed:mailto:a@example.com\r\n'
+        b"END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    item = Item(raw, "broken-1")
+    with pytest.raises(MappingError, match=r"^item broken-1: cannot be parsed: "):
+        item_to_appointment(item, V14)
