@@ -94,7 +94,9 @@ class AppPasswordStore(Protocol):
         """A new app password (``DeviceNameTaken``, ``BadDeviceName``)."""
         ...
 
-    def remove(self, device: str) -> AppPassword | None: ...
+    def remove(self, device: str, account: str | None = None) -> AppPassword | None:
+        """Remove ``device``'s app password (``account``: only if it is that account's)."""
+        ...
 
 
 class FileAppPasswords:
@@ -208,9 +210,16 @@ class FileAppPasswords:
             entries.append(entry)
         return entry
 
-    def remove(self, device: str) -> AppPassword | None:
+    def remove(self, device: str, account: str | None = None) -> AppPassword | None:
         with self._writing() as entries:
-            found = next((p for p in entries if p.device == device), None)
+            found = next(
+                (
+                    p
+                    for p in entries
+                    if p.device == device and (account is None or p.account == account)
+                ),
+                None,
+            )
             if found is not None:
                 entries.remove(found)
         return found

@@ -42,6 +42,7 @@ from calsync.config import Config
 from calsync.gateway import runtime
 from calsync.gateway.api import ControlAPI
 from calsync.gateway.auth import BearerAuth, ensure_token, token_path
+from calsync.gateway.authz import OWNER, Scope, account_stores
 from calsync.gateway.logins import FailureThrottle
 from calsync.gateway.logs import event
 from calsync.gateway.pairing import PairingService
@@ -253,20 +254,10 @@ class Daemon:
             for client in source()
         ]
         paired = [
-            {**device.to_json(), **self._pairs_of(self._account_stores(device.account))}
+            {**device.to_json(), **self._pairs_of(account_stores(self.cfg, device.account))}
             for device in (self.pairing.devices() if self.pairing is not None else [])
         ]
         return synced, clients, paired
-
-    def _account_stores(self, account: str) -> list[str]:
-        """The stores an account reaches: its CalDAV calendars and SyncML datastores."""
-        user = self.cfg.section("caldav").get("users", {}).get(account) or {}
-        stores = [s for s in user.get("calendars", []) if isinstance(s, str)]
-        syncml = self.cfg.section("syncml").get("accounts", {}).get(account) or {}
-        for key in ("calendar", "tasks"):
-            if isinstance(syncml.get(key), str):
-                stores.append(syncml[key])
-        return list(dict.fromkeys(stores))
 
     def _pairs_of(self, stores: list[str]) -> dict[str, Any]:
         pairs = [p for store in stores for p in self.cfg.pairs_of_store(store)]
@@ -285,16 +276,19 @@ class Daemon:
 
         return await anyio.to_thread.run_sync(read)
 
-    def conflicts(self, limit: int) -> list[dict[str, Any]]:
+    # Each of these answers only what ``scope`` sees (``authz``; the control API is
+    # the owner's): anything else is answered as missing.
+
+    def conflicts(self, limit: int, scope: Scope = OWNER) -> list[dict[str, Any]]:
         from calsync.sync.history import History
 
         h = History(history_file(self.cfg))
         try:
-            return h.conflicts(limit)
+            return h.conflicts(limit, where=None if scope.owner else scope.sees_conflict)
         finally:
             h.close()
 
-    def conflict(self, n: int) -> dict[str, Any] | None:
+    def conflict(self, n: int, scope: Scope = OWNER) -> dict[str, Any] | None:
         """Conflict ``n`` with both versions and the properties they hold differently."""
         from calsync.items import Item, ItemError
         from calsync.items.diff import property_diff
@@ -305,7 +299,7 @@ class Daemon:
             found = h.conflict(n)
         finally:
             h.close()
-        if found is None:
+        if found is None or not scope.sees_conflict(found["pair"]):
             return None
         sides = found["sides"]
         found["differences"] = None  # unknown: versions not logged, or unreadable
@@ -319,19 +313,23 @@ class Daemon:
                 found["differences_error"] = str(e)
         return found
 
-    def history(self, uid: str | None, limit: int) -> list[dict[str, Any]]:
+    def history(self, uid: str | None, limit: int, scope: Scope = OWNER) -> list[dict[str, Any]]:
         from calsync.sync.history import History
 
         h = History(history_file(self.cfg))
         try:
-            return [v.to_json() for v in h.versions(uid, limit=limit)]
+            where = None if scope.owner else scope.sees_version
+            return [v.to_json() for v in h.versions(uid, limit=limit, where=where)]
         finally:
             h.close()
 
-    async def restore(self, uid: str, number: int | None, to: str | None) -> tuple[int, str]:
+    async def restore(
+        self, uid: str, number: int | None, to: str | None, scope: Scope = OWNER
+    ) -> tuple[int, str]:
         """Restore a saved version, with the target store kept free of runs meanwhile.
 
-        LookupError: no such version; RuntimeError: the store changed meanwhile.
+        LookupError: no such version (in ``scope``), or ``to`` is not a store of
+        ``scope``; RuntimeError: the store changed meanwhile.
         """
         from calsync.items import ItemError
         from calsync.stores import StoreError
@@ -339,23 +337,27 @@ class Daemon:
         from calsync.sync.restore import NothingSaved, RestoreError
         from calsync.sync.restore import restore as do_restore
 
-        def target() -> str | None:
+        def target() -> tuple[int, str] | None:
             h = History(history_file(self.cfg))
             try:
-                found = [v for v in h.versions(uid) if number is None or v.n == number]
+                where = None if scope.owner else scope.sees_version
+                found = [v for v in h.versions(uid, where=where) if number is None or v.n == number]
             finally:
                 h.close()
-            return (to or found[0].store) if found else None
+            return (found[0].n, to or found[0].store) if found else None
 
-        store = await anyio.to_thread.run_sync(target)
-        if store is None:
+        found = await anyio.to_thread.run_sync(target)
+        if found is None:
             raise LookupError(
                 f"no saved version {number} of {uid}" if number else f"no saved version of {uid}"
             )
+        chosen, store = found  # the newest one scope sees, when no number was given
+        if not scope.sees_store(store):
+            raise LookupError(f"no store named {store!r}")
         async with self.scheduler.holding({store}):
             try:
                 version, where = await anyio.to_thread.run_sync(
-                    do_restore, self.cfg, uid, number, to
+                    do_restore, self.cfg, uid, chosen, to
                 )
             except NothingSaved as e:
                 raise LookupError(str(e)) from None
@@ -367,7 +369,7 @@ class Daemon:
         self.scheduler.store_changed(where, "restore")
         return version.n, where
 
-    async def resolve(self, n: int, keep: str) -> list[str]:
+    async def resolve(self, n: int, keep: str, scope: Scope = OWNER) -> list[str]:
         """Decide conflict ``n`` again (``sync.resolve``), its stores kept free of runs
         meanwhile; then their pairs run.  Returns the stores written.
 
@@ -384,15 +386,20 @@ class Daemon:
         if keep not in KEEPS:
             raise ValueError(f"keep must be one of {', '.join(KEEPS)}")
 
-        def stores() -> set[str]:
+        def stores() -> set[str] | None:
             h = History(history_file(self.cfg))
             try:
+                logged = h.conflict(n)
+                if logged is None or not scope.sees_conflict(logged["pair"]):
+                    return None
                 sides = h.conflict_sides(n)
             finally:
                 h.close()
             return {store for store, _ in sides.values() if store in self.cfg.stores}
 
         involved = await anyio.to_thread.run_sync(stores)
+        if involved is None:
+            raise LookupError(f"no conflict number {n}")  # as sync.resolve says it
         try:
             async with self.scheduler.holding(involved):
                 done = await anyio.to_thread.run_sync(do_resolve, self.cfg, n, keep)

@@ -22,7 +22,9 @@ SyncML's auth-basic and others may use the same pieces):
   guessing another one).
 * ``account_check(cfg)``: whether a user name and password are a CalDAV
   user's or a SyncML account's (and whether that account may see a store):
-  the feeds and the web page log people in with it.
+  the feeds log people in with it; ``account_login(cfg)`` says whose password
+  it was (the account, and the device for an app password): the web page's
+  logins, whose scope depends on it (``authz``).
 * ``FAILURE_DELAY``: how long a failed or refused login waits before its
   answer.  The wait belongs in the event loop (``asyncio.sleep``), never in a
   worker thread: a thread pool of 8 sleeping 1 s per failure let 40 clients
@@ -186,9 +188,10 @@ class FailureThrottle:
             del self._sources[key]
 
 
-def account_check(cfg: Config) -> Callable[[str, str, str], bool]:
-    """Whether (user, password) is a CalDAV user or SyncML account allowed ``store``
-    (``ANY_STORE``: any store; the feeds tell 404 from 401 with it)."""
+def account_login(cfg: Config) -> Callable[[str, str], tuple[credentials.Login, set[str]] | None]:
+    """Whose password (user, password) is -- a CalDAV user's or SyncML account's own,
+    or one of its devices' app passwords -- with the stores that login may use
+    (None: neither)."""
     dav = None
     accounts: dict[str, tuple[str, set[str]]] = {}
     if cfg.section("caldav").get("users"):
@@ -202,12 +205,25 @@ def account_check(cfg: Config) -> Callable[[str, str, str], bool]:
             accounts[name] = (account.password, set(account.datastores.values()))
     devices = app_passwords(cfg.state_dir)  # a paired device's app password counts too
 
-    def check(user: str, password: str, store: str) -> bool:
-        if dav is not None and dav.check(user, password):
-            return store == ANY_STORE or store in dav.stores_of(user)
+    def login(user: str, password: str) -> tuple[credentials.Login, set[str]] | None:
+        if dav is not None:
+            found = dav.login(user, password)
+            if found is not None:
+                return found, set(dav.stores_of(user))
         expected, stores = accounts.get(user, ("\0" * 16, set()))
-        if credentials.check(user, password, expected, devices) is not None:
-            return user in accounts and (store == ANY_STORE or store in stores)
-        return False
+        found = credentials.check(user, password, expected, devices)
+        return (found, stores) if found is not None and user in accounts else None
+
+    return login
+
+
+def account_check(cfg: Config) -> Callable[[str, str, str], bool]:
+    """Whether (user, password) is a CalDAV user or SyncML account allowed ``store``
+    (``ANY_STORE``: any store; the feeds tell 404 from 401 with it)."""
+    login = account_login(cfg)
+
+    def check(user: str, password: str, store: str) -> bool:
+        found = login(user, password)
+        return found is not None and (store == ANY_STORE or store in found[1])
 
     return check

@@ -4,7 +4,8 @@ The public interface (the web page's "Pair a phone" button and ``calsync
 pair`` call it; keep it stable):
 
 * ``PairingService.start(account, device) -> Offer``: opens a pairing for
-  ``account`` (None: the only account there is) and a new device name
+  ``account`` (None: the only account there is; ``among``: of these
+  accounts, what a caller may pair for, see ``authz``) and a new device name
   (None: ``phone-N``).  The ``Offer`` holds the one-time URL, when it
   expires, the QR code of the URL as SVG (the page) and as text (a
   terminal), the device name, the account, and the CA fingerprint the
@@ -14,7 +15,8 @@ pair`` call it; keep it stable):
 * ``PairingService.devices() -> list[Device]``: the paired devices (their app
   passwords), without the passwords;
 * ``PairingService.revoke(name) -> Device``: the device's app password stops
-  working at once and its sessions end; ``LookupError`` when there is none.
+  working at once and its sessions end; ``LookupError`` when there is none
+  (or, with ``account``, none of that account's: a caller's scope).
 
 Rules of a pairing:
 
@@ -192,11 +194,19 @@ class PairingService:
     # -- the public interface (see the module docstring) ----------------------------------------
 
     def start(
-        self, account: str | None = None, device: str | None = None, *, secure: bool = False
+        self,
+        account: str | None = None,
+        device: str | None = None,
+        *,
+        secure: bool = False,
+        among: Callable[[Sequence[str]], list[str]] | None = None,
     ) -> Offer:
         """See the module docstring; ``secure``: the URL is https (the phone warns about
-        the certificate once) instead of plain HTTP."""
+        the certificate once) instead of plain HTTP; ``among``: which of the accounts
+        the caller may pair for (the others are answered as unknown)."""
         names = list(dict.fromkeys(self.accounts()))
+        if among is not None:
+            names = among(names)
         if account is None:
             if not names:
                 raise PairingRefused(
@@ -239,8 +249,9 @@ class PairingService:
     def devices(self) -> list[Device]:
         return [Device(p.device, p.account, p.created) for p in self.passwords.all()]
 
-    def revoke(self, name: str) -> Device:
-        removed = self.passwords.remove(name)
+    def revoke(self, name: str, *, account: str | None = None) -> Device:
+        """``account``: only a device of that account (another is answered as unknown)."""
+        removed = self.passwords.remove(name, account)
         if removed is None:
             raise LookupError(f"no device named {name!r}")
         with self._lock:  # a pairing still open for it is closed too

@@ -16,10 +16,13 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from calsync.plain import Plain
 from calsync.sync.packing import pack, unpack
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -200,12 +203,26 @@ class History:
             for r in records:
                 self.record(**r)
 
-    def versions(self, uid: str | None = None, limit: int | None = None) -> list[Version]:
+    def versions(
+        self,
+        uid: str | None = None,
+        limit: int | None = None,
+        *,
+        where: Callable[[str, str], bool] | None = None,
+    ) -> list[Version]:
+        """Saved versions, newest first; ``where(store, pair)``: only those it allows
+        (asked in the query, so ``limit`` counts allowed ones)."""
         sql = "SELECT n, uid, store, pair, id, time, reason, hash, content FROM versions"
+        conditions: list[str] = []
         args: list[Any] = []
         if uid is not None:
-            sql += " WHERE uid = ?"
+            conditions.append("uid = ?")
             args.append(uid)
+        if where is not None:
+            self.db.create_function("calsync_allowed", 2, where, deterministic=True)
+            conditions.append("calsync_allowed(store, pair)")
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
         sql += " ORDER BY n DESC"
         if limit is not None:
             sql += " LIMIT ?"
@@ -257,11 +274,18 @@ class History:
             )
         return n
 
-    def conflicts(self, limit: int = 100) -> list[dict[str, Any]]:
+    def conflicts(
+        self, limit: int = 100, *, where: Callable[[str], bool] | None = None
+    ) -> list[dict[str, Any]]:
+        """Logged conflicts, newest first; ``where(pair)``: only those it allows."""
+        allowed = ""
+        if where is not None:
+            self.db.create_function("calsync_allowed", 1, where, deterministic=True)
+            allowed = "WHERE calsync_allowed(c.pair) "
         rows = self.db.execute(
             "SELECT c.n, c.time, c.pair, c.uid, c.policy, c.outcome, c.details, r.time, r.keep "
             "FROM conflicts c LEFT JOIN resolutions r ON r.conflict = c.n "
-            "ORDER BY c.n DESC LIMIT ?",
+            f"{allowed}ORDER BY c.n DESC LIMIT ?",
             (limit,),
         )
         return [self._conflict_json(r) for r in rows]
