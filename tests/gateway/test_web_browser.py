@@ -253,6 +253,10 @@ tls_key = "{key}"
         page.fill("#password", PASSWORD)
         page.click("button[type=submit]")
         page.locator('article[data-pair="p"]').wait_for()
+        # alice's page: "Pair a phone" for her alone (no account to choose; phone is
+        # another account, whose devices and pairing she never sees)
+        page.locator("#pair-button").wait_for()
+        assert page.locator("#pair-account").count() == 0
         (cookie,) = [c for c in browser.cookies() if c["name"].startswith("__Host-calsync")]
         assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         assert cookie["value"] not in page.url and PASSWORD not in page.content()

@@ -14,7 +14,9 @@ changed); a small script of ours (``static/countdown.js``) counts down a
 pairing's minutes.
 
 Who may see and use it: ``security`` (loopback without a password, the LAN
-over TLS with an account or the API token; sessions; CSRF).
+over TLS with an account or the API token; sessions; CSRF); what each
+session sees and may do: ``gateway.authz`` (the owner everything, an account
+its own pairs, items and devices).
 
 Why these pieces: server-rendered Jinja2 templates and Starlette routes (the
 gateway's own stack), and htmx (vendored in ``static/`` with its licence, no
@@ -33,7 +35,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from calsync.gateway.logins import account_check
+from calsync.credentials import Login, app_passwords
+from calsync.gateway.authz import scope_of
+from calsync.gateway.logins import account_login
 from calsync.gateway.web.routes import Handler, Pages
 from calsync.gateway.web.security import SECURITY_HEADERS, Sessions
 
@@ -64,9 +68,7 @@ class WebFeature:
 
     def __init__(self, daemon: Daemon, sessions: Sessions | None = None) -> None:
         self.daemon = daemon
-        self.sessions = sessions or Sessions(
-            token=lambda: daemon.token, accounts=account_check(daemon.cfg)
-        )
+        self.sessions = sessions or self._sessions(daemon)
         self.pages = Pages(daemon, self.sessions)
         p = self.pages
         self.routes: list[BaseRoute] = [
@@ -85,6 +87,27 @@ class WebFeature:
             Route("/web/static/{file}", secured(p.static), methods=["GET"]),
             Route("/web/{rest:path}", secured(self._unknown)),
         ]
+
+    @staticmethod
+    def _sessions(daemon: Daemon) -> Sessions:
+        cfg = daemon.cfg
+        logins = account_login(cfg)
+        devices = app_passwords(cfg.state_dir)
+
+        def account(user: str, password: str) -> Login | None:
+            found = logins(user, password)
+            return found[0] if found is not None else None
+
+        def device_account(device: str) -> str | None:
+            found = devices.get(device)
+            return found.account if found is not None else None
+
+        return Sessions(
+            token=lambda: daemon.token,
+            accounts=account,
+            scopes=lambda login: scope_of(cfg, login),
+            device_account=device_account,
+        )
 
     async def _unknown(self, request: Request) -> Response:
         refused = self.sessions.refusal(request)

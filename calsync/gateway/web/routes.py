@@ -6,6 +6,14 @@ control API answers with (``Daemon.snapshot``, ``conflicts``, ``conflict``,
 ``history``, ``restore``, ``resolve``, ``scheduler.request``): the page is
 another view of the same data, never a second copy of its computation.
 
+Every page and action is given the session, and with it the session's
+``Scope`` (``gateway.authz``, fixed at login): the daemon's functions get it
+and answer only what it sees, the snapshot is cut to it, and each action
+asks it before acting.  Whatever lies outside it is answered as missing
+(404 for a page, "no pair named ...", "no conflict number ...", "no device
+named ..." for an action, as for one that does not exist); a device
+session pressing "Pair a phone" or "Revoke" gets 403.
+
 ``GET /`` is the page; ``GET /web/live`` its live part (pairs, devices, the
 write queue, errors), which the page fetches every few seconds (htmx
 polling) with the digest of what it shows, and which answers 204 when
@@ -146,6 +154,16 @@ async def _form(request: Request) -> Form:
 
 def _field(form: Form, name: str) -> str:
     return form.get(name, "")
+
+
+def _no_device_management() -> Response:
+    """A device's session asked to pair or revoke (``authz``: never)."""
+    return PlainTextResponse(
+        "a device's app password cannot pair or revoke devices: "
+        "log in with the account's own password\n",
+        403,
+        headers=SECURITY_HEADERS,
+    )
 
 
 # -- what the page shows -----------------------------------------------------------------------
@@ -385,29 +403,33 @@ class Pages:
         flash = session.flash
         if flash_shown:
             session.flash = []
+        who = "this machine" if session.who == "local" else "API token"
         return {
             "csrf": session.csrf,
-            "who": session.user or ("this machine" if session.who == "local" else "API token"),
+            "who": session.scope.describe() if session.scope.account else who,
             "remote": session.who != "local",
             "flash": flash,
             "poll": POLL_SECONDS,
         }
 
-    async def _live_context(self) -> dict[str, Any]:
-        snap = await self.daemon.snapshot(0)
+    async def _live_context(self, session: Session) -> dict[str, Any]:
+        scope = session.scope
+        snap = scope.snapshot(await self.daemon.snapshot(0))
         pairs = await anyio.to_thread.run_sync(pair_views, self.daemon.cfg, snap["pairs"])
         return {
             "pairs": pairs,
             "devices": device_views(snap),
-            "revocable": self.daemon.pairing is not None,
+            "revocable": self.daemon.pairing is not None and scope.may_manage_devices,
             "stopping": snap["daemon"]["stopping"],
         }
 
     # -- pages ------------------------------------------------------------------------------
 
     async def index(self, request: Request, session: Session) -> Response:
-        live = await self._live_context()
-        conflicts = await anyio.to_thread.run_sync(self.daemon.conflicts, CONFLICTS_SHOWN)
+        live = await self._live_context(session)
+        conflicts = await anyio.to_thread.run_sync(
+            self.daemon.conflicts, CONFLICTS_SHOWN, session.scope
+        )
         digest = self._digest(live)
         response = self._html(
             "index.html",
@@ -421,8 +443,9 @@ class Pages:
         return response
 
     def _pairing(self, session: Session) -> dict[str, Any]:
-        """The "Pair a phone" section's context: the accounts to choose from, and the
-        session's offer while it lasts (None: this daemon does not pair devices)."""
+        """The "Pair a phone" section's context: the accounts to choose from (those of
+        the session's scope), and the session's offer while it lasts (None: this
+        daemon does not pair devices; ``allowed`` false: a device's session)."""
         service = self.daemon.pairing
         if service is None:
             return {"pairing": None}
@@ -430,15 +453,22 @@ class Pages:
         remaining = offer.expires - service.clock() if offer is not None else 0.0
         if offer is not None and remaining <= 0:
             session.offer = offer = None
-        accounts = list(dict.fromkeys(service.accounts()))
-        return {"pairing": {"accounts": accounts, "offer": offer, "remaining": int(remaining)}}
+        scope = session.scope
+        return {
+            "pairing": {
+                "allowed": scope.may_manage_devices,
+                "accounts": scope.pairing_accounts(service.accounts()),
+                "offer": offer,
+                "remaining": int(remaining),
+            }
+        }
 
     @staticmethod
     def _digest(live: dict[str, Any]) -> str:
         return hashlib.blake2b(repr(live).encode(), digest_size=12).hexdigest()
 
     async def live(self, request: Request, session: Session) -> Response:
-        live = await self._live_context()
+        live = await self._live_context(session)
         digest = self._digest(live)
         if request.query_params.get("seen") == digest:
             return Response(status_code=204)
@@ -451,7 +481,7 @@ class Pages:
         text = request.path_params["n"]
         found = None
         if text.isdigit() and len(text) <= 18:
-            found = await anyio.to_thread.run_sync(self.daemon.conflict, int(text))
+            found = await anyio.to_thread.run_sync(self.daemon.conflict, int(text), session.scope)
         if found is None:
             response: Response = self._html(
                 "message.html", 404, **self._context(session), message=f"No conflict {text[:40]}."
@@ -462,14 +492,10 @@ class Pages:
 
     async def history(self, request: Request, session: Session) -> Response:
         uid = request.query_params.get("uid", "").strip() or None
-        versions = await anyio.to_thread.run_sync(self.daemon.history, uid, HISTORY_SHOWN)
-        response = self._html(
-            "history.html",
-            **self._context(session),
-            uid=uid,
-            versions=versions,
-            stores=list(self.daemon.cfg.stores),
+        versions = await anyio.to_thread.run_sync(
+            self.daemon.history, uid, HISTORY_SHOWN, session.scope
         )
+        response = self._html("history.html", **self._context(session), uid=uid, versions=versions)
         return response
 
     async def static(self, request: Request) -> Response:
@@ -516,14 +542,22 @@ class Pages:
             await asyncio.sleep(1)
             return self._login_html(request, "Too many failed logins: wait a minute.", 429)
         user = _field(form, "user").strip()
-        who = await self.sessions.check_login(request, user, _field(form, "password"))
-        if who is None:
+        found = await self.sessions.check_login(request, user, _field(form, "password"))
+        if found is None:
             address = request.client.host if request.client else ""
             event(log, "web.login_failed", logging.WARNING, user=user[:64], address=address)
             return self._login_html(request, "Wrong user name or password.", 401)
+        who, login = found
         old = self.sessions.current(request)
-        session = self.sessions.open(who, user if who == "account" else "", replacing=old)
-        event(log, "web.login", who=who, user=user[:64])
+        session = self.sessions.open(who, login, replacing=old)
+        event(
+            log,
+            "web.login",
+            who=who,
+            user=user[:64],
+            role=session.scope.role,
+            device=session.scope.device,
+        )
         response = RedirectResponse("/", 303, headers=SECURITY_HEADERS)
         self.sessions.set_cookie(request, response, session)
         return response
@@ -546,12 +580,12 @@ class Pages:
 
     async def sync(self, request: Request, session: Session, form: Form) -> Response:
         name = _field(form, "pair")
-        if name not in self.daemon.cfg.pairs:
-            return PlainTextResponse(f"no pair named {name[:80]!r}\n", 400)
+        if name not in self.daemon.cfg.pairs or not session.scope.sees_pair(name):
+            return PlainTextResponse(f"no pair named {name[:80]!r}\n", 404)
         if self.daemon.scheduler.stopping:
             return PlainTextResponse("the daemon is shutting down\n", 503)
         self.daemon.scheduler.request([name], Options(), "web page")
-        event(log, "web.sync", pair=name, who=session.who)
+        event(log, "web.sync", pair=name, who=session.who, role=session.scope.role)
         session.flash.append(f"Sync of {name} queued.")
         return self._back(request, "/")
 
@@ -562,7 +596,7 @@ class Pages:
             return PlainTextResponse("no such conflict or choice\n", 400)
         n = int(text)
         try:
-            stores = await self.daemon.resolve(n, keep)
+            stores = await self.daemon.resolve(n, keep, session.scope)
         except LookupError as e:
             session.flash.append(str(e))
         except RuntimeError as e:
@@ -579,7 +613,7 @@ class Pages:
         if not uid or not number.isdigit() or len(number) > 18:
             return PlainTextResponse("uid and version are required\n", 400)
         try:
-            n, store = await self.daemon.restore(uid, int(number), None)
+            n, store = await self.daemon.restore(uid, int(number), None, session.scope)
         except LookupError as e:
             session.flash.append(str(e))
         except RuntimeError as e:
@@ -600,11 +634,16 @@ class Pages:
         service = self.daemon.pairing
         if service is None:
             return PlainTextResponse("this daemon does not pair devices\n", 503)
+        scope = session.scope
+        if not scope.may_manage_devices:
+            return _no_device_management()
         account = _field(form, "account").strip() or None
         device = _field(form, "device").strip() or None
         notes = []
         try:
-            offer = await anyio.to_thread.run_sync(lambda: service.start(account, device))
+            offer = await anyio.to_thread.run_sync(
+                lambda: service.start(account, device, among=scope.pairing_accounts)
+            )
         except PairingRefused as e:
             notes.append(f"Not paired: {e}.")
         else:
@@ -630,8 +669,13 @@ class Pages:
         name = _field(form, "device")
         if service is None or not DEVICE_NAME.match(name):
             return PlainTextResponse("no such device\n", 400)
+        scope = session.scope
+        if not scope.may_manage_devices:
+            return _no_device_management()
         try:
-            device = await anyio.to_thread.run_sync(service.revoke, name)
+            device = await anyio.to_thread.run_sync(
+                lambda: service.revoke(name, account=scope.revoke_account)
+            )
         except LookupError as e:
             session.flash.append(f"Not revoked: {e}.")
         else:

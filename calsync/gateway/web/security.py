@@ -12,10 +12,13 @@ served under these rules, checked in this order for every route:
    opened on the first visit.  From the LAN (over TLS) a session is opened by
    logging in, at ``/web/login`` (or with an ``Authorization: Basic`` header):
    a CalDAV user's or SyncML account's name and password
-   (``logins.account_check``), or the control API's token with no user name.
+   (``logins.account_login``), or the control API's token with no user name.
    Wrong ones count in the failed-login throttle (``logins.FailureThrottle``)
-   and are answered after ``FAILURE_DELAY``.  Every account sees the whole
-   page: it is the owner's daemon.
+   and are answered after ``FAILURE_DELAY``.  The login fixes the session's
+   ``Scope`` (``gateway.authz``): this machine and the token are the owner
+   (everything); an account's password, that account's pairs, items and
+   devices; one of its app passwords, the same without pairing or revoking.
+   A session opened with an app password ends when that device is revoked.
 3. **The session** is a random id in a cookie: HttpOnly, SameSite=Strict,
    Path=/, Secure over TLS (named ``__Host-...`` there), never in a URL.  It is
    kept in memory (a restart or a reload logs everyone out), ends after
@@ -59,8 +62,8 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 from calsync.gateway.app import from_web_page
 from calsync.gateway.auth import check as bearer_check
+from calsync.gateway.authz import OWNER, Scope
 from calsync.gateway.logins import (
-    ANY_STORE,
     FAILURE_DELAY,
     FailureThrottle,
     MalformedCredentials,
@@ -70,6 +73,7 @@ from calsync.gateway.logins import (
 from calsync.gateway.server import is_loopback
 
 if TYPE_CHECKING:
+    from calsync.credentials import Login
     from calsync.gateway.pairing import Offer
 
 IDLE: Final = 12 * 3600.0  # seconds a session lives unused
@@ -102,6 +106,7 @@ class Session:
     csrf: str
     created: float
     used: float
+    scope: Scope = OWNER  # what it sees and may do (``authz``)
     flash: list[str] = field(default_factory=list)  # messages shown once, on the next page
     offer: Offer | None = None  # the pairing this session opened last (shown until it expires)
 
@@ -139,14 +144,20 @@ class Sessions:
         self,
         *,
         token: Callable[[], str],
-        accounts: Callable[[str, str, str], bool],
+        accounts: Callable[[str, str], Login | None],
+        scopes: Callable[[Login | None], Scope],
+        device_account: Callable[[str], str | None],
         throttle: FailureThrottle | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``token``: the API token (asked each time: it is read once by the daemon);
-        ``accounts``: ``logins.account_check``."""
+        ``accounts``: whose password it is (``logins.account_login``); ``scopes``: a
+        login's scope (``authz.scope_of``, None: the owner); ``device_account``: the
+        account a device's app password belongs to now (None: revoked)."""
         self.token = token
         self.accounts = accounts
+        self.scopes = scopes
+        self.device_account = device_account
         self.throttle = throttle or FailureThrottle()
         self.clock = clock
         self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
@@ -178,15 +189,25 @@ class Sessions:
             return None
         if session.who == "local" and not is_loopback(client_host(request)):
             return None  # opened without a password: good on this machine only
+        device = session.scope.device
+        if device is not None and self.device_account(device) != session.scope.account:
+            del self._sessions[sid]  # its app password was revoked
+            return None
         session.used = now
         self._sessions.move_to_end(sid)
         return session
 
-    def open(self, who: Who, user: str = "", replacing: Session | None = None) -> Session:
+    def open(
+        self, who: Who, login: Login | None = None, replacing: Session | None = None
+    ) -> Session:
+        """A new session for ``who`` (``login``: the account's, for an account)."""
         if replacing is not None:
             self._sessions.pop(replacing.id, None)
         now = self.clock()
-        session = Session(secrets.token_urlsafe(32), who, user, secrets.token_urlsafe(32), now, now)
+        user = login.account if login is not None else ""
+        csrf = secrets.token_urlsafe(32)
+        scope = self.scopes(login)
+        session = Session(secrets.token_urlsafe(32), who, user, csrf, now, now, scope=scope)
         self._sessions[session.id] = session
         while len(self._sessions) > MAX_SESSIONS:
             self._sessions.popitem(last=False)
@@ -250,15 +271,18 @@ class Sessions:
         """Seconds the source must wait before its next login is checked (None: check it)."""
         return self.throttle.refusal(source_key(client_host(request)))
 
-    async def check_login(self, request: Request, user: str, password: str) -> Who | None:
-        """Whether ``user``/``password`` (or the token, with no user) may log in; a
-        failure is counted and answered late (the caller checked ``throttled``)."""
+    async def check_login(
+        self, request: Request, user: str, password: str
+    ) -> tuple[Who, Login | None] | None:
+        """Whether ``user``/``password`` (or the token, with no user) may log in, and
+        whose password it was; a failure is counted and answered late (the caller
+        checked ``throttled``)."""
         if not user and bearer_check(f"Bearer {password}", self.token()):
-            return "token"
+            return "token", None
         if user:
-            ok = await asyncio.to_thread(self.accounts, user, password, ANY_STORE)
-            if ok:
-                return "account"
+            login = await asyncio.to_thread(self.accounts, user, password)
+            if login is not None:
+                return "account", login
         self.throttle.failed(source_key(client_host(request)))
         await asyncio.sleep(FAILURE_DELAY)
         return None
@@ -280,10 +304,10 @@ class Sessions:
             user, password = parse_basic(header)
         except MalformedCredentials as e:
             return PlainTextResponse(f"{e}\n", 401)
-        who = await self.check_login(request, user, password)
-        if who is None:
+        found = await self.check_login(request, user, password)
+        if found is None:
             return PlainTextResponse("wrong user name or password\n", 401)
-        return self.open(who, user if who == "account" else "")
+        return self.open(*found)
 
     async def session_for(self, request: Request) -> tuple[Session, bool] | Response:
         """Rule 2 for a page view: the session (and whether it is new, so its cookie
