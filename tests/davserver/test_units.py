@@ -214,7 +214,7 @@ def test_the_wsgi_path_is_decoded_once_and_strictly() -> None:
 def test_the_xml_gate_refuses_while_the_body_arrives() -> None:
     """The first 64 kB of a 150k-deep body are enough to refuse it: no tree, no waiting."""
     from calsync.davserver.bodies import BodyRefused, XmlGate
-    from tests.davserver.test_hostile import deep_propfind
+    from tests.adversarial.bombs import deep_propfind
 
     body = deep_propfind(150_000)
     gate = XmlGate()

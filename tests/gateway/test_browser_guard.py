@@ -23,9 +23,9 @@ from starlette.routing import BaseRoute, Route
 from calsync.gateway.app import create_app
 from calsync.gateway.server import BackgroundServer
 from calsync.syncml import codec
+from tests.adversarial.bombs import str_t_bomb
 from tests.davserver.helpers import PASSWORD, USER, Gateway, config_text, start
 from tests.syncml.scripted import Device, alert
-from tests.syncml.test_codecs import str_t_bomb
 
 SYNCML = """
 [syncml.accounts.alice]

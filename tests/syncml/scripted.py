@@ -1,9 +1,12 @@
-"""Test helpers: a scripted SyncML client and a fake world for the sans-I/O session."""
+"""Test helpers: a scripted SyncML client (also over HTTP) and a fake world for the
+sans-I/O session."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
 
 from calsync.syncml import auth, codec
 from calsync.syncml import devinf as di
@@ -245,3 +248,41 @@ def login(
     assert status_for(msg, "SyncHdr") == [212], statuses(msg)
     dev.target = msg.header.resp_uri or URL
     return session, msg
+
+
+class HttpDevice(Device):
+    """The scripted device speaking HTTP to a running gateway."""
+
+    def __init__(self, url: str, *, password: str = "s3cret-Pa55", **kw: object) -> None:
+        super().__init__(password=password, **kw)  # type: ignore[arg-type]
+        self.base = url
+        self.target = url
+        self.http = httpx.Client(timeout=30)
+
+    def new_session(self) -> None:
+        super().new_session()
+        self.target = self.base
+
+    def post(self, body: bytes, url: str | None = None) -> httpx.Response:
+        return self.http.post(
+            url or self.target, content=body, headers={"Content-Type": self.content_type}
+        )
+
+    def message(self, response: httpx.Response) -> Message:
+        assert response.status_code == 200, response.text
+        enc = codec.encoding_of(response.headers["content-type"], response.content)
+        return codec.decode(response.content, enc)
+
+    def login(self, commands: list) -> Message:  # type: ignore[type-arg]
+        for _ in range(2):
+            self.new_session()
+            self.target = self.base
+            msg = self.message(self.post(self.encode(self.header("md5"), list(commands))))
+            hdr = next(c for c in msg.commands if isinstance(c, Status) and c.cmd == "SyncHdr")
+            assert hdr.chal is not None
+            self.nonce = hdr.chal.next_nonce
+            if hdr.code == 212:
+                assert msg.header.resp_uri
+                self.target = msg.header.resp_uri
+                return msg
+        raise AssertionError("login failed")

@@ -95,7 +95,14 @@ class SimPhone:
 
     # -- a session ------------------------------------------------------------------------
 
-    def _send(self, session: ServerSession, commands: list[Any], final: bool = True) -> Message:
+    def _first(self, token: str, data: bytes) -> tuple[Any, Message]:
+        """A new session and the answer to its first message (``_send`` the others)."""
+        session = ServerSession(self.cfg, url=URL, token=token, now=0.0)
+        return session, parse(
+            drive(session.receive(data, self.dev.content_type, 0.0), self.backend)
+        )
+
+    def _send(self, session: Any, commands: list[Any], final: bool = True) -> Message:
         data = self.dev.encode(self.dev.header(), commands, final)
         return parse(drive(session.receive(data, self.dev.content_type, 0.0), self.backend))
 
@@ -112,7 +119,7 @@ class SimPhone:
         # package 1 (md5; a first contact takes one 401 to learn the nonce)
         for _ in range(2):
             dev.new_session()
-            session = ServerSession(self.cfg, url=URL, token=f"t{next(self.counter)}", now=0.0)
+            token = f"t{next(self.counter)}"
             nxt = f"a{next(self.counter)}"
             al = Alert(
                 0,
@@ -126,8 +133,7 @@ class SimPhone:
                 ],
             )
             data = dev.encode(dev.header("md5"), [devinf_put(pref=self.content_type), al])
-            reply = drive(session.receive(data, dev.content_type, 0.0), self.backend)
-            msg = parse(reply)
+            session, msg = self._first(token, data)
             hdr = next(s for s in msg.commands if isinstance(s, Status) and s.cmd == "SyncHdr")
             if hdr.chal is not None and hdr.chal.next_nonce:
                 dev.nonce = hdr.chal.next_nonce

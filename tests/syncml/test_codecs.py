@@ -11,6 +11,7 @@ import pytest
 
 from calsync.syncml import codec, wbxml, xml_codec
 from calsync.syncml.model import DecodeError, build_message, parse_message
+from tests.adversarial.bombs import XML_EXTERNAL, XML_LAUGHS, nested_devinf_bomb, str_t_bomb
 from tests.syncml.traces import (
     all_messages,
     assert_exists,
@@ -123,25 +124,14 @@ def test_xml_reencodes_to_the_same_tree(path: Path) -> None:
 
 # -- hostile and broken input ---------------------------------------------------------------
 
-BOMB = b"""<?xml version="1.0"?>
-<!DOCTYPE SyncML [
- <!ENTITY a "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa">
- <!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
- <!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">
- <!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">
-]>
-<SyncML><SyncHdr><VerDTD>&d;&d;&d;&d;</VerDTD></SyncHdr></SyncML>"""
-
-EXTERNAL = b"""<?xml version="1.0"?>
-<!DOCTYPE SyncML [<!ENTITY x SYSTEM "file:///etc/passwd">]>
-<SyncML><SyncHdr><VerDTD>&x;</VerDTD></SyncHdr></SyncML>"""
-
 EXTERNAL_DTD = b"""<?xml version="1.0"?>
 <!DOCTYPE SyncML SYSTEM "http://127.0.0.1:9/evil.dtd">
 <SyncML><SyncHdr><VerDTD>1.2</VerDTD></SyncHdr></SyncML>"""
 
 
-@pytest.mark.parametrize("data", [BOMB, EXTERNAL], ids=["billion-laughs", "external-entity"])
+@pytest.mark.parametrize(
+    "data", [XML_LAUGHS, XML_EXTERNAL], ids=["billion-laughs", "external-entity"]
+)
 def test_xml_entities_are_refused(data: bytes) -> None:
     with pytest.raises(DecodeError, match="refused"):
         xml_codec.decode(data)
@@ -205,29 +195,6 @@ def test_content_types() -> None:
 
 
 # -- decoding bombs ------------------------------------------------------------------------
-
-
-def str_t_bomb(entry: int, refs: int, *, public_id: int = 0x1201, text_tag: int = 0x31) -> bytes:
-    """A WBXML document whose one text element is ``refs`` references (``STR_T``)
-    to a string-table entry of ``entry`` bytes: ``entry + 2 * refs`` bytes that
-    decode into ``entry * refs`` bytes of text.  By default a SyncML 1.2 message
-    (SyncML > SyncHdr > VerDTD); ``public_id=0x1203, text_tag=0x25`` makes it a
-    DevInf 1.2 (DevInf > VerDTD)."""
-    table = b"A" * entry + b"\0"
-    head = b"\x02" + wbxml.mb_bytes(public_id) + b"\x6a" + wbxml.mb_bytes(len(table)) + table
-    refs_ = b"\x83\x00" * refs
-    if public_id == 0x1203:  # DevInf > VerDTD
-        return head + b"\x4a" + bytes([text_tag | 0x40]) + refs_ + b"\x01\x01"
-    return head + b"\x6d\x6c" + bytes([text_tag | 0x40]) + refs_ + b"\x01\x01\x01"
-
-
-def nested_devinf_bomb(entry: int, refs: int) -> bytes:
-    """A SyncML message whose Put carries a nested WBXML DevInf that is a string-table
-    bomb (SyncML > SyncBody > Put > Item > Data, opaque)."""
-    inner = str_t_bomb(entry, refs, public_id=0x1203, text_tag=0x25)
-    data = b"\xc3" + wbxml.mb_bytes(len(inner)) + inner
-    body = b"\x6b\x5f\x54\x4f" + data + b"\x01\x01\x01\x01"  # SyncBody Put Item Data
-    return b"\x02\xa4\x01\x6a\x00\x6d" + body + b"\x01"
 
 
 def _peak_while(fn: object) -> tuple[int, BaseException | None]:

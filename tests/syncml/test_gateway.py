@@ -28,9 +28,9 @@ from calsync.syncml import codec
 from calsync.syncml.backend import Backend
 from calsync.syncml.config import load as load_syncml
 from calsync.syncml.model import Message, Status
+from tests.adversarial.bombs import XML_LAUGHS, empty_elements, nested_devinf_bomb, str_t_bomb
 from tests.conftest import ROOT, event
-from tests.syncml.scripted import Device, add, alert, devinf_put, sync
-from tests.syncml.test_codecs import BOMB, nested_devinf_bomb, str_t_bomb
+from tests.syncml.scripted import HttpDevice, add, alert, devinf_put, sync
 from tests.syncml.traces import trace_wbxml
 
 CONFIG = """
@@ -60,44 +60,6 @@ def server(tmp_path: Path) -> Iterator[BackgroundServer]:
     assert not errors
     with BackgroundServer(build_app(cfg)) as srv:
         yield srv
-
-
-class HttpDevice(Device):
-    """The scripted device speaking HTTP to a running gateway."""
-
-    def __init__(self, url: str, **kw: object) -> None:
-        super().__init__(password="s3cret-Pa55", **kw)  # type: ignore[arg-type]
-        self.base = url
-        self.target = url
-        self.http = httpx.Client(timeout=30)
-
-    def new_session(self) -> None:
-        super().new_session()
-        self.target = self.base
-
-    def post(self, body: bytes, url: str | None = None) -> httpx.Response:
-        return self.http.post(
-            url or self.target, content=body, headers={"Content-Type": self.content_type}
-        )
-
-    def message(self, response: httpx.Response) -> Message:
-        assert response.status_code == 200, response.text
-        enc = codec.encoding_of(response.headers["content-type"], response.content)
-        return codec.decode(response.content, enc)
-
-    def login(self, commands: list) -> Message:  # type: ignore[type-arg]
-        for _ in range(2):
-            self.new_session()
-            self.target = self.base
-            msg = self.message(self.post(self.encode(self.header("md5"), list(commands))))
-            hdr = next(c for c in msg.commands if isinstance(c, Status) and c.cmd == "SyncHdr")
-            assert hdr.chal is not None
-            self.nonce = hdr.chal.next_nonce
-            if hdr.code == 212:
-                assert msg.header.resp_uri
-                self.target = msg.header.resp_uri
-                return msg
-        raise AssertionError("login failed")
 
 
 def codes(msg: Message, cmd: str) -> list[int]:
@@ -130,7 +92,7 @@ def test_bad_requests_get_http_errors_and_the_server_keeps_serving(
     )
     assert http.post(url, content=b"\x02\xa4\x01\x6a\x00\x6d\x45", headers=wb).status_code == 400
     assert http.post(url, content=b"<SyncML><SyncHdr>", headers=xml).status_code == 400
-    assert http.post(url, content=BOMB, headers=xml).status_code == 400
+    assert http.post(url, content=XML_LAUGHS, headers=xml).status_code == 400
     assert http.post(url, content=b"<SyncML/>", headers=xml).status_code == 400
     assert http.post(url, content=b" " * 3_000_000, headers=xml).status_code == 413
     assert http.post(f"{url}?sessionid=nope", content=b"<x/>", headers=xml).status_code == 404
@@ -479,12 +441,11 @@ def test_decoding_bombs_leave_a_running_daemon_bounded(tmp_path: Path) -> None:
         before = _memory(proc.pid)
         wb = {"Content-Type": codec.WBXML_TYPE}
         xml = {"Content-Type": codec.XML_TYPE}
-        empty = b"\x02\xa4\x01\x6a\x00\x6d" + b"\x2b" * 2_000_000 + b"\x01"  # <SyncBody/>s
         bombs = {
             "120 KB": (str_t_bomb(60_000, 30_000), wb),
             "2 MB": (str_t_bomb(1_000_000, 500_000), wb),
             "nested DevInf": (nested_devinf_bomb(60_000, 30_000), wb),
-            "2M WBXML elements": (empty, wb),
+            "2M WBXML elements": (empty_elements(2_000_000), wb),
             "490k XML elements": (b"<SyncML>" + b"<a/>" * 490_000 + b"</SyncML>", xml),
         }
         for name, (bomb, headers) in bombs.items():

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from calsync.syncml import content
+from tests.adversarial.bombs import far_event, nested_event
 from tests.conftest import event
 from tests.syncml.simdevice import SimPhone
 from tests.syncml.test_mirror import World
@@ -39,10 +40,8 @@ def vcal_event(uid: str, summary: str, extra: str = "") -> bytes:
     ).encode()
 
 
-FAR = event("far", "Far", start="99991231T230000Z")  # DURATION:PT1H ends in year 10000
-NESTED = event("nested", "Nested").replace(
-    b"END:VEVENT", b"BEGIN:VEVENT\r\n" * 10_000 + b"END:VEVENT\r\n" * 10_000 + b"END:VEVENT"
-)
+FAR = far_event("far")  # DURATION:PT1H ends in year 10000
+NESTED = nested_event("nested")
 
 
 @pytest.fixture
