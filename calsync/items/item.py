@@ -449,6 +449,9 @@ def insert_uid(component: bytes, uid: str, newline: bytes) -> bytes:
     return component[:first] + b"UID:" + uid.encode() + newline + component[first:]
 
 
+UNNAMED_WARNINGS = 3  # components without a UID warned about one by one, per stream
+
+
 class Grouped:
     """Components of one stream grouped into items (shared by ics-like stores).
 
@@ -469,6 +472,7 @@ class Grouped:
         self.errors: dict[str, ItemError] = {}
         # uid -> the copies that lost to another with the same RECURRENCE-ID, and why
         self.dropped: dict[str, list[tuple[RawComponent, str]]] = {}
+        unnamed = 0
         for comp in self.split.components:
             if comp.name == "VTIMEZONE":
                 if comp.tzid and comp.tzid not in self.timezones:
@@ -480,14 +484,22 @@ class Grouped:
             if uid is None:
                 uid = derive_uid([comp])
                 self.derived.add(uid)
-                log.warning(
-                    "%s: %s at line %d has no UID; using %s",
-                    source or "input",
-                    comp.name,
-                    comp.line,
-                    uid,
-                )
+                unnamed += 1
+                if unnamed <= UNNAMED_WARNINGS:
+                    log.warning(
+                        "%s: %s at line %d has no UID; using %s",
+                        source or "input",
+                        comp.name,
+                        comp.line,
+                        uid,
+                    )
             self.groups[uid].append(comp)
+        if unnamed > UNNAMED_WARNINGS:  # one line, not one per component (a device's input)
+            log.warning(
+                "%s: %d more components have no UID (UIDs derived likewise)",
+                source or "input",
+                unnamed - UNNAMED_WARNINGS,
+            )
         for uid, comps in self.groups.items():
             broken = _unusable(comps)
             if broken is not None:

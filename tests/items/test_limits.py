@@ -8,6 +8,7 @@ that one item, and ``limits.check_input`` refuses them at every device input.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 import pytest
@@ -68,6 +69,21 @@ def test_a_nested_item_in_a_file_leaves_the_others_readable() -> None:
     items, errors = items_from_stream(deep_alarms)
     assert [i.uid for i in items] == ["ok@x"] and [e.id for e in errors] == ["d@x"]
     assert "nested more than" in str(errors[0])
+
+
+def test_components_without_uid_are_warned_about_a_few_times(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One device item nested 10k deep is 10k components without a UID: each got its
+    own warning (1.6 MB of log for one SyncML Add; found by tests/adversarial)."""
+    caplog.set_level(logging.WARNING)
+    body = "BEGIN:VEVENT\r\nUID:n@x\r\n" + "BEGIN:VEVENT\r\n" * 10_000 + "END:VEVENT\r\n"
+    items, errors = items_from_stream(calendar(body, PLAIN), source="device x/2")
+    assert "ok@x" in [i.uid for i in items] and errors  # the rest: the nesting limit's tests
+    lines = [r.getMessage() for r in caplog.records if "UID" in r.getMessage()]
+    assert 2 <= len(lines) <= 4, len(lines)
+    assert lines[0].startswith("device x/2: VEVENT at line 6 has no UID")
+    assert lines[-1] == "device x/2: 9997 more components have no UID (UIDs derived likewise)"
 
 
 def test_a_nested_vcal_entry_is_an_error_of_that_entry() -> None:
