@@ -6,6 +6,13 @@ line names what it is about (``event``, ``pair``, ``store``, ``uid``...).
 from other modules (the engine's "pair main: added X to laptop") keep their
 message in ``msg``.  Secrets never reach here: callers pass names, not
 credentials, and ``redact`` blanks any field called like a secret anyway.
+
+Bounded: a message or field can carry a client's data (a request path,
+Radicale's "Failed to parse line: ..." with the line), so every text is cut
+to ``MAX_TEXT`` characters, saying how many were cut; an exception logged
+with a warning (a library refusing a client's request) is its last line
+only, an error's traceback its last ``MAX_TRACE`` lines.  A PUT with a 3 MB
+bad line wrote a 6 MB log line before.
 """
 
 from __future__ import annotations
@@ -14,9 +21,12 @@ import json
 import logging
 import sys
 import time
+import traceback
 from typing import Any
 
 SECRET_FIELDS = frozenset({"password", "token", "secret", "authorization"})
+MAX_TEXT = 1000  # characters of a message, a field or a traceback line in one log line
+MAX_TRACE = 40  # lines of an error's traceback (the last ones: where it was raised)
 
 
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, /, **fields: Any) -> None:
@@ -26,7 +36,28 @@ def event(logger: logging.Logger, name: str, level: int = logging.INFO, /, **fie
 
 
 def redact(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: ("***" if k.lower() in SECRET_FIELDS else v) for k, v in fields.items()}
+    return {k: ("***" if k.lower() in SECRET_FIELDS else _bounded(v)) for k, v in fields.items()}
+
+
+def _bounded(value: Any) -> Any:
+    """``value``, a text cut to ``MAX_TEXT`` characters saying how many were cut."""
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        return f"{value[:MAX_TEXT]}... [{len(value) - MAX_TEXT} characters cut]"
+    return value
+
+
+def _exception(record: logging.LogRecord) -> str:
+    """An error's traceback (its last ``MAX_TRACE`` lines), or a warning's exception
+    (its last line: a library's complaint about a client's request is no bug)."""
+    assert record.exc_info and record.exc_info[0] is not None
+    kind, exc, tb = record.exc_info
+    if record.levelno < logging.ERROR:
+        return _bounded("".join(traceback.format_exception_only(kind, exc)).strip())
+    lines = "".join(traceback.format_exception(kind, exc, tb)).strip().splitlines()
+    kept = lines[-MAX_TRACE:]
+    if len(lines) > len(kept):
+        kept.insert(0, f"[{len(lines) - len(kept)} lines cut]")
+    return "\n".join(_bounded(line) for line in kept)
 
 
 def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -41,9 +72,9 @@ def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
         out["event"] = name
         out.update(redact(getattr(record, "fields", {})))
     else:
-        out["msg"] = record.getMessage()
-    if record.exc_info:
-        out["error"] = logging.Formatter().formatException(record.exc_info)
+        out["msg"] = _bounded(record.getMessage())
+    if record.exc_info and record.exc_info[0] is not None:
+        out["error"] = _exception(record)
     return out
 
 
