@@ -14,9 +14,10 @@ entities, but as an unhandled exception (500).  So the gateway checks a body
 * XML (``XmlGate``): the methods Radicale parses XML for are fed, chunk by
   chunk, to defusedxml's expat SAX reader (no DTD, no entity declarations,
   no external references) with a handler counting the depth and the elements:
-  deeper than ``MAX_DEPTH`` or more than ``MAX_ELEMENTS`` elements, a DTD, or
-  malformed XML is a 400 naming the reason.  A SAX reader holds no tree, and
-  expat itself is not recursive, so a hostile body costs its bytes and no more.
+  deeper than ``MAX_DEPTH`` or more than ``MAX_ELEMENTS`` elements, a DTD,
+  an encoding expat cannot read, or malformed XML is a 400 naming the reason.
+  A SAX reader holds no tree, and expat itself is not recursive, so a hostile
+  body costs its bytes and no more.
 
 Rules: every refusal is a ``BodyRefused`` with the HTTP status and a message
 for the client; nothing here logs a body.  The limits are deliberately far
@@ -108,6 +109,12 @@ def _refusing() -> Iterator[None]:
         raise BodyRefused(400, "XML with a DTD or entities is not accepted") from None
     except SAXException as e:
         raise BodyRefused(400, f"malformed XML ({e.getMessage()})") from None
+    except BodyRefused:
+        raise
+    except (LookupError, ValueError):
+        # expat asks Python for the codec the declaration names: unknown (LookupError),
+        # not a text codec, multi-byte (plain ValueError) or failing (UnicodeError)
+        raise BodyRefused(400, "malformed XML (an encoding that cannot be read)") from None
 
 
 def gate_for(method: str) -> XmlGate | None:

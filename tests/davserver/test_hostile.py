@@ -62,6 +62,19 @@ def test_malformed_xml_is_a_400(gw: Gateway) -> None:
     assert r.status_code == 400
 
 
+@pytest.mark.parametrize("encoding", ["ttf-8", "rot13", "utf-32", "idna", "punycode"])
+def test_an_xml_encoding_that_cannot_be_read_is_a_400(gw: Gateway, encoding: str) -> None:
+    """Found by tests/adversarial (a mutated declaration): expat's LookupError,
+    ValueError or UnicodeError for the declared encoding was a 500."""
+    body = (
+        f"<?xml version='1.0' encoding='{encoding}'?>\n"
+        "<d:propfind xmlns:d='DAV:'><d:prop><d:displayname/></d:prop></d:propfind>\u00e9"
+    ).encode()
+    r = gw.request("PROPFIND", f"/dav/{USER}/hub/", content=body, headers={"Depth": "1"})
+    assert r.status_code == 400, (r.status_code, r.text[:300])
+    assert r.text == "malformed XML (an encoding that cannot be read)\n"
+
+
 # -- finding 10: a malformed Authorization header ---------------------------------------------
 
 
