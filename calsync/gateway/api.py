@@ -70,16 +70,32 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_BODY:
+    """The body as a JSON object: at most ``MAX_BODY`` bytes (refused from its
+    Content-Length, or once that much arrived), UTF-8, nested within Python's
+    recursion limit, no lone surrogates (``\\ud800`` decodes, but no store or
+    database can take it); BadRequest otherwise, never an exception of its own."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY:
         raise BadRequest("body too large")
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise BadRequest("body too large")
+        parts.append(chunk)
+    body = b"".join(parts)
     if not body.strip():
         return {}
     import json
 
     try:
-        data = json.loads(body)
-    except ValueError as e:
+        data = json.loads(body.decode("utf-8"))
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # a lone surrogate fails here
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        raise BadRequest("body is not UTF-8 text") from None
+    except RecursionError:
+        raise BadRequest("body nested too deep") from None
+    except json.JSONDecodeError as e:
         raise BadRequest(f"body is not JSON: {e}") from None
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")

@@ -263,6 +263,42 @@ def test_a_conflict_shown_with_both_versions_and_decided_again(api: Api, tmp_pat
         assert api("POST", "/api/resolve", json=body).status_code == status, body
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 5000 + b"]" * 5000,
+        b'{"uid": "no-\xed\xa0\x80uid"}',
+        b'{"uid": "\\ud800"}',
+        b'{"pairs": ["\\udfff"]}',
+        b"\xff\xfe{}",
+    ],
+    ids=["nested", "surrogate-bytes", "surrogate-escape", "surrogate-in-list", "not-utf8"],
+)
+@pytest.mark.parametrize("path", ["/api/sync", "/api/restore", "/api/resolve"])
+def test_a_malformed_json_body_is_a_400(api: Api, path: str, body: bytes) -> None:
+    """Found by tests/adversarial: these were 500s (RecursionError, UnicodeEncodeError)."""
+    r = api("POST", path, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, (r.status_code, r.text[:200])
+    assert r.json()["error"]
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(api: Api) -> None:
+    """A body announced larger than the API takes is refused from its Content-Length
+    (it was read whole first, 49 MB in memory, then refused)."""
+    from tests.davserver import raw
+
+    port = int(api.url.rsplit(":", 1)[1])
+    with raw.connect(port) as sock:
+        sock.sendall(
+            raw.head("POST", "/api/restore", length=49_000_000, headers={
+                "Authorization": f"Bearer {api.token}", "Content-Type": "application/json"
+            })
+        )  # fmt: skip
+        got = raw.response(sock, 10)
+    assert got is not None, "no answer before the body was sent"
+    assert got[0] == 400 and b"too large" in got[2]
+
+
 def test_the_schema_describes_every_endpoint(api: Api) -> None:
     doc = api("GET", "/api/openapi.json").json()
     assert doc == schema() and doc["openapi"].startswith("3.")
