@@ -15,9 +15,13 @@ SyncML's auth-basic and others may use the same pieces):
   seconds; while its bucket is empty its requests are refused *without
   checking the password* (429): no guess is tested, right or wrong.  The
   overall bucket bounds many sources together: when it is empty, sources
-  that failed recently (and any unknown source while the table of sources
-  overflowed) are refused too, while a source that never failed is still
+  that guessed recently (and any unknown source while the table of sources
+  overflowed) are refused too, while a source that never guessed is still
   checked, so a legitimate client elsewhere keeps working during an attack.
+  A failure that tested no password (``failed(key, guess=False)``: a SyncML
+  device's first contact, which only learns its nonce) counts in the
+  source's own bucket but does not make it a suspect: a device paired a
+  minute ago must not be locked out by others' guessing.
   Successes change nothing (a valid account must not reset the count for
   guessing another one).
 * ``account_check(cfg)``: whether a user name and password are a CalDAV
@@ -103,12 +107,13 @@ def source_key(host: str) -> str:
 
 
 class _Bucket:
-    __slots__ = ("failed_at", "stamp", "tokens")
+    __slots__ = ("failed_at", "guessed", "stamp", "tokens")
 
     def __init__(self, tokens: float, stamp: float) -> None:
         self.tokens = tokens
         self.stamp = stamp  # when tokens were last brought up to date
         self.failed_at = stamp  # the last failure (when the source is forgotten)
+        self.guessed = False  # one of its failures tested a password
 
     def fill(self, now: float, capacity: float, refill: float) -> float:
         self.tokens = min(capacity, self.tokens + (now - self.stamp) / refill)
@@ -149,13 +154,14 @@ class FailureThrottle:
         if bucket is not None and bucket.fill(now, self.burst, self.refill) < 1:
             return (1 - bucket.tokens) * self.refill
         overall = self._all.fill(now, self.global_burst, self.global_refill)
-        suspect = bucket is not None or now < self._overflowed_until
+        suspect = (bucket is not None and bucket.guessed) or now < self._overflowed_until
         if overall < 1 and suspect:
             return (1 - overall) * self.global_refill
         return None
 
-    def failed(self, key: str) -> None:
-        """Count a failed login from ``key`` (call it before the answer's delay)."""
+    def failed(self, key: str, *, guess: bool = True) -> None:
+        """Count a failed login from ``key`` (call it before the answer's delay);
+        ``guess``: it tested a password (see the module docstring)."""
         now = self.clock()
         bucket = self._sources.pop(key, None)
         if bucket is None:
@@ -163,6 +169,7 @@ class FailureThrottle:
         bucket.fill(now, self.burst, self.refill)
         bucket.tokens = max(0.0, bucket.tokens - 1)
         bucket.failed_at = now
+        bucket.guessed = bucket.guessed or guess
         self._sources[key] = bucket  # newest failure last
         self._all.fill(now, self.global_burst, self.global_refill)
         self._all.tokens = max(0.0, self._all.tokens - 1)

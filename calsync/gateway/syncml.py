@@ -10,7 +10,8 @@ A request without a session is a login, and logins need no password, so
 they are bounded before anything else runs: failed logins per source address
 (``logins.FailureThrottle``, the one CalDAV uses: a source over its budget
 gets 429 at once, nothing decoded or looked up; a device's first contact,
-the 401 that hands it a nonce, counts as one failure), open sessions per
+the 401 that hands it a nonce, counts as one failure, though not as a guess
+that makes the address a suspect), open sessions per
 address (``max_per_address``: 503) and in all (``MAX_SESSIONS``: 503); at
 most ``logins_at_once`` logins are decoded and checked at the same time (a
 decoded message takes memory in proportion to its size, so concurrency must
@@ -149,7 +150,7 @@ class SyncMLEndpoint:
                         return refused
                     status, reply = await self._run(entry.session, body, ctype)
                 if reply is None or not reply.authenticated:
-                    self._failed(address)
+                    self._failed(address, guess=reply is None or reply.guessed)
             else:
                 status, reply = await self._run(entry.session, body, ctype)
             if reply is None:
@@ -178,9 +179,9 @@ class SyncMLEndpoint:
             headers={"Retry-After": str(max(1, min(math.ceil(wait), 3600)))},
         )
 
-    def _failed(self, address: str) -> None:
+    def _failed(self, address: str, *, guess: bool = True) -> None:
         key = source_key(address)
-        self.throttle.failed(key)
+        self.throttle.failed(key, guess=guess)
         if self.throttle.locked(key):
             log.warning("too many failed SyncML logins from %s: refusing them for now", key)
 

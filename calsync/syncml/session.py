@@ -440,6 +440,8 @@ class Reply:
     content_type: str
     finished: bool = False  # the session is over (done, failed or refused)
     authenticated: bool = True
+    # a failed login that tested a password (not a first contact learning its nonce)
+    guessed: bool = False
 
 
 class ForeignSession(Exception):
@@ -543,6 +545,7 @@ class ServerSession:
         self.phase = "init"  # init -> sync -> sending -> map -> done | failed
         self.account: Account | None = None
         self.app_password: str | None = None  # the device whose app password logged in
+        self.guessed = False  # the login failed testing a password (see Reply)
         self.device: str | None = None
         self.device_name: str | None = None
         self.session_id: str | None = None
@@ -706,6 +709,7 @@ class ServerSession:
             next_nonce = yield IssueNonce(self.device, next_nonce)
         chal = Chal(type=auth.MD5, format="b64", next_nonce=next_nonce)
         if account is None:
+            self.guessed = cred is not None and not (cred.type == auth.MD5 and nonce is None)
             code = MISSING_CREDENTIALS if cred is None else INVALID_CREDENTIALS
             first_contact = cred is not None and cred.type == auth.MD5 and not verdict.user
             (log.info if "no nonce" in verdict.reason and first_contact else log.warning)(
@@ -1237,6 +1241,7 @@ class ServerSession:
             codec.content_type(self.encoding),
             finished=finished,
             authenticated=authenticated,
+            guessed=self.guessed,
         )
 
     def _compose(self, hdr: Header, incoming_final: bool) -> Generator[Request, Any, Reply]:

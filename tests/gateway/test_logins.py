@@ -89,6 +89,26 @@ def test_many_sources_together_are_bounded_but_a_clean_source_is_checked() -> No
     assert t.refusal("attacker-3") is None
 
 
+def test_a_source_whose_failures_tested_no_password_stays_clean() -> None:
+    """A SyncML device's first contact fails (it learns its nonce) without a password
+    being tested: while an attack spends the overall budget, that device is checked
+    like a source that never failed; its own bucket still counts the contact.
+    (Found by tests/adversarial: a device paired within 15 minutes was refused.)"""
+    clock = Clock()
+    t = FailureThrottle(burst=3, refill=10, global_burst=20, global_refill=1, clock=clock)
+    t.failed("phone", guess=False)
+    for n in range(20):
+        t.failed(f"attacker-{n}")
+    assert t.refusal("attacker-0") is not None
+    assert t.refusal("phone") is None
+    t.failed("phone", guess=False)
+    t.failed("phone", guess=False)
+    assert t.locked("phone") and t.refusal("phone") is not None  # its own budget holds
+    clock.now += 10
+    t.failed("phone")  # a wrong password: suspect from now on
+    assert t.refusal("phone") is not None
+
+
 def test_sources_are_forgotten_after_a_while() -> None:
     clock = Clock()
     t = FailureThrottle(burst=2, refill=10, global_burst=2, remember=600, clock=clock)

@@ -254,6 +254,29 @@ def test_failed_logins_are_rate_limited_per_address(tmp_path: Path) -> None:
         good.login([alert(201)])
 
 
+def test_a_new_device_logs_in_while_other_addresses_spend_the_overall_budget(
+    tmp_path: Path,
+) -> None:
+    """A device's first contact (the 401 handing it a nonce) tests no password: once
+    other addresses have spent the overall failure budget, the device's next login
+    is still checked (it got 429 for 15 minutes after its first contact)."""
+    clock = [0.0]
+    throttle = FailureThrottle(burst=10, global_burst=5, clock=lambda: clock[0])
+    srv, _ = _serve(tmp_path, throttle=throttle)
+    with srv:
+        phone = HttpDevice(srv.url)
+        phone.new_session()
+        first = phone.message(phone.post(phone.encode(phone.header("md5"), [alert(201)])))
+        assert codes(first, "SyncHdr") == [401]  # no nonce yet: one is handed out
+        hdr = next(c for c in first.commands if isinstance(c, Status) and c.cmd == "SyncHdr")
+        assert hdr.chal is not None
+        phone.nonce = hdr.chal.next_nonce
+        for n in range(6):  # others guess from their addresses: the overall budget is gone
+            throttle.failed(f"192.0.2.{n}")
+        assert throttle.refusal("192.0.2.0") is not None
+        phone.login([alert(201)])
+
+
 def test_oversized_device_ids_grow_neither_the_database_nor_the_log(
     server: BackgroundServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
