@@ -15,8 +15,9 @@ that makes the address a suspect), open sessions per
 address (``max_per_address``: 503) and in all (``MAX_SESSIONS``: 503); at
 most ``logins_at_once`` logins are decoded and checked at the same time (a
 decoded message takes memory in proportion to its size, so concurrency must
-not multiply it without bound; the others wait holding only their body, and
-are checked against the throttle again when their turn comes).  No delay is
+not multiply it without bound; the others wait holding only their body, at
+most ``LOGIN_MAX_BODY``, and are checked against the throttle again when
+their turn comes).  No delay is
 added to a failed SyncML login: devices retry a 401 at once (SyncEvolution
 with the nonce it was just given).  An account keeps at most
 ``max_per_account`` open sessions: a new one beyond that drops the
@@ -70,6 +71,9 @@ MAX_SESSIONS = 200
 MAX_PER_ACCOUNT = 8
 MAX_PER_ADDRESS = 8
 LOGINS_AT_ONCE = 2  # logins decoded and checked at the same time (the rest wait)
+# A login is package 1 (alerts and a DevInf: the largest captured is 13 KB); larger
+# ones would wait for their turn holding up to two MaxMsgSize each (150 at once: 375 MB)
+LOGIN_MAX_BODY = 262_144
 
 
 class TooLarge(Exception):
@@ -136,8 +140,9 @@ class SyncMLEndpoint:
                 self.server, url=url, token=secrets.token_urlsafe(18), now=self.clock()
             )
             entry = _Entry(new, address)
+        limit = self.max_body if token is not None else min(self.max_body, LOGIN_MAX_BODY)
         try:
-            body = await self._body(request)
+            body = await self._body(request, limit)
         except TooLarge:
             if token is None:
                 self._failed(address)
@@ -185,15 +190,15 @@ class SyncMLEndpoint:
         if self.throttle.locked(key):
             log.warning("too many failed SyncML logins from %s: refusing them for now", key)
 
-    async def _body(self, request: HttpRequest) -> bytes:
+    async def _body(self, request: HttpRequest, limit: int) -> bytes:
         length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
+        if length is not None and length.isdigit() and int(length) > limit:
             raise TooLarge
         chunks = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > self.max_body:
+            if size > limit:
                 raise TooLarge
             chunks.append(chunk)
         return b"".join(chunks)
