@@ -165,6 +165,29 @@ def test_plain_http_from_another_machine_is_refused(setup: tuple[Path, Path]) ->
     assert answer.status_code == 403 and "TLS" in answer.text
 
 
+@pytest.mark.parametrize("guess", ["token", "password"])
+def test_simultaneous_guesses_are_held_to_the_budget(setup: tuple[Path, Path], guess: str) -> None:
+    """30 wrong tokens or passwords sent at once from one address: the first 10 are
+    checked, the rest refused (429).  The check of a password ran in a thread after
+    the throttle was asked, so every simultaneous guess was tested (found by
+    tests/adversarial)."""
+    config, _ = setup
+    app = create_app([FeedsFeature.from_config(load_config(config))])
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 40000))
+
+    async def guesses() -> list[int]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            if guess == "token":
+                calls = [client.get(f"/feeds/family.ics?token=guess-{n:020}") for n in range(30)]
+            else:
+                calls = [
+                    client.get("/feeds/family.ics", auth=("alice", f"guess-{n}")) for n in range(30)
+                ]
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    assert sorted(asyncio.run(guesses())) == [401] * 10 + [429] * 20
+
+
 def test_config_checks(tmp_path: Path, setup: tuple[Path, Path]) -> None:
     config, _ = setup
     text = config.read_text()
