@@ -47,8 +47,9 @@ def _api_url(host: str, port: int, scheme: str) -> str:
 @click.option(
     "--show-credentials/--hide-credentials",
     default=None,
-    help="print the embedded default's SyncML URL, user and password (default: not; "
-    "`calsync pair` sets a phone up instead)",
+    help="print the embedded default's SyncML URL, user and password, and the feeds' "
+    "URLs with their tokens (default: not; `calsync pair` sets a phone up instead, "
+    "`calsync feeds` prints the URLs)",
 )
 @config_option
 @click.pass_context
@@ -174,9 +175,18 @@ def serve(
     if cfg.section("feeds"):
         from calsync.cli.feeds import feed_urls
 
-        # with their tokens: this is the user's own terminal
+        # stderr is the daemon's log (the journal): a URL with its token goes to stdout,
+        # when asked for, as the embedded default's password does
         for feed in feed_urls(cfg, opts.url("")):
-            click.echo(f"calsync: feed {feed['name']} at {feed['url']}", err=True)
+            if show_credentials:
+                click.echo(f"calsync: feed {feed['name']} at {feed['url']}")
+            else:
+                bare = feed["url"].partition("?")[0]
+                click.echo(
+                    f"calsync: feed {feed['name']} at {bare} (its URL with the token: "
+                    "calsync feeds)",
+                    err=True,
+                )
     try:
         run(create_app(features), opts, stoppable=daemon, sock=sock)
     except KeyboardInterrupt:  # Ctrl-C, after the graceful shutdown
