@@ -76,6 +76,7 @@ STATIC = {  # file -> content type: all there is to serve
     "style.css": "text/css; charset=utf-8",
 }
 MAX_FORM = 16384  # bytes of a form (a few short fields)
+MAX_FIELDS = 64  # fields of a form
 RUNS_PLOTTED = 30
 CONFLICTS_SHOWN = 20
 HISTORY_SHOWN = 50
@@ -146,8 +147,10 @@ async def _form(request: Request) -> Form:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadForm("the form is not UTF-8") from None
+    if text.count("&") >= MAX_FIELDS:  # parse_qsl would raise ValueError: our answer first
+        raise BadForm(f"a form has at most {MAX_FIELDS} fields")
     out: Form = {}
-    for key, value in parse_qsl(text, keep_blank_values=True, max_num_fields=64):
+    for key, value in parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS):
         out.setdefault(key, value)
     return out
 

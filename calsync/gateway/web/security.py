@@ -279,8 +279,11 @@ class Sessions:
         checked ``throttled``)."""
         if not user and bearer_check(f"Bearer {password}", self.token()):
             return "token", None
+        # no await between the throttle's answer and counting a failure: simultaneous
+        # guesses would all be tested (the check is a constant-time compare, no I/O
+        # beyond a stat of the app-password file)
         if user:
-            login = await asyncio.to_thread(self.accounts, user, password)
+            login = self.accounts(user, password)
             if login is not None:
                 return "account", login
         self.throttle.failed(source_key(client_host(request)))
